@@ -1,0 +1,493 @@
+"""The signed header shared by ITL/CTL ``.tlv``, ``.sgn``, ``.enc.sgn`` and legacy firmware.
+
+Tag numbers, encodings and element orders: trust-file-formats.md section 2. The header runs from
+byte 0 to the offset stored in tag 2 (which counts the signature and the padding); records or
+the payload follow it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from enum import IntEnum
+
+from cryptography.hazmat.primitives import hashes
+
+from phone.errors import LengthError, StructureError, TruncatedError, ValueFormatError
+from phone.formats.tlv import (
+    PADDING,
+    Element,
+    container,
+    cstring,
+    decode_cstring,
+    encode_all,
+    find,
+    leaf,
+    read_element,
+    u8,
+    u16,
+    u32,
+)
+
+
+class Tag(IntEnum):
+    """Header tags (section 2; 16-27 section 8)."""
+
+    VERSION = 1
+    HEADER_LENGTH = 2
+    SIGNER_INFO = 3
+    SIGNER_NAME = 4
+    SERIAL_NUMBER = 5
+    ISSUER_NAME = 6
+    SIGNATURE_INFO = 7
+    DIGEST_ALGORITHM = 8
+    SIGNATURE_ALGORITHM_INFO = 9
+    SIGNATURE_ALGORITHM = 10
+    SIGNATURE_MODULUS = 11
+    SIGNATURE = 12
+    PADDING = 13
+    FILENAME = 14
+    TIMESTAMP = 15
+    ENCRYPTION_INFO = 16
+    IV_INFO = 17
+    IV_UNKNOWN = 18
+    IV = 19
+    PADDING_COUNT = 20
+    KEY_INFO = 21
+    KEY_UNKNOWN = 22
+    KEY_SIZE = 23
+    KEY_ALGORITHM = 24
+    ENCRYPTED_KEY = 25
+    PLAINTEXT_DIGEST_ALGORITHM = 26
+    PLAINTEXT_DIGEST = 27
+    SIGNER_VERSION = 28
+
+
+HEADER_CONTAINERS = frozenset(
+    {Tag.SIGNER_INFO, Tag.SIGNATURE_INFO, Tag.SIGNATURE_ALGORITHM_INFO}
+    | {Tag.ENCRYPTION_INFO, Tag.IV_INFO, Tag.KEY_INFO}
+)
+
+# Tags that may appear once at the top level of a header; a second copy is ambiguous (which
+# signature is the real one?) and is refused rather than guessed.
+_UNIQUE_TOP = frozenset(
+    {
+        Tag.VERSION,
+        Tag.HEADER_LENGTH,
+        Tag.SIGNER_INFO,
+        Tag.SIGNATURE_INFO,
+        Tag.SIGNATURE,
+        Tag.FILENAME,
+        Tag.TIMESTAMP,
+        Tag.ENCRYPTION_INFO,
+        Tag.PLAINTEXT_DIGEST_ALGORITHM,
+        Tag.PLAINTEXT_DIGEST,
+        Tag.SIGNER_VERSION,
+    }
+)
+
+MODULUS_SIZES = (64, 128, 256, 512)  # tag 11 is an index into this table (section 2)
+RSA_PKCS1 = 0  # tag 10: the only signature algorithm ever seen
+
+
+class Digest(IntEnum):
+    """Digest codes of tag 8 and tag 26 (section 2, section 6)."""
+
+    SHA1 = 1
+    SHA256 = 2
+    SHA512 = 3
+
+    @property
+    def label(self) -> str:
+        """The name phones and ``show itl`` print: "SHA-1", "SHA-256", "SHA-512"."""
+        return {Digest.SHA1: "SHA-1", Digest.SHA256: "SHA-256", Digest.SHA512: "SHA-512"}[self]
+
+    def algorithm(self) -> hashes.HashAlgorithm:
+        """The cryptography hash object for this code."""
+        if self is Digest.SHA1:
+            return hashes.SHA1()
+        if self is Digest.SHA256:
+            return hashes.SHA256()
+        return hashes.SHA512()
+
+    @classmethod
+    def parse(cls, label: str) -> Digest:
+        """Accept "sha1", "SHA-1", "sha512", ... as typed by a person."""
+        key = label.upper().replace("-", "").replace("_", "")
+        for digest in cls:
+            if digest.name == key:
+                return digest
+        raise ValueError(f"unknown digest {label!r}; use sha1, sha256 or sha512")
+
+
+def digest_label(code: int) -> str:
+    """Label of a digest code, or ``"unknown(N)"`` for a code no source describes."""
+    try:
+        return Digest(code).label
+    except ValueError:
+        return f"unknown({code})"
+
+
+@dataclass(frozen=True, slots=True)
+class EncryptionInfo:
+    """The ``.enc.sgn`` encryption block (section 8, [C1])."""
+
+    iv: bytes
+    padding_count: int
+    key_bits: int
+    key_algorithm: int
+    encrypted_key: bytes
+    digest_code: int
+    plaintext_digest: bytes
+
+
+@dataclass(frozen=True)
+class Header:
+    """A parsed or built header. ``elements`` is authoritative for encoding; the other fields
+    are typed views of it."""
+
+    elements: tuple[Element, ...]
+    version: tuple[int, int]
+    length: int
+    signer_name: str
+    signer_serial: bytes
+    signer_issuer: str
+    digest_code: int
+    signature_algorithm: int
+    modulus_index: int
+    signature: bytes
+    filename: str
+    timestamp: int | None
+    signer_version: tuple[int, int] | None
+    encryption: EncryptionInfo | None = None
+    offsets: dict[int, int] = field(default_factory=dict, compare=False, repr=False)
+
+    @property
+    def digest(self) -> Digest | None:
+        """The digest of tag 8, or None for a code no source describes."""
+        try:
+            return Digest(self.digest_code)
+        except ValueError:
+            return None
+
+    @property
+    def version_text(self) -> str:
+        """Header version as "major.minor"."""
+        return f"{self.version[0]}.{self.version[1]}"
+
+    @property
+    def serial_hex(self) -> str:
+        """Signer serial as lowercase hex (the form ``show itl`` and the JSON output use)."""
+        return self.signer_serial.hex()
+
+    def encode(self) -> bytes:
+        """The header bytes exactly as they appear in the file."""
+        return encode_all(self.elements)
+
+    def encode_unsigned(self) -> bytes:
+        """The header minus the signature element: the header's part of the signed bytes."""
+        return encode_all(e for e in self.elements if e.tag != Tag.SIGNATURE or e.single_byte)
+
+
+# --- parsing ---------------------------------------------------------------------------------
+
+
+def parse_header(data: bytes) -> Header:
+    """Parse the header at the start of ``data``; the rest of ``data`` is not looked at."""
+    if not data:
+        raise TruncatedError("file is empty", offset=0, expected="a header version element")
+    elements: list[Element] = []
+    offsets: dict[int, int] = {}
+    header_end: int | None = None
+    pos = 0
+    while header_end is None or pos < header_end:
+        if pos >= len(data):
+            raise TruncatedError(
+                "file ends before the header does", offset=pos, expected="more header elements"
+            )
+        if header_end is None and pos > 0xFFFF:
+            # Tag 2 is a u16, so a header whose length element starts past 65535 cannot exist.
+            raise StructureError(
+                "no header length element in the first 65535 bytes",
+                offset=pos,
+                expected="tag 2 (header length) near the start",
+            )
+        limit = len(data) if header_end is None else header_end
+        start = pos
+        element, pos = read_element(data, pos, limit, containers=HEADER_CONTAINERS, padding=True)
+        if not element.single_byte:
+            if element.tag in _UNIQUE_TOP and element.tag in offsets:
+                raise StructureError(
+                    f"tag {element.tag} appears twice in the header",
+                    offset=start,
+                    expected="each header field once",
+                )
+            offsets.setdefault(element.tag, start)
+        elements.append(element)
+        if element.tag == Tag.HEADER_LENGTH and not element.single_byte:
+            header_end = _header_length(element, start, pos, len(data))
+    return _typed_header(tuple(elements), header_end, offsets)
+
+
+def _header_length(element: Element, start: int, pos: int, size: int) -> int:
+    if len(element.value) != 2:
+        raise ValueFormatError(
+            f"header length element holds {len(element.value)} bytes",
+            offset=start,
+            expected="a 2-byte header length",
+        )
+    length = int.from_bytes(element.value, "big")
+    if length < pos:
+        raise LengthError(
+            f"header length {length} ends before the header length element itself",
+            offset=start,
+            expected=f"a header length of at least {pos}",
+        )
+    if length > size:
+        raise TruncatedError(
+            f"header length {length} is past the end of the {size}-byte file",
+            offset=start,
+            expected=f"a header length of at most {size}",
+        )
+    return length
+
+
+def _require(elements: Sequence[Element], tag: Tag, offset: int, what: str) -> Element:
+    element = find(elements, tag)
+    if element is None:
+        raise StructureError(f"no {what} (tag {int(tag)})", offset=offset, expected=what)
+    return element
+
+
+def _fixed(element: Element, size: int, offset: int, what: str) -> bytes:
+    if element.children is not None or len(element.value) != size:
+        got = "a container" if element.children is not None else f"{len(element.value)} bytes"
+        raise ValueFormatError(
+            f"{what} (tag {element.tag}) holds {got}",
+            offset=offset,
+            expected=f"{size} bytes",
+        )
+    return element.value
+
+
+def _leaf_value(element: Element, offset: int, what: str) -> bytes:
+    if element.children is not None:
+        raise ValueFormatError(
+            f"{what} (tag {element.tag}) is a container", offset=offset, expected="a value"
+        )
+    return element.value
+
+
+def _container(element: Element, offset: int, what: str) -> tuple[Element, ...]:
+    if element.children is None:
+        raise StructureError(f"{what} is not a container", offset=offset, expected=what)
+    return element.children
+
+
+def _typed_header(
+    elements: tuple[Element, ...], length: int | None, offsets: dict[int, int]
+) -> Header:
+    assert length is not None  # the parse loop only ends once tag 2 was read
+    at = offsets.get
+    version_el = _require(elements, Tag.VERSION, 0, "header version")
+    version = _fixed(version_el, 2, at(Tag.VERSION, 0), "header version")
+
+    signer_at = at(Tag.SIGNER_INFO, 0)
+    signer = _container(
+        _require(elements, Tag.SIGNER_INFO, 0, "signer info container"), signer_at, "signer info"
+    )
+    name = _leaf_value(_require(signer, Tag.SIGNER_NAME, signer_at, "signer name"), signer_at, "")
+    serial = _leaf_value(
+        _require(signer, Tag.SERIAL_NUMBER, signer_at, "signer serial number"), signer_at, ""
+    )
+    issuer = _leaf_value(
+        _require(signer, Tag.ISSUER_NAME, signer_at, "signer CA name"), signer_at, ""
+    )
+    if not serial:
+        raise ValueFormatError(
+            "signer serial number is empty", offset=signer_at, expected="at least one byte"
+        )
+
+    info_at = at(Tag.SIGNATURE_INFO, 0)
+    info = _container(
+        _require(elements, Tag.SIGNATURE_INFO, 0, "signature info container"),
+        info_at,
+        "signature info",
+    )
+    digest = _fixed(
+        _require(info, Tag.DIGEST_ALGORITHM, info_at, "digest algorithm"),
+        1,
+        info_at,
+        "digest algorithm",
+    )
+    alg_info = _container(
+        _require(info, Tag.SIGNATURE_ALGORITHM_INFO, info_at, "signature algorithm info"),
+        info_at,
+        "signature algorithm info",
+    )
+    algorithm = _fixed(
+        _require(alg_info, Tag.SIGNATURE_ALGORITHM, info_at, "signature algorithm"),
+        1,
+        info_at,
+        "signature algorithm",
+    )
+    modulus = _fixed(
+        _require(alg_info, Tag.SIGNATURE_MODULUS, info_at, "signature modulus"),
+        1,
+        info_at,
+        "signature modulus",
+    )
+
+    sig_at = at(Tag.SIGNATURE, 0)
+    signature = _leaf_value(_require(elements, Tag.SIGNATURE, 0, "signature"), sig_at, "signature")
+    if not signature:
+        raise LengthError("signature element is empty", offset=sig_at, expected="signature bytes")
+
+    name_el = _require(elements, Tag.FILENAME, 0, "file name")
+    filename = decode_cstring(_leaf_value(name_el, at(Tag.FILENAME, 0), "file name"))
+
+    timestamp: int | None = None
+    ts_el = find(elements, Tag.TIMESTAMP)
+    if ts_el is not None:
+        timestamp = int.from_bytes(_fixed(ts_el, 4, at(Tag.TIMESTAMP, 0), "timestamp"), "big")
+
+    signer_version: tuple[int, int] | None = None
+    sv_el = find(elements, Tag.SIGNER_VERSION)
+    if sv_el is not None:
+        sv = _fixed(sv_el, 2, at(Tag.SIGNER_VERSION, 0), "signer version")
+        signer_version = (sv[0], sv[1])
+
+    return Header(
+        elements=elements,
+        version=(version[0], version[1]),
+        length=length,
+        signer_name=decode_cstring(name),
+        signer_serial=serial,
+        signer_issuer=decode_cstring(issuer),
+        digest_code=digest[0],
+        signature_algorithm=algorithm[0],
+        modulus_index=modulus[0],
+        signature=signature,
+        filename=filename,
+        timestamp=timestamp,
+        signer_version=signer_version,
+        encryption=_encryption(elements, offsets),
+        offsets=offsets,
+    )
+
+
+def _encryption(elements: Sequence[Element], offsets: dict[int, int]) -> EncryptionInfo | None:
+    block = find(elements, Tag.ENCRYPTION_INFO)
+    if block is None:
+        return None
+    at = offsets.get(Tag.ENCRYPTION_INFO, 0)
+    children = _container(block, at, "encryption info")
+    iv_info = _container(_require(children, Tag.IV_INFO, at, "IV info"), at, "IV info")
+    key_info = _container(_require(children, Tag.KEY_INFO, at, "key info"), at, "key info")
+    iv = _fixed(_require(iv_info, Tag.IV, at, "IV"), 16, at, "IV")
+    pad = _fixed(_require(iv_info, Tag.PADDING_COUNT, at, "padding count"), 2, at, "padding count")
+    bits = _fixed(_require(key_info, Tag.KEY_SIZE, at, "key size"), 2, at, "key size")
+    alg = _fixed(_require(key_info, Tag.KEY_ALGORITHM, at, "key algorithm"), 1, at, "key algorithm")
+    key = _leaf_value(_require(key_info, Tag.ENCRYPTED_KEY, at, "encrypted key"), at, "key")
+    d_at = offsets.get(Tag.PLAINTEXT_DIGEST_ALGORITHM, at)
+    dalg = _fixed(
+        _require(elements, Tag.PLAINTEXT_DIGEST_ALGORITHM, at, "plaintext digest algorithm"),
+        1,
+        d_at,
+        "plaintext digest algorithm",
+    )
+    digest = _leaf_value(
+        _require(elements, Tag.PLAINTEXT_DIGEST, at, "plaintext digest"), at, "digest"
+    )
+    return EncryptionInfo(
+        iv=iv,
+        padding_count=int.from_bytes(pad, "big"),
+        key_bits=int.from_bytes(bits, "big"),
+        key_algorithm=alg[0],
+        encrypted_key=key,
+        digest_code=dalg[0],
+        plaintext_digest=digest,
+    )
+
+
+# --- building --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class HeaderSpec:
+    """What a builder needs to lay out a header the way CUCM writes it."""
+
+    version: tuple[int, int]
+    signer_name: str
+    signer_serial: bytes
+    signer_issuer: str
+    digest: Digest
+    modulus_bytes: int
+    filename: str
+    timestamp: int | None
+    signer_version: tuple[int, int] | None = None
+    extra: tuple[Element, ...] = ()  # e.g. the encryption block, placed after the timestamp
+
+
+def layout_header(spec: HeaderSpec, signature: bytes) -> tuple[Element, ...]:
+    """Lay out header elements in CUCM order (1, 2, 3{4,5,6}, 7{8,9{10,11}}, 12, 14, 15, pad).
+
+    The header length (tag 2) and the padding are computed here: the length counts the signature
+    element and the padding, and the padding makes it a multiple of 4 (section 3, [C2]). Pass a
+    zero-filled ``signature`` of the final size to get the bytes that will be signed.
+    """
+    if spec.modulus_bytes not in MODULUS_SIZES:
+        raise ValueError(f"no modulus index for a {spec.modulus_bytes}-byte signature")
+    if len(signature) != spec.modulus_bytes:
+        raise ValueError("signature length does not match the signer's modulus")
+    body: list[Element] = [
+        container(
+            Tag.SIGNER_INFO,
+            (
+                leaf(Tag.SIGNER_NAME, cstring(spec.signer_name)),
+                leaf(Tag.SERIAL_NUMBER, spec.signer_serial),
+                leaf(Tag.ISSUER_NAME, cstring(spec.signer_issuer)),
+            ),
+        ),
+        container(
+            Tag.SIGNATURE_INFO,
+            (
+                leaf(Tag.DIGEST_ALGORITHM, u8(spec.digest)),
+                container(
+                    Tag.SIGNATURE_ALGORITHM_INFO,
+                    (
+                        leaf(Tag.SIGNATURE_ALGORITHM, u8(RSA_PKCS1)),
+                        leaf(Tag.SIGNATURE_MODULUS, u8(MODULUS_SIZES.index(spec.modulus_bytes))),
+                    ),
+                ),
+            ),
+        ),
+        leaf(Tag.SIGNATURE, signature),
+        leaf(Tag.FILENAME, cstring(spec.filename)),
+    ]
+    if spec.timestamp is not None:
+        body.append(leaf(Tag.TIMESTAMP, u32(spec.timestamp)))
+    body.extend(spec.extra)
+    version = leaf(Tag.VERSION, bytes(spec.version))
+    lead: list[Element] = [version]
+    signer_version = (
+        [leaf(Tag.SIGNER_VERSION, bytes(spec.signer_version))] if spec.signer_version else []
+    )
+    size = 3 + 2 + 3 + 2 + sum(e.size for e in signer_version) + sum(e.size for e in body)
+    padding = (-size) % 4
+    lead.append(leaf(Tag.HEADER_LENGTH, u16(size + padding)))
+    # certutils puts tag 28 right after tag 2; CUCM writes no tag 28 at all.
+    return (*lead, *signer_version, *body, *([PADDING] * padding))
+
+
+def replace_signature(elements: Iterable[Element], signature: bytes) -> tuple[Element, ...]:
+    """The same header elements with the top-level signature value replaced."""
+    return tuple(
+        leaf(Tag.SIGNATURE, signature) if e.tag == Tag.SIGNATURE and not e.single_byte else e
+        for e in elements
+    )
+
+
+def header_from_elements(elements: tuple[Element, ...]) -> Header:
+    """Type a freshly built element tuple by parsing its encoding (one code path for both)."""
+    return parse_header(encode_all(elements))

@@ -1,0 +1,222 @@
+"""Signed files (``.sgn``) and encrypted signed configs (``.enc.sgn``).
+
+A ``.sgn`` file is the section-2 header followed by the original file's bytes, with no records
+(trust-file-formats.md section 7). An ``.enc.sgn`` adds an encryption block (tags 16-27) after the
+timestamp and carries the config encrypted with AES-128-CBC under a key wrapped with the phone's
+RSA public key (section 8, [C1]: a single source, certutils ``enccnf``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from dataclasses import dataclass
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import padding, rsa
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+
+from phone.errors import DecryptionError, StructureError
+from phone.formats.header import (
+    Digest,
+    Header,
+    HeaderSpec,
+    Tag,
+    header_from_elements,
+    layout_header,
+    parse_header,
+    replace_signature,
+)
+from phone.formats.signature import Signer, verify_signature
+from phone.formats.tlv import container, encode_all, leaf, u8, u16
+
+SGN_VERSION = (1, 0)  # certutils since Oct 2020, probably from observation [G]
+ENC_VERSION = (2, 0)  # [C1]
+_CR = b"\r"  # the plaintext is padded with carriage returns before encryption [C1]
+
+
+@dataclass(frozen=True)
+class SignedFile:
+    """A parsed or built ``.sgn`` / ``.enc.sgn`` / legacy signed firmware file."""
+
+    header: Header
+    payload: bytes
+
+    @property
+    def encrypted(self) -> bool:
+        """True when the header carries an encryption block (an ``.enc.sgn``)."""
+        return self.header.encryption is not None
+
+    def encode(self) -> bytes:
+        """The file's bytes."""
+        return self.header.encode() + self.payload
+
+    def signed_data(self) -> bytes:
+        """The bytes the signature covers: header minus the signature element, plus payload."""
+        return self.header.encode_unsigned() + self.payload
+
+    def verify(self, certificate: x509.Certificate) -> None:
+        """Verify the signature with ``certificate``'s key; raise SignatureError."""
+        verify_signature(self.header, self.signed_data(), certificate.public_key())
+
+
+def parse_signed(data: bytes) -> SignedFile:
+    """Parse a ``.sgn`` (or ``.enc.sgn``, or legacy signed firmware) file.
+
+    Raises:
+        FormatError: (a subclass) naming the byte offset and what was expected there.
+    """
+    header = parse_header(data)
+    return SignedFile(header, bytes(data[header.length :]))
+
+
+def strip_signature(data: bytes) -> bytes:
+    """The original file inside a ``.sgn``: everything after the header (section 7, [C2])."""
+    return parse_signed(data).payload
+
+
+def _sign(spec: HeaderSpec, payload: bytes, signer: Signer) -> SignedFile:
+    placeholder = layout_header(spec, bytes(signer.modulus_bytes))
+    unsigned = encode_all(e for e in placeholder if e.tag != Tag.SIGNATURE or e.single_byte)
+    signature = signer.sign(unsigned + payload, spec.digest)
+    return SignedFile(header_from_elements(replace_signature(placeholder, signature)), payload)
+
+
+def build_signed(
+    payload: bytes,
+    signer: Signer,
+    *,
+    filename: str,
+    timestamp: int | None,
+    digest: Digest = Digest.SHA1,
+    version: tuple[int, int] = SGN_VERSION,
+) -> SignedFile:
+    """Sign ``payload`` into a ``.sgn`` file named ``filename`` (the name as served)."""
+    spec = HeaderSpec(
+        version=version,
+        signer_name=signer.name,
+        signer_serial=signer.serial,
+        signer_issuer=signer.issuer,
+        digest=digest,
+        modulus_bytes=signer.modulus_bytes,
+        filename=filename,
+        timestamp=timestamp,
+    )
+    return _sign(spec, payload, signer)
+
+
+def build_encrypted(
+    plaintext: bytes,
+    signer: Signer,
+    recipient: rsa.RSAPublicKey,
+    *,
+    filename: str,
+    timestamp: int,
+    digest: Digest = Digest.SHA1,
+    aes_key: bytes,
+    iv: bytes,
+) -> SignedFile:
+    """Encrypt ``plaintext`` to ``recipient`` and sign the result into an ``.enc.sgn``.
+
+    ``aes_key`` and ``iv`` (16 random bytes each) are parameters so the core stays
+    deterministic; callers at the edge draw them from ``os.urandom``.
+    """
+    if len(aes_key) != 16 or len(iv) != 16:
+        raise ValueError("AES-128-CBC needs a 16-byte key and a 16-byte IV")
+    pad = (-len(plaintext)) % 16
+    encryptor = Cipher(algorithms.AES(aes_key), modes.CBC(iv)).encryptor()
+    ciphertext = encryptor.update(plaintext + _CR * pad) + encryptor.finalize()
+    wrapped = recipient.encrypt(aes_key, padding.PKCS1v15())
+    block = (
+        container(
+            Tag.ENCRYPTION_INFO,
+            (
+                container(
+                    Tag.IV_INFO,
+                    (
+                        leaf(Tag.IV_UNKNOWN, u8(0)),
+                        leaf(Tag.IV, iv),
+                        leaf(Tag.PADDING_COUNT, u16(pad)),
+                    ),
+                ),
+                container(
+                    Tag.KEY_INFO,
+                    (
+                        leaf(Tag.KEY_UNKNOWN, u8(0)),
+                        leaf(Tag.KEY_SIZE, u16(recipient.key_size)),
+                        leaf(Tag.KEY_ALGORITHM, u8(1)),
+                        leaf(Tag.ENCRYPTED_KEY, wrapped),
+                    ),
+                ),
+            ),
+        ),
+        leaf(Tag.PLAINTEXT_DIGEST_ALGORITHM, u8(digest)),
+        leaf(Tag.PLAINTEXT_DIGEST, _digest(digest, plaintext)),
+    )
+    spec = HeaderSpec(
+        version=ENC_VERSION,
+        signer_name=signer.name,
+        signer_serial=signer.serial,
+        signer_issuer=signer.issuer,
+        digest=digest,
+        modulus_bytes=signer.modulus_bytes,
+        filename=filename,
+        timestamp=timestamp,
+        extra=block,
+    )
+    return _sign(spec, ciphertext, signer)
+
+
+def _digest(digest: Digest, data: bytes) -> bytes:
+    h = hashes.Hash(digest.algorithm())
+    h.update(data)
+    return h.finalize()
+
+
+def decrypt(signed: SignedFile, private_key: rsa.RSAPrivateKey) -> bytes:
+    """Decrypt an ``.enc.sgn`` payload with the phone's private key and check its digest.
+
+    The signature is *not* checked here: callers verify it first, as a phone does.
+
+    Raises:
+        StructureError: the file has no encryption block.
+        DecryptionError: wrong key, bad padding count, or plaintext digest mismatch.
+    """
+    info = signed.header.encryption
+    if info is None:
+        raise StructureError(
+            "file has no encryption block",
+            offset=0,
+            expected="an .enc.sgn header with tags 16-27",
+        )
+    try:
+        aes_key = private_key.decrypt(info.encrypted_key, padding.PKCS1v15())
+    except ValueError:
+        raise DecryptionError(
+            "the config key is wrapped for another certificate: this phone's key cannot "
+            "unwrap it (re-enroll the phone's LSC or fix the device's encryption key)"
+        ) from None
+    if len(aes_key) != 16:
+        raise DecryptionError(f"unwrapped key is {len(aes_key)} bytes, not a 16-byte AES key")
+    if len(signed.payload) % 16:
+        raise DecryptionError(
+            f"encrypted payload of {len(signed.payload)} bytes is not a whole number of blocks"
+        )
+    if info.padding_count > min(15, len(signed.payload)):
+        raise DecryptionError(f"padding count {info.padding_count} is impossible")
+    decryptor = Cipher(algorithms.AES(aes_key), modes.CBC(info.iv)).decryptor()
+    padded = decryptor.update(signed.payload) + decryptor.finalize()
+    plaintext = padded[: len(padded) - info.padding_count]
+    try:
+        expected = _digest(Digest(info.digest_code), plaintext)
+    except ValueError:
+        raise DecryptionError(f"unknown plaintext digest code {info.digest_code}") from None
+    if not hmac.compare_digest(expected, info.plaintext_digest):
+        raise DecryptionError("decrypted config does not match its digest: wrong key or tampered")
+    return plaintext
+
+
+def md5_hex(data: bytes) -> str:
+    """Lowercase hex MD5 (the ``certHash`` of the stub config, section 8)."""
+    return hashlib.md5(data).hexdigest()

@@ -1,0 +1,212 @@
+"""The generic element codec every Cisco trust file is made of.
+
+Layout (trust-file-formats.md section 1, [C2]): each element is ``tag (1 byte) + length (u16 BE)
++ value``, except the header padding tag 13, which is a single byte with no length. Some header
+tags are *containers*: their length is the byte size of the elements nested right after them.
+
+The codec keeps every element, known or not, in the order found, so that parsing and encoding
+reproduce a file byte for byte (foreign element orders, unknown tags and padding included).
+A container's length is never stored: it is recomputed from its children, and the parser only
+accepts a container whose children fill its announced length exactly, so the two agree.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+
+from phone.errors import LengthError, StructureError, TruncatedError
+
+PADDING_TAG = 13
+MAX_VALUE_LENGTH = 0xFFFF
+# Containers nest at most three deep in any known file (tag 16 > 17 > 18); anything deeper is a
+# lie in the length fields, not a real file, and refusing it bounds recursion.
+MAX_DEPTH = 4
+
+_U16 = struct.Struct(">H")
+_U32 = struct.Struct(">I")
+
+
+@dataclass(frozen=True, slots=True)
+class Element:
+    """One TLV element.
+
+    ``children`` is set for containers (their ``value`` is empty); ``single_byte`` marks the header
+    padding byte, which has neither length nor value.
+    """
+
+    tag: int
+    value: bytes = b""
+    children: tuple[Element, ...] | None = None
+    single_byte: bool = False
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.tag <= 0xFF:
+            raise ValueError(f"tag {self.tag} does not fit in one byte")
+        if self.children is None and len(self.value) > MAX_VALUE_LENGTH:
+            raise ValueError(f"tag {self.tag}: value of {len(self.value)} bytes exceeds 65535")
+
+    @property
+    def size(self) -> int:
+        """Encoded size in bytes."""
+        if self.single_byte:
+            return 1
+        if self.children is not None:
+            return 3 + sum(child.size for child in self.children)
+        return 3 + len(self.value)
+
+    def encode(self) -> bytes:
+        """Encode this element (and its children) to bytes."""
+        return b"".join(self.iter_encode())
+
+    def iter_encode(self) -> Iterator[bytes]:
+        """Yield the encoded pieces of this element, avoiding repeated concatenation."""
+        if self.single_byte:
+            yield bytes((self.tag,))
+            return
+        if self.children is not None:
+            inner = sum(child.size for child in self.children)
+            if inner > MAX_VALUE_LENGTH:
+                raise ValueError(f"container {self.tag} holds {inner} bytes, more than 65535")
+            yield bytes((self.tag,)) + _U16.pack(inner)
+            for child in self.children:
+                yield from child.iter_encode()
+            return
+        yield bytes((self.tag,)) + _U16.pack(len(self.value))
+        yield self.value
+
+    def find(self, tag: int) -> Element | None:
+        """The first child with ``tag``, or None (containers only)."""
+        return find(self.children or (), tag)
+
+
+PADDING = Element(PADDING_TAG, single_byte=True)
+
+
+def leaf(tag: int, value: bytes) -> Element:
+    """A plain element holding ``value``."""
+    return Element(tag, value)
+
+
+def container(tag: int, children: Iterable[Element]) -> Element:
+    """A container element holding ``children``."""
+    return Element(tag, children=tuple(children))
+
+
+def encode_all(elements: Iterable[Element]) -> bytes:
+    """Encode a sequence of elements back to back."""
+    return b"".join(piece for element in elements for piece in element.iter_encode())
+
+
+def find(elements: Iterable[Element], tag: int) -> Element | None:
+    """The first element with ``tag`` in ``elements``, or None."""
+    for element in elements:
+        if element.tag == tag and not element.single_byte:
+            return element
+    return None
+
+
+def read_element(
+    data: bytes,
+    pos: int,
+    end: int,
+    *,
+    containers: frozenset[int],
+    padding: bool,
+    depth: int = 0,
+) -> tuple[Element, int]:
+    """Read one element starting at ``pos`` that must end by ``end``; return it and the next pos.
+
+    ``end`` is the end of the enclosing region (the file, the header, a record or a container).
+    """
+    tag = data[pos]
+    if padding and tag == PADDING_TAG:
+        return PADDING, pos + 1
+    if pos + 3 > end:
+        _overrun(data, pos, end, "a 3-byte tag and length", tag)
+    (length,) = _U16.unpack_from(data, pos + 1)
+    start = pos + 3
+    stop = start + length
+    if stop > end:
+        _overrun(data, pos, end, f"{length} value bytes for tag {tag}", tag)
+    if tag in containers:
+        if depth >= MAX_DEPTH:
+            raise StructureError(
+                f"containers nested more than {MAX_DEPTH} deep",
+                offset=pos,
+                expected="at most 4 levels of containers",
+            )
+        children = parse_elements(
+            data, start, stop, containers=containers, padding=padding, depth=depth + 1
+        )
+        return Element(tag, children=children), stop
+    return Element(tag, bytes(data[start:stop])), stop
+
+
+def parse_elements(
+    data: bytes,
+    start: int,
+    end: int,
+    *,
+    containers: frozenset[int] = frozenset(),
+    padding: bool = False,
+    depth: int = 0,
+) -> tuple[Element, ...]:
+    """Parse every element in ``data[start:end]``; they must fill the region exactly."""
+    out: list[Element] = []
+    pos = start
+    while pos < end:
+        element, pos = read_element(
+            data, pos, end, containers=containers, padding=padding, depth=depth
+        )
+        out.append(element)
+    return tuple(out)
+
+
+def _overrun(data: bytes, pos: int, end: int, expected: str, tag: int) -> None:
+    # Running past the end of the *file* is a truncation; running past the end of an enclosing
+    # element while the file goes on means a length field lies.
+    if end >= len(data):
+        raise TruncatedError(
+            f"file ends inside element with tag {tag}", offset=pos, expected=expected
+        )
+    raise LengthError(
+        f"element with tag {tag} runs past the end of its enclosing region at byte {end}",
+        offset=pos,
+        expected=expected,
+    )
+
+
+# --- value helpers ---------------------------------------------------------------------------
+
+
+def u8(value: int) -> bytes:
+    """Encode one unsigned byte."""
+    return bytes((value,))
+
+
+def u16(value: int) -> bytes:
+    """Encode an unsigned big-endian 16-bit integer."""
+    return _U16.pack(value)
+
+
+def u32(value: int) -> bytes:
+    """Encode an unsigned big-endian 32-bit integer."""
+    return _U32.pack(value)
+
+
+def cstring(text: str) -> bytes:
+    """Encode ``text`` as the NUL-terminated ASCII the files use."""
+    return text.encode("ascii") + b"\0"
+
+
+def decode_cstring(value: bytes) -> str:
+    """Decode a NUL-terminated string; tolerate a missing NUL and non-ASCII bytes.
+
+    Real files always end the string with one NUL; hand-made ones sometimes do not. Decoding as
+    latin-1 never fails, so an odd byte shows up in the output instead of hiding the whole file.
+    """
+    if value.endswith(b"\0"):
+        value = value[:-1]
+    return value.decode("latin-1")
