@@ -47,7 +47,9 @@ class Model:
         return f"CP-{self.name}"
 
 
-_79XX_ERASE = "Settings > Security Configuration > Trust List > ITL File / CTL File, **# unlock, Erase"
+_79XX_ERASE = (
+    "Settings > Security Configuration > Trust List > ITL File / CTL File, **# unlock, Erase"
+)
 _88XX_ERASE = "Applications > Admin settings > Reset settings > Security settings"
 
 MODELS: dict[str, Model] = {

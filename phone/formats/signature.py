@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
 
@@ -57,6 +57,24 @@ class Signer:
         return self.key.sign(data, padding.PKCS1v15(), digest.algorithm())
 
 
+def signer_public_key(certificate: x509.Certificate) -> PublicKeyTypes:
+    """The public key of ``certificate``, as needed to check a header signature.
+
+    cryptography loads a certificate's key lazily, so a certificate that parsed may still hold
+    key bytes that do not decode or an algorithm it does not know (a record from an untrusted
+    file, say).
+
+    Raises:
+        SignatureError: the key cannot be loaded, so no signature can be checked with it.
+    """
+    try:
+        return certificate.public_key()
+    except (ValueError, UnsupportedAlgorithm) as exc:
+        raise SignatureError(
+            f"the signer certificate's public key cannot be loaded ({exc})"
+        ) from None
+
+
 def verify_signature(header: Header, signed_data: bytes, public_key: PublicKeyTypes) -> None:
     """Check ``header.signature`` over ``signed_data`` with ``public_key``.
 
@@ -83,7 +101,7 @@ def verify_signature(header: Header, signed_data: bytes, public_key: PublicKeyTy
         )
     try:
         public_key.verify(header.signature, signed_data, padding.PKCS1v15(), digest.algorithm())
-    except InvalidSignature:
+    except (InvalidSignature, ValueError):
         raise SignatureError(
             f"{digest.label} RSA signature does not match the file's contents: the file was "
             "changed after signing, or signed by another key"

@@ -28,7 +28,7 @@ from phone.formats.header import (
     parse_header,
     replace_signature,
 )
-from phone.formats.signature import Signer, verify_signature
+from phone.formats.signature import Signer, signer_public_key, verify_signature
 from phone.formats.tlv import container, encode_all, leaf, u8, u16
 
 SGN_VERSION = (1, 0)  # certutils since Oct 2020, probably from observation [G]
@@ -58,7 +58,7 @@ class SignedFile:
 
     def verify(self, certificate: x509.Certificate) -> None:
         """Verify the signature with ``certificate``'s key; raise SignatureError."""
-        verify_signature(self.header, self.signed_data(), certificate.public_key())
+        verify_signature(self.header, self.signed_data(), signer_public_key(certificate))
 
 
 def parse_signed(data: bytes) -> SignedFile:

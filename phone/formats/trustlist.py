@@ -33,7 +33,7 @@ from phone.formats.header import (
     replace_signature,
 )
 from phone.formats.header import parse_header as _parse_header
-from phone.formats.signature import Signer, verify_signature
+from phone.formats.signature import Signer, signer_public_key, verify_signature
 from phone.formats.tlv import (
     Element,
     cstring,
@@ -111,6 +111,17 @@ class RecordTag(IntEnum):
     HASH_ALGORITHM = 12
 
 
+# What cryptography raises for DER that is not a usable certificate: ValueError for most
+# problems, but a bad version and a repeated or unsupported extension have their own exception
+# classes that do not derive from ValueError (found by tools/fuzz_formats.py).
+_CERTIFICATE_ERRORS = (
+    ValueError,
+    x509.InvalidVersion,
+    x509.DuplicateExtension,
+    x509.UnsupportedGeneralNameType,
+)
+
+
 @dataclass(frozen=True)
 class Record:
     """One trust-list record. ``elements`` is authoritative; the rest are typed views."""
@@ -165,7 +176,7 @@ class Record:
             # Extensions decode lazily (python-libraries.md 4.1); touch them here so a malformed
             # extension is a format error of this record, not a crash later.
             _ = certificate.extensions
-        except ValueError as exc:
+        except _CERTIFICATE_ERRORS as exc:
             raise ValueFormatError(
                 f"record certificate is not valid DER X.509 ({exc})",
                 offset=self.offset,
@@ -422,7 +433,7 @@ def build_trust_list(
 
 def verify_with_certificate(trust_list: TrustList, certificate: x509.Certificate) -> None:
     """Verify ``trust_list``'s signature with ``certificate``'s key; raise SignatureError."""
-    verify_signature(trust_list.header, trust_list.signed_data(), certificate.public_key())
+    verify_signature(trust_list.header, trust_list.signed_data(), signer_public_key(certificate))
 
 
 @dataclass(frozen=True, slots=True)
