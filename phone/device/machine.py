@@ -1,0 +1,125 @@
+"""The phone's state machine: every state and transition, as data, in this one file.
+
+Rule 1 (after h11's ``_state.py``): everything that decides *which state follows which* lives
+here. The phone (``phone.device.phone``) does the work of each state and reports the outcome
+as a trigger; this table alone says where that outcome leads. A trigger that the table does not
+allow in the current state is a bug in the caller and raises :class:`MachineMisuse`.
+
+One ``transitions.Machine`` is shared by every phone (python-libraries.md 1.5: a machine per
+phone costs about 4x the time and memory). It holds no reference to phones ("stateless"
+pattern): a phone only carries its ``state`` attribute, and :func:`fire` moves it.
+
+Boot order follows item 1: power on, image check, CTL then ITL (item 2, re-fetched on every
+reset, item 3), config (items 5, 6, 14), firmware only if the load differs (item 36), then
+registration (item 7 for secure modes).
+"""
+
+from __future__ import annotations
+
+from enum import Enum
+from typing import TYPE_CHECKING, Any, Final
+
+from transitions import Machine, MachineError
+
+from phone.errors import VphoneError
+
+if TYPE_CHECKING:
+    from transitions.core import TransitionConfigDict
+
+
+class State(Enum):
+    """The phone's states. Terminal states end a boot; the phone waits there for a trigger."""
+
+    OFF = "off"
+    BOOTING = "booting"  # loading and checking the resident image
+    TRUST_LISTS = "trust-lists"  # fetching the CTL, then the ITL
+    CONFIGURING = "configuring"  # fetching and verifying the config
+    UPGRADING = "upgrading"  # fetching and verifying a new load
+    REGISTERING = "registering"
+    REGISTERED = "registered"
+    # Failure states a real phone shows:
+    NO_CONFIG = "no-config"  # no config it accepts and none kept from before ("Configuring IP")
+    REGISTRATION_FAILED = "registration-failed"  # registrar refused, or item 7 / item 18
+
+
+TERMINAL: Final = frozenset({State.OFF, State.REGISTERED, State.NO_CONFIG, State.REGISTRATION_FAILED})
+_RUNNING = [s for s in State if s is not State.OFF]
+
+TRANSITIONS: Final[list[TransitionConfigDict]] = [
+    {"trigger": "power_on", "source": State.OFF, "dest": State.BOOTING},
+    {"trigger": "image_ok", "source": State.BOOTING, "dest": State.TRUST_LISTS},
+    {"trigger": "trust_done", "source": State.TRUST_LISTS, "dest": State.CONFIGURING},
+    # Item 18: an ITL the phone cannot load makes registration fail.
+    {"trigger": "trust_fatal", "source": State.TRUST_LISTS, "dest": State.REGISTRATION_FAILED},
+    {"trigger": "config_ok", "source": State.CONFIGURING, "dest": State.REGISTERING},
+    {"trigger": "load_differs", "source": State.CONFIGURING, "dest": State.UPGRADING},
+    {"trigger": "config_failed", "source": State.CONFIGURING, "dest": State.NO_CONFIG},
+    # Item 36: a new load is installed and booted; item 37: a refused one leaves the resident
+    # image running and the phone goes on to register with it.
+    {"trigger": "upgraded", "source": State.UPGRADING, "dest": State.BOOTING},
+    {"trigger": "upgrade_failed", "source": State.UPGRADING, "dest": State.REGISTERING},
+    {"trigger": "registered", "source": State.REGISTERING, "dest": State.REGISTERED},
+    {"trigger": "register_failed", "source": State.REGISTERING, "dest": State.REGISTRATION_FAILED},
+    # Item 7: a secure-mode config without a CTL sends the phone back for the CTL.
+    {"trigger": "need_ctl", "source": State.REGISTERING, "dest": State.TRUST_LISTS},
+    # Item 3: a reset or restart re-runs the whole boot, trust lists included.
+    {"trigger": "reset", "source": _RUNNING, "dest": State.BOOTING},
+    {"trigger": "power_off", "source": _RUNNING, "dest": State.OFF},
+]
+
+
+class MachineMisuse(VphoneError):
+    """A trigger fired in a state whose table row does not allow it (a bug in the caller)."""
+
+
+_MACHINE: Final = Machine(
+    model=None,
+    states=list(State),
+    transitions=TRANSITIONS,
+    initial=State.OFF,
+    auto_transitions=False,  # to_<state>() would bypass the table (python-libraries.md 1.3)
+    send_event=True,
+)
+
+
+class HasState:
+    """What the machine needs of a phone: a ``state`` attribute."""
+
+    state: State
+
+
+def fire(model: Any, trigger: str) -> State:
+    """Move ``model`` along ``trigger``; return the new state.
+
+    Raises:
+        MachineMisuse: the table has no such transition from the model's current state.
+    """
+    event = _MACHINE.events.get(trigger)
+    if event is None:
+        raise MachineMisuse(f"no trigger named {trigger!r}")
+    try:
+        event.trigger(model)
+    except MachineError as exc:
+        raise MachineMisuse(f"can't {trigger} in state {model.state.value}: {exc.value}") from None
+    state: State = model.state
+    return state
+
+
+def triggers(state: State) -> list[str]:
+    """The triggers the table allows in ``state``."""
+    return sorted(_MACHINE.get_triggers(state))
+
+
+def mermaid() -> str:
+    """The table as a mermaid ``stateDiagram-v2`` (docs/state-machine.md is generated from it)."""
+    lines = ["stateDiagram-v2", f"    [*] --> {State.OFF.name}"]
+    for row in TRANSITIONS:
+        sources = row["source"] if isinstance(row["source"], list) else [row["source"]]
+        dest = row["dest"]
+        for source in sources:
+            assert isinstance(source, State) and isinstance(dest, State)
+            lines.append(f"    {source.name} --> {dest.name}: {row['trigger']}")
+    for state in sorted(TERMINAL, key=lambda s: s.name):
+        if state is not State.OFF:
+            lines.append(f"    {state.name} --> [*]")
+    return "\n".join(lines) + "\n"

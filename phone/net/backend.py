@@ -1,0 +1,117 @@
+"""The one small interface between a phone and the network.
+
+Every backend (the in-memory lab, TFTP, HTTP, a folder of files, a fault injector) implements
+:class:`Backend`. The phone never imports a socket library; backends never decide trust.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+from cryptography import x509
+
+from phone.device.models import Transport
+from phone.pki import Identity
+from phone.trust.tvs import ServerCheck, TvsAnswer, TvsServer
+
+
+@dataclass(frozen=True, slots=True)
+class Requester:
+    """Who is asking: what a server may learn about the phone from a request."""
+
+    mac: str
+    model: str
+    address: str = "127.0.0.1"
+
+    @property
+    def device_name(self) -> str:
+        """``SEP<MAC>``."""
+        return f"SEP{self.mac}"
+
+
+@dataclass(frozen=True, slots=True)
+class ItlReport:
+    """What a 14.x phone reports about its ITL when it registers (item 30, seed ITLRecovery)."""
+
+    tftp_host: str
+    itl_hash: str  # lowercase hex SHA-1 of the installed ITL
+    timestamp: int  # Unix time the phone applied it
+
+
+@dataclass(frozen=True, slots=True)
+class RegisterRequest:
+    """A registration attempt with the CallManager named in the config."""
+
+    callmanager: str
+    port: int
+    transport: str  # "udp", "tcp" or "tls"
+    requester: Requester
+    digest_user: str | None = None
+    digest_password: str | None = None
+    itl_report: ItlReport | None = None
+    # For TLS (secure modes, item 7): the phone checks the CallManager certificate with this.
+    check_server: ServerCheck | None = None
+    client_identity: Identity | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RegisterResult:
+    """The registrar's answer."""
+
+    ok: bool
+    code: int
+    reason: str
+    cluster: str | None = None
+
+
+class Backend(Protocol):
+    """Everything a phone asks of the network."""
+
+    def fetch(self, server: str, name: str, *, transport: Transport, requester: Requester) -> bytes:
+        """The bytes of file ``name`` on TFTP server ``server`` over ``transport``.
+
+        Raises:
+            FileNotFoundOnServer: the server has no such file.
+            TransferTimeout: the server did not answer within the phone's retry budget.
+            NetworkError: any other transfer failure (unknown host, refused, truncated).
+        """
+        ...
+
+    def tvs_query(
+        self,
+        server: TvsServer,
+        issuer: str,
+        serial: bytes,
+        check_server: ServerCheck,
+        *,
+        client: Identity,
+        requester: Requester,
+    ) -> TvsAnswer:
+        """Ask TVS ``server`` about a certificate (item 22), over TLS authenticated as ``client``.
+
+        Raises:
+            TlsRefused: ``check_server`` refused the server's certificate.
+            NetworkError: the server cannot be reached or broke the protocol.
+        """
+        ...
+
+    def register(self, request: RegisterRequest) -> RegisterResult:
+        """Register with a CallManager.
+
+        Raises:
+            NetworkError: the CallManager cannot be reached.
+        """
+        ...
+
+
+def certificate_check_for(trusted_der: tuple[bytes, ...], what: str) -> ServerCheck:
+    """A server check accepting exactly the certificates in ``trusted_der``."""
+    from cryptography.hazmat.primitives.serialization import Encoding
+
+    def check(certificate: x509.Certificate) -> str | None:
+        if certificate.public_bytes(Encoding.DER) in trusted_der:
+            return None
+        return f"{what}: server certificate {certificate.subject.rfc4514_string()} is not trusted"
+
+    return check

@@ -1,0 +1,290 @@
+"""Config acceptance (items 5, 14-16) and the TVS client (items 20-24), by item number."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from cryptography import x509
+from trustkit import NOW, TIMESTAMP, FakeTvs, Kit, key_of, no_tvs, signer
+
+from phone.errors import NetworkError
+from phone.formats import Role, build_signed
+from phone.trust.config import config_names, evaluate_config
+from phone.trust.decision import Status, Verdict
+from phone.trust.tvs import ServerCheck, TvsAnswer, TvsClient, TvsServer
+
+MAC = "001122334455"
+NAME = f"SEP{MAC}.cnf.xml.sgn"
+
+
+@pytest.fixture(scope="module")
+def kit() -> Kit:
+    return Kit.make("cfg1")
+
+
+@pytest.fixture(scope="module")
+def other() -> Kit:
+    return Kit.make("cfg2")
+
+
+def test_item5_signed_config_requested_only_with_tftp_certificate(kit: Kit) -> None:
+    assert config_names(MAC, ctl=None, itl=None, encrypted=False) == (f"SEP{MAC}.cnf.xml",)
+    assert config_names(MAC, ctl=None, itl=kit.itl(), encrypted=False) == (NAME,)
+    assert config_names(MAC, ctl=None, itl=kit.itl(), encrypted=True) == (f"{NAME[:-4]}.enc.sgn",)
+    # Item 16: the empty rollback ITL has no TFTP certificate: unsigned again.
+    assert config_names(MAC, ctl=None, itl=kit.empty_itl(), encrypted=False) == (
+        f"SEP{MAC}.cnf.xml",
+    )
+
+
+def test_item14_config_signed_by_itl_tftp_record_accepted(kit: Kit) -> None:
+    outcome = evaluate_config(kit.config(MAC), name=NAME, ctl=None, itl=kit.itl(), tvs=no_tvs)
+    assert outcome.decision.verdict is Verdict.ACCEPTED
+    assert outcome.xml == b"<device/>"
+
+
+def test_item14_tampered_config_byte_rejected(kit: Kit) -> None:
+    data = bytearray(kit.config(MAC))
+    data[-3] ^= 0x20
+    outcome = evaluate_config(bytes(data), name=NAME, ctl=None, itl=kit.itl(), tvs=no_tvs)
+    assert outcome.decision.verdict is Verdict.REJECTED
+    assert outcome.decision.status == f"{Status.FILE_AUTH_ERROR} {NAME}"
+    assert outcome.xml is None
+
+
+def test_item14_config_from_unknown_signer_rejected_with_actionable_reason(
+    kit: Kit, other: Kit
+) -> None:
+    outcome = evaluate_config(other.config(MAC), name=NAME, ctl=None, itl=kit.itl(), tvs=no_tvs)
+    assert outcome.decision.verdict is Verdict.REJECTED
+    reason = outcome.decision.reason
+    assert key_of(other.callmanager)[1].hex() in reason
+    assert "is not a TFTP record of the installed ITL" in reason
+    assert "fail closed" in reason
+
+
+def test_items14_20_config_from_unknown_signer_vouched_by_tvs(kit: Kit, other: Kit) -> None:
+    tvs = FakeTvs.knowing((other.callmanager, frozenset({Role.CCM})))
+    outcome = evaluate_config(other.config(MAC), name=NAME, ctl=None, itl=kit.itl(), tvs=tvs)
+    assert outcome.decision.verdict is Verdict.ACCEPTED
+    assert outcome.decision.rule == "items 14, 20"
+
+
+def test_item14_tvs_role_capf_does_not_authorize_config(kit: Kit, other: Kit) -> None:
+    tvs = FakeTvs.knowing((other.callmanager, frozenset({Role.CAPF})))
+    outcome = evaluate_config(other.config(MAC), name=NAME, ctl=None, itl=kit.itl(), tvs=tvs)
+    assert outcome.decision.verdict is Verdict.REJECTED
+
+
+def test_item14_config_signed_for_another_file_rejected(kit: Kit) -> None:
+    data = kit.config("AABBCCDDEEFF")  # another phone's config, validly signed
+    outcome = evaluate_config(data, name=NAME, ctl=None, itl=kit.itl(), tvs=no_tvs)
+    assert outcome.decision.verdict is Verdict.REJECTED
+    assert "another file" in outcome.decision.reason
+
+
+def test_item14_ctl_tftp_record_authenticates_config(kit: Kit) -> None:
+    outcome = evaluate_config(kit.config(MAC), name=NAME, ctl=kit.ctl(), itl=None, tvs=no_tvs)
+    assert outcome.decision.verdict is Verdict.ACCEPTED
+
+
+def test_item15_unsigned_config_refused_with_non_empty_itl(kit: Kit) -> None:
+    outcome = evaluate_config(
+        b"<device/>", name=f"SEP{MAC}.cnf.xml", ctl=None, itl=kit.itl(), tvs=no_tvs
+    )
+    assert outcome.decision.verdict is Verdict.REJECTED
+    assert outcome.decision.rule == "item 15"
+
+
+def test_item16_unsigned_config_accepted_with_empty_itl(kit: Kit) -> None:
+    outcome = evaluate_config(
+        b"<device/>", name=f"SEP{MAC}.cnf.xml", ctl=None, itl=kit.empty_itl(), tvs=no_tvs
+    )
+    assert outcome.decision.verdict is Verdict.ACCEPTED
+    assert outcome.decision.rule == "item 16"
+
+
+def test_item5_unsigned_config_accepted_without_trust_list() -> None:
+    outcome = evaluate_config(b"<d/>", name=f"SEP{MAC}.cnf.xml", ctl=None, itl=None, tvs=no_tvs)
+    assert outcome.decision.verdict is Verdict.ACCEPTED
+
+
+def test_item14_truncated_signed_config_rejected(kit: Kit) -> None:
+    data = kit.config(MAC)[:100]
+    outcome = evaluate_config(data, name=NAME, ctl=None, itl=kit.itl(), tvs=no_tvs)
+    assert outcome.decision.verdict is Verdict.REJECTED
+    assert "does not parse" in outcome.decision.reason
+
+
+# --- TVS client -----------------------------------------------------------------------------
+
+
+class Exchange:
+    """A scripted TVS network: per host, an answer or an exception; records the calls."""
+
+    def __init__(
+        self,
+        kit: Kit,
+        answers: dict[str, TvsAnswer | Exception],
+        server_cert: x509.Certificate | None = None,
+    ) -> None:
+        self.kit = kit
+        self.answers = answers
+        self.server_cert = server_cert or kit.tvs.certificate
+        self.calls: list[str] = []
+
+    def __call__(
+        self, server: TvsServer, issuer: str, serial: bytes, check_server: ServerCheck
+    ) -> TvsAnswer:
+        self.calls.append(server.host)
+        answer = self.answers[server.host]
+        if isinstance(answer, Exception):
+            raise answer
+        problem = check_server(self.server_cert)
+        if problem is not None:
+            raise NetworkError(f"TLS refused: {problem}")
+        return answer
+
+
+def vouch(ident_cert: x509.Certificate, ttl: int = 86400) -> TvsAnswer:
+    from cryptography.hazmat.primitives.serialization import Encoding
+
+    return TvsAnswer(True, (Role.SAST,), ttl, (ident_cert.public_bytes(Encoding.DER),))
+
+
+def test_item20_no_tvs_record_in_itl_means_no_tvs(kit: Kit) -> None:
+    exchange = Exchange(kit, {})
+    issuer, serial = key_of(kit.callmanager)
+    outcome = TvsClient().ask(
+        issuer, serial, itl=kit.empty_itl(), servers=[TvsServer("tvs1")], exchange=exchange, now=NOW
+    )
+    assert not outcome.valid
+    assert outcome.rule == "item 20"
+    assert exchange.calls == []
+
+
+def test_item21_servers_tried_by_priority_and_unreachable_skipped(kit: Kit, other: Kit) -> None:
+    issuer, serial = key_of(other.itlrecovery)
+    exchange = Exchange(
+        kit, {"tvs1": NetworkError("unreachable"), "tvs2": vouch(other.itlrecovery.certificate)}
+    )
+    outcome = TvsClient().ask(
+        issuer,
+        serial,
+        itl=kit.itl(),
+        servers=[TvsServer("tvs1"), TvsServer("tvs2")],
+        exchange=exchange,
+        now=NOW,
+    )
+    assert outcome.valid
+    assert exchange.calls == ["tvs1", "tvs2"]
+    assert outcome.server == "tvs2:2445"
+
+
+def test_item21_tvs_server_certificate_must_be_in_itl(kit: Kit, other: Kit) -> None:
+    issuer, serial = key_of(other.itlrecovery)
+    # The server presents another cluster's TVS certificate (e.g. regenerated TVS, item 27).
+    exchange = Exchange(
+        kit, {"tvs1": vouch(other.itlrecovery.certificate)}, server_cert=other.tvs.certificate
+    )
+    outcome = TvsClient().ask(
+        issuer, serial, itl=kit.itl(), servers=[TvsServer("tvs1")], exchange=exchange, now=NOW
+    )
+    assert not outcome.valid
+    assert "is not a TVS record of the installed ITL" in outcome.reason
+
+
+def test_item23_positive_answer_cached_for_ttl_then_expires(kit: Kit, other: Kit) -> None:
+    issuer, serial = key_of(other.itlrecovery)
+    exchange = Exchange(kit, {"tvs1": vouch(other.itlrecovery.certificate, ttl=3600)})
+    client = TvsClient()
+    servers = [TvsServer("tvs1")]
+    client.ask(issuer, serial, itl=kit.itl(), servers=servers, exchange=exchange, now=NOW)
+    cached = client.ask(
+        issuer,
+        serial,
+        itl=kit.itl(),
+        servers=servers,
+        exchange=exchange,
+        now=NOW + timedelta(seconds=3599),
+    )
+    assert cached.valid and cached.cached
+    assert exchange.calls == ["tvs1"]
+    client.ask(
+        issuer,
+        serial,
+        itl=kit.itl(),
+        servers=servers,
+        exchange=exchange,
+        now=NOW + timedelta(seconds=3600),
+    )
+    assert exchange.calls == ["tvs1", "tvs1"]  # expired at exactly the TTL
+
+
+def test_item23_cache_is_volatile(kit: Kit, other: Kit) -> None:
+    issuer, serial = key_of(other.itlrecovery)
+    exchange = Exchange(kit, {"tvs1": vouch(other.itlrecovery.certificate)})
+    client = TvsClient()
+    client.ask(
+        issuer, serial, itl=kit.itl(), servers=[TvsServer("tvs1")], exchange=exchange, now=NOW
+    )
+    client.clear()  # reboot
+    assert len(client) == 0
+
+
+def test_item24_invalid_answer_is_final_and_not_cached(kit: Kit, other: Kit) -> None:
+    issuer, serial = key_of(other.itlrecovery)
+    exchange = Exchange(
+        kit,
+        {
+            "tvs1": TvsAnswer(False, (), 0, (), "unknown certificate"),
+            "tvs2": vouch(other.itlrecovery.certificate),
+        },
+    )
+    client = TvsClient()
+    outcome = client.ask(
+        issuer,
+        serial,
+        itl=kit.itl(),
+        servers=[TvsServer("tvs1"), TvsServer("tvs2")],
+        exchange=exchange,
+        now=NOW,
+    )
+    assert not outcome.valid
+    assert "answered invalid" in outcome.reason
+    assert exchange.calls == ["tvs1"]
+    assert len(client) == 0
+
+
+def test_item24_all_servers_down_fails_closed(kit: Kit, other: Kit) -> None:
+    issuer, serial = key_of(other.itlrecovery)
+    exchange = Exchange(kit, {"tvs1": NetworkError("connection refused")})
+    outcome = TvsClient().ask(
+        issuer, serial, itl=kit.itl(), servers=[TvsServer("tvs1")], exchange=exchange, now=NOW
+    )
+    assert not outcome.valid
+    assert "fail closed" in outcome.reason
+
+
+def test_item22_valid_answer_without_the_asked_certificate_is_refused(kit: Kit, other: Kit) -> None:
+    issuer, serial = key_of(other.itlrecovery)
+    exchange = Exchange(kit, {"tvs1": vouch(other.tvs.certificate)})
+    outcome = TvsClient().ask(
+        issuer, serial, itl=kit.itl(), servers=[TvsServer("tvs1")], exchange=exchange, now=NOW
+    )
+    assert not outcome.valid
+
+
+def test_sgn_sha512_config_verifies(kit: Kit) -> None:
+    from phone.formats import Digest
+
+    data = build_signed(
+        b"<device/>",
+        signer(kit.callmanager),
+        filename=NAME,
+        timestamp=TIMESTAMP,
+        digest=Digest.SHA512,
+    ).encode()
+    outcome = evaluate_config(data, name=NAME, ctl=None, itl=kit.itl(), tvs=no_tvs)
+    assert outcome.decision.verdict is Verdict.ACCEPTED
