@@ -1,0 +1,177 @@
+"""The emulated firmware loads: a catalogue, and the bytes of each load's image file.
+
+phone-behaviour.md items 36-39: a phone fetches ``<load>.loads`` when the configured load differs
+from the running one (item 36), refuses an image whose signature verifies with none of the
+image-signing keys its running firmware knows (item 37) and so needs an *intermediate* load to
+cross a vendor signing-key rollover (item 38, 7900 series: units shipped on 8.3(1) cannot take
+8.5(2)SR1+ images directly [S28][S29]).
+
+What is Cisco's and what is emulated (docs/firmware.md):
+
+* The header layouts are Cisco's (trust-file-formats.md section 10): legacy 79xx images carry
+  the section-2 TLV header, version 1.1, the placeholder signer fields of Cisco's signing tool,
+  SHA-1, a 256-byte signature, the file's own name and no timestamp (10a, [C2]); 88xx/78xx images
+  use the little-endian ``CD 34 12 AB`` container with the payload's SHA-256 (10b, [C1]).
+* What the signatures cover, the payload text and the keys are emulated: a legacy signature
+  covers the file minus the signature element (as an ``.sgn`` does, section 3), a container
+  signature covers the first 80 header bytes (:mod:`phone.formats.firmware`), the keys are
+  vphone's own lab keys (:mod:`phone.vendor`), and a load "contains" its built-in public keys as
+  a ``KNOWN_IMAGE_KEYS=`` line of its payload.
+
+Everything here is pure and deterministic (RSA PKCS#1 v1.5 signatures are deterministic), so
+``tools/make_firmware.py`` reproduces the committed ``firmware_images/`` byte for byte.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+
+from cryptography.hazmat.primitives.asymmetric import padding, rsa
+
+from phone.device.models import ImageFormat
+from phone.formats.firmware import build_container
+from phone.formats.header import (
+    Digest,
+    HeaderSpec,
+    Tag,
+    header_from_elements,
+    layout_header,
+    replace_signature,
+)
+from phone.formats.signed import SignedFile
+from phone.formats.tlv import encode_all
+from phone.vendor import image_signing_key
+
+LOADS_SUFFIX = ".loads"
+
+# Section 10a, [C2]: every real legacy image carries these literal placeholders from Cisco's
+# signing tool instead of a real signer certificate's names and serial.
+LEGACY_VERSION = (1, 1)
+LEGACY_SIGNER_NAME = "CN=someSigner;OU=someOrgUnit;O=someOrg"
+LEGACY_SIGNER_ISSUER = "CN=someCA;OU=someOrgUnit;O=someOrg"
+LEGACY_SIGNER_SERIAL = bytes.fromhex("1234567890abcdef")
+LEGACY_DIGEST = Digest.SHA1  # digest code 1 in every real firmware file (section 2, tag 8)
+
+# Emulated payload keys (docs/firmware.md). The section names follow the 78xx ``.loads``
+# payload's INI style (section 10b: "[CISCO-ID], [PLATFORM_n] sections"); the keys are ours.
+PAYLOAD_LOAD_ID = "LOAD_ID"
+PAYLOAD_FAMILY = "FAMILY"
+PAYLOAD_KNOWN_KEYS = "KNOWN_IMAGE_KEYS"
+
+FAMILY_FORMATS: dict[str, ImageFormat] = {
+    "79xx": ImageFormat.LEGACY,  # section 10a
+    "78xx": ImageFormat.CONTAINER,  # section 10b (the four real files were 78xx)
+    "88xx": ImageFormat.CONTAINER,  # section 10b
+}
+
+
+@dataclass(frozen=True)
+class Load:
+    """One firmware load of the catalogue.
+
+    ``signing_key_id`` is the vendor key its image is signed with; ``known_key_ids`` are the
+    image-signing keys whose public halves this load's firmware has built in, i.e. the keys it
+    accepts the *next* image with once it runs (items 37-38).
+    """
+
+    name: str
+    family: str
+    image_format: ImageFormat
+    signing_key_id: str
+    known_key_ids: tuple[str, ...]
+
+    @property
+    def filename(self) -> str:
+        """The file a phone requests for this load (item 36)."""
+        return image_filename(self.name)
+
+
+def _load(name: str, family: str, signing_key_id: str, *known: str) -> Load:
+    return Load(name, family, FAMILY_FORMATS[family], signing_key_id, tuple(known))
+
+
+_2009 = "image-key-2009"
+_2010 = "image-key-2010"
+
+CATALOGUE: dict[str, Load] = {
+    load.name: load
+    for load in (
+        # Item 38 / [S28][S29]: a unit shipped on 8.3(1) knows only the old key ...
+        _load("SIP79xx.8-3-1", "79xx", _2009, _2009),
+        # ... the intermediate load is still signed with the old key but knows both ...
+        _load("SIP79xx.8-5-2", "79xx", _2009, _2009, _2010),
+        # ... so that the load signed with the new key can follow it.
+        _load("SIP79xx.9-2-1", "79xx", _2010, _2009, _2010),
+        _load("sip88xx.12-0-1", "88xx", _2010, _2010),
+        _load("sip88xx.14-1-1", "88xx", _2010, _2010),
+        # A load for other hardware, signed with a key 88xx firmware knows: an 88xx phone must
+        # refuse it with "Load rejected HC" (item 39), not "Auth Fail".
+        _load("sip78xx.11-0-1", "78xx", _2010, _2010),
+    )
+}
+
+
+def image_filename(load_name: str) -> str:
+    """``"<load_name>.loads"``: the name a phone requests and the name inside the image."""
+    return f"{load_name}{LOADS_SUFFIX}"
+
+
+def render_payload(load: Load) -> bytes:
+    """The ``.loads``-like INI text of ``load``'s image (emulated, docs/firmware.md).
+
+    The ``KNOWN_IMAGE_KEYS`` line is how an emulated firmware "contains" the public halves of the
+    image-signing keys built into it (item 38).
+    """
+    lines = (
+        "; vphone emulated firmware load - not Cisco firmware (docs/firmware.md)",
+        "[CISCO-ID]",
+        f"{PAYLOAD_LOAD_ID}={load.name}",
+        f"{PAYLOAD_FAMILY}={load.family}",
+        "[VPHONE-TRUST]",
+        f"{PAYLOAD_KNOWN_KEYS}={','.join(load.known_key_ids)}",
+    )
+    return ("\n".join(lines) + "\n").encode("ascii")
+
+
+def sign_payload(
+    payload: bytes, filename: str, image_format: ImageFormat, key: rsa.RSAPrivateKey
+) -> bytes:
+    """Wrap ``payload`` in a signed image file named ``filename``, signed with ``key``.
+
+    Legacy: the Cisco firmware header (section 10a) signed over the file minus the signature
+    element (section 3 coverage, emulated for firmware). Container: section 10b, signed by
+    :func:`phone.formats.firmware.build_container`.
+
+    Raises:
+        ValueError: ``key`` has a size no header can carry (container images need RSA-2048), or
+            ``filename`` does not fit the container's name field.
+    """
+    if image_format is ImageFormat.CONTAINER:
+        return build_container(payload, filename, key).encode()
+    spec = HeaderSpec(
+        version=LEGACY_VERSION,
+        signer_name=LEGACY_SIGNER_NAME,
+        signer_serial=LEGACY_SIGNER_SERIAL,
+        signer_issuer=LEGACY_SIGNER_ISSUER,
+        digest=LEGACY_DIGEST,
+        modulus_bytes=key.key_size // 8,
+        filename=filename,
+        timestamp=None,  # section 10a: firmware headers have no tag 15 [C2]
+    )
+    placeholder = layout_header(spec, bytes(spec.modulus_bytes))
+    unsigned = encode_all(e for e in placeholder if e.tag != Tag.SIGNATURE or e.single_byte)
+    signature = key.sign(unsigned + payload, padding.PKCS1v15(), LEGACY_DIGEST.algorithm())
+    header = header_from_elements(replace_signature(placeholder, signature))
+    return SignedFile(header, payload).encode()
+
+
+def sign_image(load: Load, key: rsa.RSAPrivateKey) -> bytes:
+    """``load``'s image signed with an arbitrary ``key`` (tests: a key no phone knows)."""
+    return sign_payload(render_payload(load), load.filename, load.image_format, key)
+
+
+@functools.cache
+def build_image(load: Load) -> bytes:
+    """The image file of ``load``, signed with its vendor key (what firmware_images/ holds)."""
+    return sign_image(load, image_signing_key(load.signing_key_id))
