@@ -17,7 +17,7 @@ registration (item 7 for secure modes).
 from __future__ import annotations
 
 from enum import Enum
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Final, Protocol
 
 from transitions import Machine, MachineError
 
@@ -42,7 +42,9 @@ class State(Enum):
     REGISTRATION_FAILED = "registration-failed"  # registrar refused, or item 7 / item 18
 
 
-TERMINAL: Final = frozenset({State.OFF, State.REGISTERED, State.NO_CONFIG, State.REGISTRATION_FAILED})
+TERMINAL: Final = frozenset(
+    {State.OFF, State.REGISTERED, State.NO_CONFIG, State.REGISTRATION_FAILED}
+)
 _RUNNING = [s for s in State if s is not State.OFF]
 
 TRANSITIONS: Final[list[TransitionConfigDict]] = [
@@ -82,13 +84,13 @@ _MACHINE: Final = Machine(
 )
 
 
-class HasState:
+class HasState(Protocol):
     """What the machine needs of a phone: a ``state`` attribute."""
 
     state: State
 
 
-def fire(model: Any, trigger: str) -> State:
+def fire(model: HasState, trigger: str) -> State:
     """Move ``model`` along ``trigger``; return the new state.
 
     Raises:
@@ -101,8 +103,7 @@ def fire(model: Any, trigger: str) -> State:
         event.trigger(model)
     except MachineError as exc:
         raise MachineMisuse(f"can't {trigger} in state {model.state.value}: {exc.value}") from None
-    state: State = model.state
-    return state
+    return model.state
 
 
 def triggers(state: State) -> list[str]:

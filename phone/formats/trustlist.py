@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import hashlib
 import ipaddress
+import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from enum import IntEnum
 
 from cryptography import x509
+from cryptography.utils import CryptographyDeprecationWarning
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from phone.errors import (
@@ -172,10 +174,14 @@ class Record:
         if self.certificate_der is None:
             return None
         try:
-            certificate = x509.load_der_x509_certificate(self.certificate_der)
-            # Extensions decode lazily (python-libraries.md 4.1); touch them here so a malformed
-            # extension is a format error of this record, not a crash later.
-            _ = certificate.extensions
+            with warnings.catch_warnings():
+                # A zero or negative serial (RFC 5280 forbids it, some old device certificates
+                # have one) only draws a deprecation warning; the record is still usable.
+                warnings.simplefilter("ignore", CryptographyDeprecationWarning)
+                certificate = x509.load_der_x509_certificate(self.certificate_der)
+                # Extensions decode lazily (python-libraries.md 4.1); touch them here so a
+                # malformed extension is a format error of this record, not a crash later.
+                _ = certificate.extensions
         except _CERTIFICATE_ERRORS as exc:
             raise ValueFormatError(
                 f"record certificate is not valid DER X.509 ({exc})",
@@ -263,12 +269,25 @@ def find_by_signer(
 # --- parsing ---------------------------------------------------------------------------------
 
 
-def parse_trust_list(data: bytes) -> TrustList:
+# No trust list comes near this: a full 39-certificate ITL of RSA-2048 certificates is about
+# 64 KB. Refusing larger input up front bounds parse time and memory: a crafted file of 10-byte
+# records would otherwise cost about 46 bytes of Python objects per byte of input.
+MAX_TRUST_LIST_SIZE = 1 << 20
+
+
+def parse_trust_list(data: bytes, *, max_size: int = MAX_TRUST_LIST_SIZE) -> TrustList:
     """Parse an ITL or CTL file.
 
     Raises:
+        StructureError: the file is longer than ``max_size`` bytes (1 MiB by default).
         FormatError: (a subclass) naming the byte offset and what was expected there.
     """
+    if len(data) > max_size:
+        raise StructureError(
+            f"file of {len(data)} bytes is larger than any trust list",
+            offset=max_size,
+            expected=f"a trust list of at most {max_size} bytes",
+        )
     header = _parse_header(data)
     records: list[Record] = []
     pos = header.length

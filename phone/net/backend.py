@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding
 
 from phone.device.models import Transport
 from phone.pki import Identity
@@ -107,8 +108,6 @@ class Backend(Protocol):
 
 def certificate_check_for(trusted_der: tuple[bytes, ...], what: str) -> ServerCheck:
     """A server check accepting exactly the certificates in ``trusted_der``."""
-    from cryptography.hazmat.primitives.serialization import Encoding
-
     def check(certificate: x509.Certificate) -> str | None:
         if certificate.public_bytes(Encoding.DER) in trusted_der:
             return None

@@ -42,6 +42,7 @@ from phone.errors import FormatError, SignatureError, StructureError, ValueForma
 from phone.formats.firmware import ContainerImage, parse_container
 from phone.formats.signature import verify_signature
 from phone.formats.signed import SignedFile, parse_signed
+from phone.trust.decision import Status
 from phone.vendor import IMAGE_KEY_IDS, image_public_key
 
 __all__ = [
@@ -56,10 +57,11 @@ __all__ = [
 ]
 
 # Phone status texts (items 37 and 39, [S13]; item 47 keeps them in the status-message log).
-AUTH_FAIL = "Auth Fail"
-CHECKSUM_ERROR = "Checksum Error"
-LOAD_REJECTED_HC = "Load rejected HC"
-VERSION_ERROR = "Version error"
+# The texts live in one place, phone.trust.decision.Status; these names stay for readability.
+AUTH_FAIL = Status.AUTH_FAIL
+CHECKSUM_ERROR = Status.CHECKSUM_ERROR
+LOAD_REJECTED_HC = Status.LOAD_REJECTED_HC
+VERSION_ERROR = Status.VERSION_ERROR
 
 _FORMAT_WORDS = {
     ImageFormat.LEGACY: "a legacy TLV-signed image (79xx format, section 10a)",
