@@ -18,9 +18,9 @@ Handler = Callable[[argparse.Namespace], int]
 
 def _groups() -> list[Callable[[argparse._SubParsersAction[argparse.ArgumentParser]], None]]:
     # Imported here so that `vphone --help` stays fast and a broken group names itself.
-    from phone.cli import files
+    from phone.cli import device, files, lab
 
-    return [files.register]
+    return [device.register, files.register, lab.register]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,691 @@
+"""The virtual phone: the state machine of ``machine.py`` driving the pure trust rules.
+
+Each state has one step method here. A step does the I/O of its state through the backend and
+the flash, asks the pure rules in ``phone.trust`` what to make of the bytes, records the
+decision in the trace (and the status log where a real phone shows a message), and returns the
+trigger that ``machine.TRANSITIONS`` turns into the next state.
+
+Nothing a step downloads reaches the flash before a rule has accepted it (item 13).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections import deque
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.hazmat.primitives.serialization import Encoding
+
+from phone.device import flash as names
+from phone.device.flash import Flash, MemoryFlash
+from phone.device.loads import CATALOGUE, build_image, image_filename
+from phone.device.machine import TERMINAL, MachineMisuse, State, fire
+from phone.device.models import DEFAULT_MODEL, Model, get_model
+from phone.errors import (
+    FileNotFoundOnServer,
+    FormatError,
+    NetworkError,
+    TransferTimeout,
+    UsageError,
+)
+from phone.formats.configxml import DeviceConfig, parse_config
+from phone.formats.trustlist import Role, TrustList, parse_trust_list
+from phone.net.backend import Backend, ItlReport, RegisterRequest, Requester
+from phone.pki import Identity, cert_from_pem, cert_to_pem, issue, key_from_pem, key_to_pem
+from phone.trust.config import ConfigOutcome, config_names, default_config_names, evaluate_config
+from phone.trust.decision import Decision, Status, Verdict
+from phone.trust.images import evaluate_image
+from phone.trust.lists import ListKind, ListOutcome, evaluate_trust_list
+from phone.trust.tvs import TvsAnswer, TvsClient, TvsOutcome, TvsServer
+from phone.vendor import manufacturing_ca
+
+STATUS_LOG_SIZE = 30  # item 47: the last ~30 status messages
+_MAX_STEPS = 64  # a boot that takes more steps than this is looping: a bug, not a phone
+
+Clock = Callable[[], datetime]
+
+
+def utc_now() -> datetime:
+    """The wall clock, read only at the edge (the CLI and default phones)."""
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class TraceEntry:
+    """One step of a phone's life: what was fetched from where, which rule decided, and why."""
+
+    step: str  # "boot", "ctl", "itl", "config", "image", "register", "erase", "tvs"
+    decision: str  # a Verdict value: accepted, rejected, unchanged, not-found, timeout, ...
+    rule: str
+    reason: str
+    file: str | None = None
+    server: str | None = None
+    at: datetime | None = None
+
+    def as_dict(self) -> dict[str, str | None]:
+        """The JSON form (``vphone boot --json``)."""
+        return {
+            "step": self.step,
+            "file": self.file,
+            "server": self.server,
+            "decision": self.decision,
+            "rule": self.rule,
+            "reason": self.reason,
+            "at": self.at.isoformat() if self.at else None,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class StateChanged:
+    """The phone moved from ``old`` to ``new`` on ``trigger``."""
+
+    old: State
+    new: State
+    trigger: str
+
+
+PhoneEvent = TraceEntry | StateChanged
+EventHook = Callable[[PhoneEvent], None]
+
+
+@dataclass
+class _Volatile:
+    """What a reboot or power cycle forgets."""
+
+    tvs: TvsClient = field(default_factory=TvsClient)
+    ctl_attempts: int = 0
+    upgrades: int = 0
+    failed_loads: set[str] = field(default_factory=set)
+    wants_encrypted: bool = False
+
+
+class VirtualPhone:
+    """An emulated Cisco IP phone.
+
+    Args:
+        mac: the phone's MAC address (12 hex digits; separators are removed).
+        backend: the network the phone talks to (see :mod:`phone.net`).
+        tftp: the TFTP server host the phone's option 150 points to.
+        model: a model number from :data:`phone.device.models.MODELS`.
+        flash: the phone's storage; in memory when omitted.
+        clock: returns the current UTC time; tests pass a fixed clock.
+    """
+
+    def __init__(
+        self,
+        *,
+        mac: str,
+        backend: Backend,
+        tftp: str,
+        model: str = DEFAULT_MODEL,
+        flash: Flash | None = None,
+        clock: Clock = utc_now,
+    ) -> None:
+        self.mac = normalize_mac(mac)
+        self.model: Model = get_model(model)
+        self.backend = backend
+        self.flash: Flash = flash if flash is not None else MemoryFlash()
+        self.clock = clock
+        self.state = State.OFF
+        self.tftp = tftp
+        self._status: deque[str] = deque(maxlen=STATUS_LOG_SIZE)
+        self.trace: list[TraceEntry] = []
+        self._hooks: list[EventHook] = []
+        self._volatile = _Volatile()
+        self.ctl: TrustList | None = None
+        self.itl: TrustList | None = None
+        self.config: DeviceConfig | None = None
+        self.registered_with: str | None = None
+        self._settings: dict[str, object] = self._load_settings()
+
+    # --- public API ----------------------------------------------------------------------
+
+    @property
+    def status(self) -> list[str]:
+        """The status-message log, oldest first (at most 30, item 47)."""
+        return list(self._status)
+
+    @property
+    def running_load(self) -> str:
+        """The firmware load the phone runs."""
+        return str(self._settings["load"])
+
+    @property
+    def requester(self) -> Requester:
+        """How the phone identifies itself to servers."""
+        return Requester(mac=self.mac, model=self.model.name)
+
+    def subscribe(self, hook: EventHook) -> None:
+        """Call ``hook`` with every trace entry and state change, as they happen."""
+        self._hooks.append(hook)
+
+    def boot(self) -> State:
+        """Power on (or reset a running phone) and run until the boot ends; return the state."""
+        if self.state is State.OFF:
+            return self.power_on()
+        return self.reset()
+
+    def power_on(self) -> State:
+        """Power on a phone that is off and run the boot."""
+        if self.state is not State.OFF:
+            raise UsageError("the phone is already on; use reset()")
+        self._fire("power_on")
+        return self._run()
+
+    def reset(self) -> State:
+        """Restart a running phone (item 3: trust lists are fetched again)."""
+        if self.state is State.OFF:
+            raise UsageError("the phone is off; use power_on()")
+        self._fire("reset")
+        return self._run()
+
+    def power_off(self) -> None:
+        """Cut power: volatile memory (the TVS cache, item 23) is lost, flash is kept."""
+        if self.state is not State.OFF:
+            self._fire("power_off")
+        self._volatile = _Volatile()
+
+    def erase_trust(self) -> None:
+        """Security settings reset: erase the CTL and the ITL (item 46)."""
+        self.flash.delete(names.CTL)
+        self.flash.delete(names.ITL)
+        self.ctl = self.itl = None
+        self._settings.pop("itl_applied_at", None)
+        self._save_settings()
+        self._say(Status.ERASING_TRUST)
+        self._record("erase", Verdict.ACCEPTED, "item 46", f"erased via {self.model.erase_path}")
+
+    def factory_reset(self) -> None:
+        """Erase everything but the resident image and the MIC (item 46)."""
+        keep = {names.IMAGE, names.MIC_CERT, names.MIC_KEY}
+        for name in self.flash.names():
+            if name not in keep:
+                self.flash.delete(name)
+        self.ctl = self.itl = None
+        self.config = None
+        self._settings = self._load_settings()
+        self._record("erase", Verdict.ACCEPTED, "item 46", "factory reset")
+
+    def itl_hash(self) -> str | None:
+        """Lowercase hex SHA-1 of the installed ITL (item 31: what the phone shows)."""
+        data = self.flash.read(names.ITL)
+        return hashlib.sha1(data).hexdigest() if data is not None else None
+
+    def identity(self) -> Identity:
+        """The certificate the phone presents in TLS: its LSC when it has one, else its MIC."""
+        lsc = self._load_identity(names.LSC_CERT, names.LSC_KEY)
+        return lsc if lsc is not None else self.mic()
+
+    def mic(self) -> Identity:
+        """The manufacturer-installed certificate, created on first use and kept on flash.
+
+        Real MICs are RSA; these are P-256 because a fleet of 10,000 phones must be creatable in
+        seconds, and nothing that reads a MIC here depends on its key type.
+        """
+        existing = self._load_identity(names.MIC_CERT, names.MIC_KEY)
+        if existing is not None:
+            return existing
+        key = ec.generate_private_key(ec.SECP256R1())
+        certificate = issue(
+            manufacturing_ca(self.model.family),
+            f"{self.model.device_prefix}-SEP{self.mac}",
+            key.public_key(),
+            now=self.clock(),
+            days=365 * 20,
+        )
+        self.flash.write(names.MIC_KEY, key_to_pem(key, None, allow_unencrypted=True))
+        self.flash.write(names.MIC_CERT, cert_to_pem(certificate))
+        return Identity(certificate, key)
+
+    # --- the machine ---------------------------------------------------------------------
+
+    def _fire(self, trigger: str) -> None:
+        old = self.state
+        new = fire(self, trigger)
+        self._emit(StateChanged(old, new, trigger))
+
+    def _run(self) -> State:
+        steps: dict[State, Callable[[], str]] = {
+            State.BOOTING: self._step_boot,
+            State.TRUST_LISTS: self._step_trust_lists,
+            State.CONFIGURING: self._step_configure,
+            State.UPGRADING: self._step_upgrade,
+            State.REGISTERING: self._step_register,
+        }
+        for _ in range(_MAX_STEPS):
+            if self.state in TERMINAL:
+                return self.state
+            self._fire(steps[self.state]())
+        raise MachineMisuse(f"boot did not settle after {_MAX_STEPS} steps (last: {self.state})")
+
+    # --- steps ---------------------------------------------------------------------------
+
+    def _step_boot(self) -> str:
+        # A reboot clears volatile memory (item 23), but not the counters of this boot cycle:
+        # an upgrade reboot must not forget that a load was already refused.
+        upgrades, failed = self._volatile.upgrades, self._volatile.failed_loads
+        self._volatile = _Volatile(upgrades=upgrades, failed_loads=failed)
+        self.registered_with = None
+        self.ctl = self._stored_list(names.CTL)
+        self.itl = self._stored_list(names.ITL)
+        self.config = self._stored_config()
+        self._record(
+            "boot",
+            Verdict.ACCEPTED,
+            "item 1",
+            f"{self.model.device_prefix} running {self.running_load}; TFTP server {self.tftp}",
+        )
+        return "image_ok"
+
+    def _step_trust_lists(self) -> str:
+        # Item 2: per-MAC names first, then the cluster-wide file; both stored under the
+        # cluster-wide name. Item 3: fetched again on every boot.
+        ctl_outcome = self._fetch_list(ListKind.CTL, (f"CTLSEP{self.mac}.tlv", "CTLFile.tlv"))
+        itl_outcome = self._fetch_list(ListKind.ITL, (f"ITLSEP{self.mac}.tlv", "ITLFile.tlv"))
+        if self.ctl is None and self.itl is None:
+            self._say(Status.NO_TRUST_LIST)
+        if (ctl_outcome and ctl_outcome.fatal) or (itl_outcome and itl_outcome.fatal):
+            return "trust_fatal"
+        return "trust_done"
+
+    def _fetch_list(self, kind: ListKind, candidates: tuple[str, ...]) -> ListOutcome | None:
+        step = kind.value.lower()
+        for index, name in enumerate(candidates):
+            data = self._fetch(step, name, quiet_not_found=index < len(candidates) - 1)
+            if data is None:
+                continue
+            outcome = evaluate_trust_list(
+                data,
+                name=name,
+                kind=kind,
+                installed_ctl=self.ctl,
+                installed_itl=self.itl,
+                tvs=self._ask_tvs,
+            )
+            self._decide(step, outcome.decision, name)
+            if outcome.decision.verdict is Verdict.ACCEPTED and outcome.trust_list is not None:
+                self._install(kind, outcome.trust_list, data)
+            return outcome
+        return None
+
+    def _install(self, kind: ListKind, trust_list: TrustList, data: bytes) -> None:
+        if kind is ListKind.CTL:
+            self.flash.write(names.CTL, data)
+            self.ctl = trust_list
+        else:
+            self.flash.write(names.ITL, data)
+            self.itl = trust_list
+            self._settings["itl_applied_at"] = int(self.clock().timestamp())
+            self._save_settings()
+
+    def _step_configure(self) -> str:
+        outcome = self._fetch_config(
+            config_names(
+                self.mac, ctl=self.ctl, itl=self.itl, encrypted=self._volatile.wants_encrypted
+            )
+        )
+        if outcome is None:
+            # Item 6: a device the cluster does not know falls back to the default config.
+            outcome = self._fetch_config(default_config_names(ctl=self.ctl, itl=self.itl))
+        config = self._accept_config(outcome)
+        if config is not None and config.encrypted_config and not config.full_config:
+            # The plain .sgn of an encrypted device is a stub (trust-file-formats.md section 8):
+            # ask for the encrypted file.
+            self._volatile.wants_encrypted = True
+            outcome = self._fetch_config(
+                config_names(self.mac, ctl=self.ctl, itl=self.itl, encrypted=True)
+            )
+            config = self._accept_config(outcome)
+        if config is None:
+            if self.config is None:
+                self._record(
+                    "config",
+                    Verdict.FAILED,
+                    "item 14",
+                    "no configuration accepted and none kept from before: the phone cannot "
+                    "register",
+                )
+                return "config_failed"
+            self._record(
+                "config",
+                Verdict.SKIPPED,
+                "item 14",
+                "keeping the last good configuration; changed settings are ignored",
+            )
+        else:
+            self.config = config
+        return self._after_config()
+
+    def _after_config(self) -> str:
+        assert self.config is not None
+        wanted = self.config.load_information
+        if wanted and wanted != self.running_load and wanted not in self._volatile.failed_loads:
+            return "load_differs"
+        return "config_ok"
+
+    def _fetch_config(self, candidates: Iterable[str]) -> ConfigOutcome | None:
+        for name in candidates:
+            data = self._fetch("config", name)
+            if data is None:
+                continue
+            outcome = evaluate_config(
+                data,
+                name=name,
+                ctl=self.ctl,
+                itl=self.itl,
+                tvs=self._ask_tvs,
+                private_key=self._decryption_key(),
+            )
+            self._decide("config", outcome.decision, name)
+            return outcome
+        return None
+
+    def _accept_config(self, outcome: ConfigOutcome | None) -> DeviceConfig | None:
+        if outcome is None or not outcome.decision.accepted or outcome.xml is None:
+            return None
+        try:
+            config = parse_config(outcome.xml)
+        except FormatError as exc:
+            self._record("config", Verdict.REJECTED, "item 14", f"config XML is malformed: {exc}")
+            return None
+        self.flash.write(names.CONFIG, outcome.xml)
+        return config
+
+    def _step_upgrade(self) -> str:
+        assert self.config is not None
+        wanted = self.config.load_information
+        name = image_filename(wanted)
+        self._say(Status.UPGRADE_IN_PROGRESS)
+        data = self._fetch("image", name)
+        if data is None:
+            self._volatile.failed_loads.add(wanted)
+            self._say(Status.UPGRADE_FAILED)
+            return "upgrade_failed"
+        decision = evaluate_image(
+            data,
+            requested=wanted,
+            model_family=self.model.family,
+            image_format=self.model.image_format,
+            known_key_ids=self.known_image_keys,
+        )
+        verdict = Verdict.ACCEPTED if decision.accepted else Verdict.REJECTED
+        self._record("image", verdict, decision.rule, decision.reason, file=name)
+        if decision.status:
+            self._say(decision.status)
+        if not decision.accepted or decision.load is None:
+            # Item 37: keep booting the resident image.
+            self._volatile.failed_loads.add(wanted)
+            self._say(Status.UPGRADE_FAILED)
+            return "upgrade_failed"
+        self.flash.write(names.IMAGE, data)
+        self._settings["load"] = decision.load.name
+        self._settings["known_image_keys"] = list(decision.load.known_key_ids)
+        self._save_settings()
+        self._volatile.upgrades += 1
+        return "upgraded"
+
+    def _step_register(self) -> str:
+        assert self.config is not None
+        config = self.config
+        secure = config.device_security_mode in (2, 3)
+        if secure and self.ctl is None:
+            # Item 7: no CTL, no insecure fallback; retry the CTL a model-specific number of times.
+            self._volatile.ctl_attempts += 1
+            if self._volatile.ctl_attempts < self.model.ctl_attempts:
+                self._record(
+                    "register",
+                    Verdict.SKIPPED,
+                    "item 7",
+                    f"security mode {config.device_security_mode} needs a CTL; none installed, "
+                    f"retrying the CTL (attempt {self._volatile.ctl_attempts} of "
+                    f"{self.model.ctl_attempts})",
+                )
+                return "need_ctl"
+            return self._registration_failed(
+                "item 7",
+                f"security mode {config.device_security_mode} needs a CTL and none was installed "
+                f"after {self.model.ctl_attempts} attempts; the phone does not register insecurely",
+            )
+        if not config.callmanagers:
+            return self._registration_failed("item 1", "the configuration names no CallManager")
+        failures: list[str] = []
+        for host, sip_port, secure_sip_port in config.callmanagers:
+            request = RegisterRequest(
+                callmanager=host,
+                port=secure_sip_port if secure else sip_port,
+                transport="tls" if secure else "tcp",
+                requester=self.requester,
+                digest_user=config.digest_user,
+                digest_password=config.digest_password,
+                itl_report=self._itl_report(),
+                check_server=self._callmanager_check() if secure else None,
+                client_identity=self.identity() if secure else None,
+            )
+            try:
+                result = self.backend.register(request)
+            except NetworkError as exc:
+                failures.append(f"{host}:{request.port}: {exc}")
+                continue
+            where = f"{host}:{request.port}/{request.transport}"
+            if result.ok:
+                self.registered_with = host
+                self._record(
+                    "register", Verdict.ACCEPTED, "item 1", f"registered with {where}", server=host
+                )
+                return "registered"
+            failures.append(f"{where} answered {result.code} {result.reason}")
+        return self._registration_failed("item 1", "; ".join(failures))
+
+    def _registration_failed(self, rule: str, reason: str) -> str:
+        self._record("register", Verdict.FAILED, rule, reason)
+        self._say(Status.REGISTRATION_FAILED)
+        return "register_failed"
+
+    # --- helpers -------------------------------------------------------------------------
+
+    @property
+    def known_image_keys(self) -> tuple[str, ...]:
+        """Image-signing keys the running firmware knows (items 37-38)."""
+        keys = self._settings.get("known_image_keys")
+        assert isinstance(keys, list)
+        return tuple(str(k) for k in keys)
+
+    def _fetch(self, step: str, name: str, *, quiet_not_found: bool = False) -> bytes | None:
+        errors: list[str] = []
+        not_found = False
+        for transport in self.model.transports:
+            try:
+                data = self.backend.fetch(
+                    self.tftp, name, transport=transport, requester=self.requester
+                )
+            except FileNotFoundOnServer:
+                not_found = True
+                errors.append(f"{transport.value}: not found")
+                continue
+            except TransferTimeout as exc:
+                errors.append(f"{transport.value}: {exc}")
+                continue
+            except NetworkError as exc:
+                errors.append(f"{transport.value}: {exc}")
+                continue
+            return data
+        if not_found:
+            self._record(
+                step,
+                Verdict.NOT_FOUND,
+                "item 2",
+                f"{name} is not on the server",
+                file=name,
+                server=self.tftp,
+            )
+            if not quiet_not_found:
+                self._say(f"{Status.FILE_NOT_FOUND} {name}")
+        else:
+            self._record(
+                step, Verdict.TIMEOUT, "item 13", "; ".join(errors), file=name, server=self.tftp
+            )
+            self._say(Status.TFTP_TIMEOUT)
+        return None
+
+    def _ask_tvs(self, issuer: str, serial: bytes) -> TvsOutcome:
+        servers = self._tvs_servers()
+        outcome = self._volatile.tvs.ask(
+            issuer,
+            serial,
+            itl=self.itl,
+            servers=servers,
+            exchange=self._tvs_exchange,
+            now=self.clock(),
+        )
+        self._record(
+            "tvs",
+            Verdict.ACCEPTED if outcome.valid else Verdict.REJECTED,
+            outcome.rule,
+            f"asked about serial {serial.hex()} ({issuer!r}): {outcome.reason}",
+            server=outcome.server,
+        )
+        return outcome
+
+    def _tvs_exchange(
+        self,
+        server: TvsServer,
+        issuer: str,
+        serial: bytes,
+        check_server: Callable[[x509.Certificate], str | None],
+    ) -> TvsAnswer:
+        return self.backend.tvs_query(
+            server, issuer, serial, check_server, client=self.identity(), requester=self.requester
+        )
+
+    def _tvs_servers(self) -> list[TvsServer]:
+        # Item 21: the TVS members of the current config, by priority.
+        if self.config is None:
+            return []
+        return [TvsServer(host, port) for host, port in self.config.tvs_members]
+
+    def _callmanager_check(self) -> Callable[[x509.Certificate], str | None]:
+        # Item 7 and seed (File Authentication): TLS to the CallManager is validated against
+        # the CTL's CallManager entries.
+        trusted = tuple(
+            r.certificate_der
+            for r in (self.ctl.records if self.ctl else ())
+            if r.certificate_der is not None and r.role in (Role.CCM, Role.CCM_TFTP)
+        )
+
+        def check(certificate: x509.Certificate) -> str | None:
+            if certificate.public_bytes(Encoding.DER) in trusted:
+                return None
+            return "the CallManager certificate is not a CCM record of the installed CTL"
+
+        return check
+
+    def _itl_report(self) -> ItlReport | None:
+        digest = self.itl_hash()
+        if digest is None:
+            return None
+        applied = self._settings.get("itl_applied_at", 0)
+        return ItlReport(self.tftp, digest, int(applied) if isinstance(applied, int) else 0)
+
+    def _decryption_key(self) -> rsa.RSAPrivateKey | None:
+        for cert_name, key_name in (
+            (names.LSC_CERT, names.LSC_KEY),
+            (names.MIC_CERT, names.MIC_KEY),
+        ):
+            found = self._load_identity(cert_name, key_name)
+            if found is not None and isinstance(found.key, rsa.RSAPrivateKey):
+                return found.key
+        return None
+
+    def _load_identity(self, cert_name: str, key_name: str) -> Identity | None:
+        cert_pem = self.flash.read(cert_name)
+        key_pem = self.flash.read(key_name)
+        if cert_pem is None or key_pem is None:
+            return None
+        return Identity(cert_from_pem(cert_pem), key_from_pem(key_pem, None))
+
+    def _stored_list(self, name: str) -> TrustList | None:
+        data = self.flash.read(name)
+        if data is None:
+            return None
+        try:
+            return parse_trust_list(data)
+        except FormatError as exc:
+            # Only accepted lists are written, so this is damage from outside vphone.
+            self._record("boot", Verdict.REJECTED, "item 13", f"stored {name} is damaged: {exc}")
+            return None
+
+    def _stored_config(self) -> DeviceConfig | None:
+        data = self.flash.read(names.CONFIG)
+        if data is None:
+            return None
+        try:
+            return parse_config(data)
+        except FormatError:
+            return None
+
+    def _load_settings(self) -> dict[str, object]:
+        raw = self.flash.read(names.SETTINGS)
+        settings: dict[str, object] = json.loads(raw) if raw else {}
+        stored_mac = settings.get("mac")
+        if stored_mac is not None and stored_mac != self.mac:
+            raise UsageError(
+                f"this flash belongs to phone {stored_mac}, not {self.mac}; use another folder"
+            )
+        settings.setdefault("mac", self.mac)
+        settings.setdefault("model", self.model.name)
+        load = CATALOGUE[self.model.factory_load]
+        settings.setdefault("load", load.name)
+        settings.setdefault("known_image_keys", list(load.known_key_ids))
+        if self.flash.read(names.IMAGE) is None:
+            self.flash.write(names.IMAGE, build_image(load))
+        if raw is None:
+            self.flash.write(names.SETTINGS, json.dumps(settings, sort_keys=True).encode())
+        return settings
+
+    def _save_settings(self) -> None:
+        self.flash.write(names.SETTINGS, json.dumps(self._settings, sort_keys=True).encode())
+
+    def _decide(self, step: str, decision: Decision, name: str) -> None:
+        self._record(
+            step, decision.verdict, decision.rule, decision.reason, file=name, server=self.tftp
+        )
+        if decision.status:
+            self._say(decision.status)
+
+    def _record(
+        self,
+        step: str,
+        verdict: Verdict,
+        rule: str,
+        reason: str,
+        *,
+        file: str | None = None,
+        server: str | None = None,
+    ) -> None:
+        entry = TraceEntry(step, verdict.value, rule, reason, file, server, self.clock())
+        self.trace.append(entry)
+        self._emit(entry)
+
+    def _say(self, text: str) -> None:
+        self._status.append(text)
+
+    def _emit(self, event: PhoneEvent) -> None:
+        for hook in self._hooks:
+            hook(event)
+
+
+def normalize_mac(mac: str) -> str:
+    """``00:11:22:aa:bb:cc`` or ``SEP001122AABBCC`` -> ``001122AABBCC``.
+
+    Raises:
+        UsageError: not 12 hex digits.
+    """
+    text = mac.upper().removeprefix("SEP").replace(":", "").replace("-", "").replace(".", "")
+    if len(text) != 12 or any(c not in "0123456789ABCDEF" for c in text):
+        raise UsageError(f"bad MAC address {mac!r}: expected 12 hex digits")
+    return text
