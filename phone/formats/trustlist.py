@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 from enum import IntEnum
 
 from cryptography import x509
-from cryptography.utils import CryptographyDeprecationWarning
 from cryptography.hazmat.primitives.serialization import Encoding
+from cryptography.utils import CryptographyDeprecationWarning
 
 from phone.errors import (
     LengthError,
