@@ -25,6 +25,7 @@ Everything here is pure and deterministic (RSA PKCS#1 v1.5 signatures are determ
 from __future__ import annotations
 
 import functools
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
@@ -175,3 +176,29 @@ def sign_image(load: Load, key: rsa.RSAPrivateKey) -> bytes:
 def build_image(load: Load) -> bytes:
     """The image file of ``load``, signed with its vendor key (what firmware_images/ holds)."""
     return sign_image(load, image_signing_key(load.signing_key_id))
+
+
+class CatalogueImages(Mapping[str, bytes]):
+    """Every catalogue image by file name, built on first request (what a lab's TFTP serves).
+
+    A lab serves these unless its own firmware folder holds a file of the same name.
+    """
+
+    def __getitem__(self, name: str) -> bytes:
+        if not name.endswith(LOADS_SUFFIX):
+            raise KeyError(name)
+        load = CATALOGUE.get(name[: -len(LOADS_SUFFIX)])
+        if load is None:
+            raise KeyError(name)
+        return build_image(load)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(image_filename(name) for name in CATALOGUE)
+
+    def __len__(self) -> int:
+        return len(CATALOGUE)
+
+
+def catalogue_images() -> CatalogueImages:
+    """The catalogue as a read-only mapping of file name to image bytes."""
+    return CatalogueImages()

@@ -95,13 +95,19 @@ EventHook = Callable[[PhoneEvent], None]
 
 @dataclass
 class _Volatile:
-    """What a reboot or power cycle forgets."""
+    """What every reboot forgets (item 23), upgrade reboots included."""
 
     tvs: TvsClient = field(default_factory=TvsClient)
-    ctl_attempts: int = 0
-    upgrades: int = 0
-    failed_loads: set[str] = field(default_factory=set)
     wants_encrypted: bool = False
+
+
+@dataclass
+class _Cycle:
+    """Counters of one boot cycle started by power-on or reset; an upgrade reboot keeps them,
+    so a load refused once is not fetched again in the same cycle."""
+
+    ctl_attempts: int = 0
+    failed_loads: set[str] = field(default_factory=set)
 
 
 class VirtualPhone:
@@ -137,6 +143,7 @@ class VirtualPhone:
         self.trace: list[TraceEntry] = []
         self._hooks: list[EventHook] = []
         self._volatile = _Volatile()
+        self._cycle = _Cycle()
         self.ctl: TrustList | None = None
         self.itl: TrustList | None = None
         self.config: DeviceConfig | None = None
@@ -174,6 +181,7 @@ class VirtualPhone:
         """Power on a phone that is off and run the boot."""
         if self.state is not State.OFF:
             raise UsageError("the phone is already on; use reset()")
+        self._cycle = _Cycle()
         self._fire("power_on")
         return self._run()
 
@@ -181,6 +189,7 @@ class VirtualPhone:
         """Restart a running phone (item 3: trust lists are fetched again)."""
         if self.state is State.OFF:
             raise UsageError("the phone is off; use power_on()")
+        self._cycle = _Cycle()
         self._fire("reset")
         return self._run()
 
@@ -266,10 +275,8 @@ class VirtualPhone:
     # --- steps ---------------------------------------------------------------------------
 
     def _step_boot(self) -> str:
-        # A reboot clears volatile memory (item 23), but not the counters of this boot cycle:
-        # an upgrade reboot must not forget that a load was already refused.
-        upgrades, failed = self._volatile.upgrades, self._volatile.failed_loads
-        self._volatile = _Volatile(upgrades=upgrades, failed_loads=failed)
+        # A reboot clears volatile memory (item 23); the boot-cycle counters stay.
+        self._volatile = _Volatile()
         self.registered_with = None
         self.ctl = self._stored_list(names.CTL)
         self.itl = self._stored_list(names.ITL)
@@ -364,7 +371,7 @@ class VirtualPhone:
     def _after_config(self) -> str:
         assert self.config is not None
         wanted = self.config.load_information
-        if wanted and wanted != self.running_load and wanted not in self._volatile.failed_loads:
+        if wanted and wanted != self.running_load and wanted not in self._cycle.failed_loads:
             return "load_differs"
         return "config_ok"
 
@@ -403,7 +410,7 @@ class VirtualPhone:
         self._say(Status.UPGRADE_IN_PROGRESS)
         data = self._fetch("image", name)
         if data is None:
-            self._volatile.failed_loads.add(wanted)
+            self._cycle.failed_loads.add(wanted)
             self._say(Status.UPGRADE_FAILED)
             return "upgrade_failed"
         decision = evaluate_image(
@@ -419,14 +426,13 @@ class VirtualPhone:
             self._say(decision.status)
         if not decision.accepted or decision.load is None:
             # Item 37: keep booting the resident image.
-            self._volatile.failed_loads.add(wanted)
+            self._cycle.failed_loads.add(wanted)
             self._say(Status.UPGRADE_FAILED)
             return "upgrade_failed"
         self.flash.write(names.IMAGE, data)
         self._settings["load"] = decision.load.name
         self._settings["known_image_keys"] = list(decision.load.known_key_ids)
         self._save_settings()
-        self._volatile.upgrades += 1
         return "upgraded"
 
     def _step_register(self) -> str:
@@ -435,14 +441,14 @@ class VirtualPhone:
         secure = config.device_security_mode in (2, 3)
         if secure and self.ctl is None:
             # Item 7: no CTL, no insecure fallback; retry the CTL a model-specific number of times.
-            self._volatile.ctl_attempts += 1
-            if self._volatile.ctl_attempts < self.model.ctl_attempts:
+            self._cycle.ctl_attempts += 1
+            if self._cycle.ctl_attempts < self.model.ctl_attempts:
                 self._record(
                     "register",
                     Verdict.SKIPPED,
                     "item 7",
                     f"security mode {config.device_security_mode} needs a CTL; none installed, "
-                    f"retrying the CTL (attempt {self._volatile.ctl_attempts} of "
+                    f"retrying the CTL (attempt {self._cycle.ctl_attempts} of "
                     f"{self.model.ctl_attempts})",
                 )
                 return "need_ctl"

@@ -69,14 +69,13 @@ class MemoryBackend:
         if endpoint is None or not endpoint.node.running:
             raise NetworkError(f"no CallManager answers at {request.callmanager}:{request.port}")
         cluster = endpoint.cluster
-        if request.transport == "tls":
-            if request.check_server is not None:
-                certificate: x509.Certificate = cluster.identity(
-                    CertKind.CALLMANAGER, endpoint.node.hostname
-                ).certificate
-                problem = request.check_server(certificate)
-                if problem is not None:
-                    raise TlsRefused(f"TLS to {request.callmanager} refused: {problem}")
+        if request.transport == "tls" and request.check_server is not None:
+            certificate: x509.Certificate = cluster.identity(
+                CertKind.CALLMANAGER, endpoint.node.hostname
+            ).certificate
+            problem = request.check_server(certificate)
+            if problem is not None:
+                raise TlsRefused(f"TLS to {request.callmanager} refused: {problem}")
         outcome = cluster.register(
             request.requester.mac,
             now=self.clock(),
