@@ -1,0 +1,1435 @@
+"""The emulated Unified CM lab: clusters, nodes, devices, parameters and trust stores.
+
+Pure and in memory: every operation that changes state takes ``now`` (a timezone-aware
+``datetime``) and nothing here reads the clock, opens a file or a socket. The on-disk lab
+folder is :mod:`phone.cluster.store`; serving files is :mod:`phone.cluster.files`; the Trust
+Verification Service is :mod:`phone.cluster.tvs`; certificate operations are
+:mod:`phone.cluster.certops`.
+
+Theory of operation. A :class:`Cluster` holds a :class:`ClusterState` (everything that is
+persisted) and mutates it through methods that end in :meth:`Cluster._commit`. The commit
+
+* stamps the change time,
+* recomputes the *config context* (what every device config depends on) and moves
+  ``context_changed_at`` only when it really changed, so that signed configs are re-signed
+  exactly when their content changes (seed, File Authentication), and
+* when the change can touch the ITL, regenerates the ITL of every running TFTP node: a node
+  whose ITL content is unchanged keeps its file byte for byte and the TFTP log says
+  "Tftp Itl hash not changed" (seed, ITLRecovery: TFTP Service Activation).
+
+The ITL and CTL files are kept as bytes in the state, like the files CUCM's TFTP holds, so that
+a CTL that was not updated after a certificate change stays stale (seed warning before
+ITLRecovery regeneration; ``ctl-update`` rebuilds it), and a lab reloaded from disk serves the
+very same bytes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import hashlib
+import ipaddress
+import os
+import re
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from enum import IntEnum, StrEnum
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any, Protocol
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.hazmat.primitives.serialization import Encoding
+
+from phone.cluster.files import FileService
+from phone.cluster.itl import (
+    CTL_FILENAME,
+    ITL_FILENAME,
+    HashOutcome,
+    ItlHashDatabase,
+    Member,
+    TrustListPlan,
+    content_key_of,
+    ctl_records,
+    itl_hash,
+    itl_records,
+)
+from phone.cluster.profiles import DEFAULT_PROFILE, ReleaseProfile, get_profile
+from phone.errors import LabError, UsageError
+from phone.formats.configxml import SIP_PORT, SIP_TLS_PORT, TVS_PORT
+from phone.formats.signature import Signer
+from phone.pki import CertKind, Identity, KeySource, node_certificate
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from phone.cluster.tvs import TvsService
+
+__all__ = [
+    "DEFAULT_MODEL",
+    "PARAMETERS",
+    "Cluster",
+    "ClusterSpec",
+    "ClusterState",
+    "ConfigContext",
+    "Device",
+    "Endpoint",
+    "ItlReport",
+    "ItlReset",
+    "Lab",
+    "LogEntry",
+    "Node",
+    "ParameterInfo",
+    "Parameters",
+    "RandomBytes",
+    "Registration",
+    "SecurityMode",
+    "TrustEntry",
+    "TrustStore",
+    "normalize_mac",
+    "unix_time",
+]
+
+RandomBytes = Callable[[int], bytes]
+"""Where randomness comes from (``os.urandom`` at the edge, a seeded source in tests)."""
+
+DEFAULT_MODEL = "8841"
+CALLMANAGER_GROUP_SIZE = 3  # a CUCM CallManager group has at most three members
+LOG_LIMIT = 1000  # log entries kept per cluster
+MAX_NODES = 64  # far above CUCM's 21; the 40-certificate ITL test needs 36 TVS nodes
+_NAME = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,28}[a-z0-9])?")
+_MAC_HEX = re.compile(r"[0-9A-F]{12}")
+_MODEL = re.compile(r"[A-Za-z0-9-]{1,16}")
+
+
+def unix_time(now: datetime) -> int:
+    """``now`` as integral Unix time.
+
+    Raises:
+        UsageError: ``now`` is naive (the core never guesses a time zone).
+    """
+    if now.tzinfo is None or now.utcoffset() is None:
+        raise UsageError(f"now must be timezone-aware, got the naive {now.isoformat()}")
+    return int(now.timestamp())
+
+
+def normalize_mac(text: str) -> str:
+    """``AA:BB:CC:DD:EE:FF``, ``aabb.ccdd.eeff``, ``SEPAABBCCDDEEFF`` -> ``AABBCCDDEEFF``.
+
+    Raises:
+        LabError: not a MAC address.
+    """
+    raw = text.strip().upper().removeprefix("SEP")
+    for sep in (":", "-", "."):
+        raw = raw.replace(sep, "")
+    if not _MAC_HEX.fullmatch(raw):
+        raise LabError(f"not a MAC address: {text!r} (want 12 hex digits, e.g. 001122AABBCC)")
+    return raw
+
+
+def _sha256(certificate: x509.Certificate) -> str:
+    return certificate.fingerprint(hashes.SHA256()).hex()
+
+
+def _der(certificate: x509.Certificate) -> bytes:
+    return certificate.public_bytes(Encoding.DER)
+
+
+# --- records ---------------------------------------------------------------------------------
+
+
+class SecurityMode(IntEnum):
+    """Device security mode, as written in ``<deviceSecurityMode>``."""
+
+    NON_SECURE = 1
+    AUTHENTICATED = 2
+    ENCRYPTED = 3
+
+    @property
+    def label(self) -> str:
+        """``non-secure``, ``authenticated`` or ``encrypted``."""
+        return self.name.lower().replace("_", "-")
+
+    @classmethod
+    def parse(cls, text: str) -> SecurityMode:
+        """Accept a label or the number.
+
+        Raises:
+            LabError: anything else.
+        """
+        for mode in cls:
+            if text.strip().lower() in (mode.label, str(int(mode)), mode.name.lower()):
+                return mode
+        raise LabError(f"unknown security mode {text!r} (non-secure, authenticated, encrypted)")
+
+
+class TrustStore(StrEnum):
+    """The cluster's trust stores that matter to phones (item 34)."""
+
+    CALLMANAGER = "callmanager-trust"
+    PHONE_SAST = "phone-sast-trust"
+    CAPF = "capf-trust"
+    TOMCAT = "tomcat-trust"
+
+    @classmethod
+    def parse(cls, text: str) -> TrustStore:
+        """Accept ``callmanager-trust`` or ``CallManager-trust``.
+
+        Raises:
+            LabError: no such store.
+        """
+        for store in cls:
+            if store.value == text.strip().lower():
+                return store
+        raise LabError(f"unknown trust store {text!r} ({', '.join(s.value for s in cls)})")
+
+
+@dataclass(frozen=True)
+class TrustEntry:
+    """A certificate in a trust store, with where it came from."""
+
+    certificate: x509.Certificate
+    source: str
+
+    @property
+    def sha256(self) -> str:
+        """Hex SHA-256 of the DER certificate."""
+        return _sha256(self.certificate)
+
+
+@dataclass(frozen=True)
+class Node:
+    """One Unified CM server: its services, power state and per-node certificates.
+
+    The cluster-wide ITLRecovery and CAPF certificates belong to the publisher (the first
+    node) and live on :class:`ClusterState`.
+    """
+
+    hostname: str
+    ip: str
+    callmanager: Identity
+    tvs: Identity
+    tomcat: Identity
+    runs_callmanager: bool = True
+    runs_tftp: bool = False
+    runs_tvs: bool = True
+    running: bool = True
+
+    @property
+    def services(self) -> tuple[str, ...]:
+        """Names of the services the node runs: CallManager, TFTP, TVS."""
+        flags = (
+            ("CallManager", self.runs_callmanager),
+            ("TFTP", self.runs_tftp),
+            ("TVS", self.runs_tvs),
+        )
+        return tuple(name for name, on in flags if on)
+
+
+@dataclass(frozen=True)
+class Device:
+    """A phone known to the cluster (Phone Configuration plus its security profile).
+
+    ``certificate`` is the phone's LSC (or MIC) as CAPF knows it: encrypted configs are
+    encrypted to its public key (trust-file-formats.md section 8). ``changed_at`` is the Unix
+    time of the record's last change and dates its signed config.
+    """
+
+    mac: str
+    model: str = DEFAULT_MODEL
+    security_mode: SecurityMode = SecurityMode.NON_SECURE
+    digest_user: str | None = None
+    digest_password: str | None = None
+    exclude_digest_credentials: bool = False
+    load: str = ""
+    encrypt_config: bool = False
+    certificate: x509.Certificate | None = None
+    autoregistered: bool = False
+    changed_at: int = 0
+
+    def __post_init__(self) -> None:
+        if not _MAC_HEX.fullmatch(self.mac):
+            raise LabError(f"device MAC must be 12 upper-case hex digits, got {self.mac!r}")
+        if not _MODEL.fullmatch(self.model):
+            raise LabError(f"invalid phone model {self.model!r}")
+        for label, text in (
+            ("digest user", self.digest_user),
+            ("digest password", self.digest_password),
+            ("load", self.load),
+        ):
+            if text is not None and (text != text.strip() or not text.isprintable()):
+                raise LabError(f"the {label} must be printable without surrounding spaces")
+
+    @property
+    def name(self) -> str:
+        """``SEP<MAC>``."""
+        return f"SEP{self.mac}"
+
+
+@dataclass(frozen=True)
+class Parameters:
+    """Enterprise and service parameters the emulation uses (seed; items 16, 33, 40-43)."""
+
+    prepare_cluster_for_rollback: bool = False
+    itl_recovery_validity_years: int = 5
+    cluster_id: str = "StandAloneCluster"
+    autoregistration: bool = True
+    sip_station_realm: str = "ccmsipline"
+    nonce_validity: int = 600
+    tvs_ttl: int = 86400
+
+
+@dataclass(frozen=True)
+class ParameterInfo:
+    """A settable parameter: its CLI name, the :class:`Parameters` field, kind and meaning."""
+
+    name: str
+    field: str
+    kind: str  # "enterprise", "service" or "callmanager"
+    description: str
+
+
+PARAMETERS: Mapping[str, ParameterInfo] = MappingProxyType(
+    {
+        p.name: p
+        for p in (
+            ParameterInfo(
+                "prepare-cluster-for-rollback",
+                "prepare_cluster_for_rollback",
+                "enterprise",
+                "Prepare Cluster for Rollback to pre-8.0: serve the empty ITL (items 16, 33)",
+            ),
+            ParameterInfo(
+                "itl-recovery-validity-years",
+                "itl_recovery_validity_years",
+                "enterprise",
+                "validity of a regenerated ITLRecovery certificate (5; 5/10/15/20 on 14.x)",
+            ),
+            ParameterInfo(
+                "cluster-id",
+                "cluster_id",
+                "enterprise",
+                "Cluster ID: the realm of SIP trunk digest challenges (item 43)",
+            ),
+            ParameterInfo(
+                "autoregistration",
+                "autoregistration",
+                "callmanager",
+                "unknown phones may register and get a device record (item 6)",
+            ),
+            ParameterInfo(
+                "sip-station-realm",
+                "sip_station_realm",
+                "service",
+                "SIP Station Realm of line-side digest challenges (item 40)",
+            ),
+            ParameterInfo(
+                "nonce-validity",
+                "nonce_validity",
+                "service",
+                "nonce validity time in seconds (item 41)",
+            ),
+            ParameterInfo(
+                "tvs-ttl",
+                "tvs_ttl",
+                "service",
+                "seconds a phone may cache a positive TVS answer (item 23)",
+            ),
+        )
+    }
+)
+"""Every parameter ``vphone lab set`` accepts, by name."""
+
+
+def _parse_bool(text: str) -> bool:
+    value = text.strip().lower()
+    if value in ("true", "yes", "on", "1"):
+        return True
+    if value in ("false", "no", "off", "0"):
+        return False
+    raise LabError(f"expected true or false, got {text!r}")
+
+
+def _parse_int(text: str, *, minimum: int, maximum: int) -> int:
+    try:
+        value = int(text.strip(), 10)
+    except ValueError:
+        raise LabError(f"expected a whole number, got {text!r}") from None
+    if not minimum <= value <= maximum:
+        raise LabError(f"{value} is out of range ({minimum} to {maximum})")
+    return value
+
+
+def _parse_token(text: str) -> str:
+    value = text.strip()
+    if not re.fullmatch(r"[A-Za-z0-9._-]{1,64}", value):
+        raise LabError(f"expected 1 to 64 letters, digits, '.', '_' or '-', got {text!r}")
+    return value
+
+
+def parse_parameter(name: str, text: str, profile: ReleaseProfile) -> tuple[str, bool | int | str]:
+    """Validate ``text`` for parameter ``name``; return the field name and typed value.
+
+    Raises:
+        LabError: unknown parameter or invalid value.
+    """
+    info = PARAMETERS.get(name.strip().lower())
+    if info is None:
+        raise LabError(f"unknown parameter {name!r} (known: {', '.join(PARAMETERS)})")
+    value: bool | int | str
+    match info.field:
+        case "prepare_cluster_for_rollback" | "autoregistration":
+            value = _parse_bool(text)
+        case "itl_recovery_validity_years":
+            value = _parse_int(text, minimum=1, maximum=20)
+            if value not in profile.itlrecovery_years:
+                allowed = ", ".join(map(str, profile.itlrecovery_years))
+                raise LabError(
+                    f"release {profile.name} offers an ITLRecovery validity of {allowed} years"
+                )
+        case "nonce_validity":
+            value = _parse_int(text, minimum=1, maximum=86400)
+        case "tvs_ttl":
+            value = _parse_int(text, minimum=0, maximum=10 * 86400)
+        case _:
+            value = _parse_token(text)
+    return info.field, value
+
+
+@dataclass(frozen=True)
+class LogEntry:
+    """One line of a node's service log (TFTP, TVS, CallManager, CLI, ...)."""
+
+    seq: int
+    time: int
+    host: str
+    service: str
+    message: str
+
+    def __str__(self) -> str:
+        stamp = datetime.fromtimestamp(self.time, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        return f"{stamp} {self.host} {self.service}: {self.message}"
+
+
+@dataclass(frozen=True)
+class ItlReset:
+    """``utils itl reset`` in progress (item 29).
+
+    ``hosts`` are the TFTP nodes still serving the ITL signed by the reset key; restarting a
+    node's TFTP service removes it and restores normal signing there. ``remote`` is the
+    identity given to ``remotekey``; ``localkey`` uses the profile's other SAST key.
+    """
+
+    mode: str  # "localkey" or "remotekey"
+    hosts: frozenset[str]
+    remote: Identity | None = None
+
+
+class ItlReport(Protocol):
+    """What a 14.x phone reports about its ITL at registration (item 30)."""
+
+    @property
+    def tftp_host(self) -> str:
+        """The TFTP server the ITL came from."""
+        ...
+
+    @property
+    def itl_hash(self) -> str:
+        """Lowercase hex SHA-1 of the installed ITL."""
+        ...
+
+    @property
+    def timestamp(self) -> int:
+        """Unix time the phone applied it."""
+        ...
+
+
+@dataclass(frozen=True)
+class Registration:
+    """The outcome of a registration attempt (what the ITL hash database did with the report)."""
+
+    accepted: bool
+    reason: str
+    created: bool = False
+    itl: HashOutcome | None = None
+
+
+@dataclass(frozen=True)
+class ConfigContext:
+    """Everything a device config depends on besides the device record itself."""
+
+    callmanagers: tuple[tuple[str, int, int], ...]
+    tvs_members: tuple[tuple[str, int], ...]
+    tftp_servers: tuple[str, ...]
+    capf_host: str
+    mixed_mode: bool
+    autoregistration: bool
+    signers: tuple[tuple[str, str], ...]  # (TFTP host, SHA-256 of its CallManager certificate)
+
+    def key(self) -> str:
+        """A digest that changes when (and only when) the context does."""
+        return hashlib.sha256(repr(self).encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class ClusterSpec:
+    """What ``vphone lab init`` asks for.
+
+    ``tvs_nodes`` is the number of Unified CM nodes (TVS runs on every node, seed);
+    the first ``tftp_nodes`` of them also run TFTP.
+    """
+
+    name: str = "cluster1"
+    profile: str = DEFAULT_PROFILE
+    tvs_nodes: int = 1
+    tftp_nodes: int = 1
+    mixed_mode: bool = False
+    key_size: int = 2048
+    itlrecovery_years: int = 5
+    domain: str = "lab"
+
+
+@dataclass
+class ClusterState:
+    """Everything about a cluster that is persisted (see :mod:`phone.cluster.store`)."""
+
+    name: str
+    profile: str
+    domain: str
+    nodes: list[Node]
+    itlrecovery: Identity
+    capf: Identity
+    parameters: Parameters = field(default_factory=Parameters)
+    mixed_mode: bool = False
+    devices: dict[str, Device] = field(default_factory=dict)
+    trust: dict[TrustStore, list[TrustEntry]] = field(default_factory=dict)
+    itl_files: dict[str, bytes] = field(default_factory=dict)
+    ctl_file: bytes | None = None
+    hashes: ItlHashDatabase = field(default_factory=ItlHashDatabase)
+    itl_reset: ItlReset | None = None
+    registrations: dict[str, int] = field(default_factory=dict)
+    log: list[LogEntry] = field(default_factory=list)
+    created_at: int = 0
+    updated_at: int = 0
+    context_changed_at: int = 0
+    context_key: str = ""
+    next_seq: int = 1
+
+
+# --- the cluster -----------------------------------------------------------------------------
+
+
+class Cluster:
+    """One emulated Unified CM cluster (see the module docstring).
+
+    Build one with :meth:`create` (or :meth:`Lab.create`), or from a persisted
+    :class:`ClusterState`. ``random`` feeds the AES keys of encrypted configs; ``firmware`` maps
+    file names to the bytes of firmware loads its TFTP nodes serve.
+    """
+
+    def __init__(
+        self,
+        state: ClusterState,
+        *,
+        random: RandomBytes = os.urandom,
+        firmware: Mapping[str, bytes] | None = None,
+        clock: Callable[[], datetime] | None = None,
+    ) -> None:
+        self.state = state
+        self.random = random
+        self.firmware: Mapping[str, bytes] = firmware if firmware is not None else {}
+        self.clock = clock
+        self.revision = 0
+        self.saved_revision: int | None = None  # maintained by phone.cluster.store
+        self._profile = get_profile(state.profile)
+        self._context: tuple[int, ConfigContext] | None = None
+        self._file_services: dict[str, FileService] = {}
+        self._signers: dict[str, tuple[Identity, Signer]] = {}
+        if not state.context_key:
+            state.context_key = self.config_context().key()
+
+    @classmethod
+    def create(
+        cls,
+        spec: ClusterSpec,
+        *,
+        now: datetime,
+        keys: KeySource,
+        ip_prefix: str = "10.1",
+        capf_trust: Sequence[x509.Certificate] = (),
+        random: RandomBytes = os.urandom,
+        firmware: Mapping[str, bytes] | None = None,
+    ) -> Cluster:
+        """Install a new cluster: nodes, certificates, trust stores, the first ITLs.
+
+        ``capf_trust`` seeds the CAPF-trust store (the manufacturing CAs that issue phone
+        MICs, :func:`phone.vendor.manufacturing_cas`); the cluster's own CAPF certificate is
+        added too, so LSCs it issues authenticate to TVS.
+
+        Raises:
+            LabError: bad name, node counts, profile, key size or ITLRecovery validity.
+        """
+        stamp = unix_time(now)
+        profile = get_profile(spec.profile)
+        if not _NAME.fullmatch(spec.name):
+            raise LabError(
+                f"invalid cluster name {spec.name!r}: use 1 to 30 lower-case letters, digits "
+                "and '-', starting and ending with a letter or digit"
+            )
+        if not _NAME.fullmatch(spec.domain):
+            raise LabError(f"invalid lab domain {spec.domain!r}")
+        if not 1 <= spec.tvs_nodes <= MAX_NODES:
+            raise LabError(f"a cluster has 1 to {MAX_NODES} nodes, not {spec.tvs_nodes}")
+        if not 1 <= spec.tftp_nodes <= spec.tvs_nodes:
+            raise LabError(
+                f"--tftp-nodes must be between 1 and the number of nodes ({spec.tvs_nodes})"
+            )
+        if spec.itlrecovery_years not in profile.itlrecovery_years:
+            allowed = ", ".join(map(str, profile.itlrecovery_years))
+            raise LabError(f"release {profile.name} offers ITLRecovery validity {allowed} years")
+        try:
+            network = ipaddress.IPv4Network(f"{ip_prefix}.0.0/16")
+        except ValueError:
+            raise LabError(f"invalid IP prefix {ip_prefix!r}") from None
+        nodes: list[Node] = []
+        for index in range(spec.tvs_nodes):
+            host = f"cucm{index + 1}.{spec.name}.{spec.domain}"
+
+            def cert(kind: CertKind, host: str = host) -> Identity:
+                return node_certificate(kind, host, now=now, keys=keys, key_size=spec.key_size)
+
+            nodes.append(
+                Node(
+                    hostname=host,
+                    ip=str(network.network_address + 10 + index),
+                    callmanager=cert(CertKind.CALLMANAGER),
+                    tvs=cert(CertKind.TVS),
+                    tomcat=cert(CertKind.TOMCAT),
+                    runs_tftp=index < spec.tftp_nodes,
+                )
+            )
+        publisher = nodes[0].hostname
+        itlrecovery = node_certificate(
+            CertKind.ITLRECOVERY,
+            publisher,
+            now=now,
+            keys=keys,
+            key_size=spec.key_size,
+            validity_years=spec.itlrecovery_years,
+        )
+        capf = node_certificate(
+            CertKind.CAPF, publisher, now=now, keys=keys, key_size=spec.key_size
+        )
+        trust: dict[TrustStore, list[TrustEntry]] = {store: [] for store in TrustStore}
+        trust[TrustStore.CAPF].append(TrustEntry(capf.certificate, "own CAPF"))
+        for ca in capf_trust:
+            if _der(ca) != _der(capf.certificate):
+                trust[TrustStore.CAPF].append(TrustEntry(ca, "manufacturing CA"))
+        state = ClusterState(
+            name=spec.name,
+            profile=profile.name,
+            domain=spec.domain,
+            nodes=nodes,
+            itlrecovery=itlrecovery,
+            capf=capf,
+            parameters=Parameters(itl_recovery_validity_years=spec.itlrecovery_years),
+            mixed_mode=spec.mixed_mode,
+            trust=trust,
+            created_at=stamp,
+            updated_at=stamp,
+            context_changed_at=stamp,
+        )
+        cluster = cls(state, random=random, firmware=firmware)
+        cluster._log(
+            now, publisher, "CLI", f"cluster {spec.name} installed, release {profile.name}"
+        )
+        if spec.mixed_mode:
+            cluster._build_ctl(now)
+            cluster.note(now, "cluster security mode: mixed (tokenless CTL)")
+        # Seed: "The ITL file is automatically created when the TFTP service is activated and
+        # the cluster is installed."
+        cluster._commit(now, itl=True)
+        return cluster
+
+    # --- read side ---------------------------------------------------------------------------
+
+    @property
+    def name(self) -> str:
+        """The cluster's name."""
+        return self.state.name
+
+    @property
+    def profile(self) -> ReleaseProfile:
+        """The release profile."""
+        return self._profile
+
+    @property
+    def nodes(self) -> tuple[Node, ...]:
+        """All nodes, publisher first."""
+        return tuple(self.state.nodes)
+
+    @property
+    def publisher(self) -> Node:
+        """The first node: it holds ITLRecovery and CAPF and signs the 8.x-11.5 CTL."""
+        return self.state.nodes[0]
+
+    @property
+    def tftp_hosts(self) -> tuple[str, ...]:
+        """Host names of the nodes running TFTP (running or not)."""
+        return tuple(n.hostname for n in self.state.nodes if n.runs_tftp)
+
+    @property
+    def tvs_hosts(self) -> tuple[str, ...]:
+        """Host names of the nodes running TVS (running or not)."""
+        return tuple(n.hostname for n in self.state.nodes if n.runs_tvs)
+
+    @property
+    def mixed_mode(self) -> bool:
+        """True once ``utils ctl set-cluster mixed-mode`` ran."""
+        return self.state.mixed_mode
+
+    @property
+    def parameters(self) -> Parameters:
+        """Enterprise and service parameters."""
+        return self.state.parameters
+
+    @property
+    def itlrecovery(self) -> Identity:
+        """The cluster's ITLRecovery certificate and key."""
+        return self.state.itlrecovery
+
+    @property
+    def capf(self) -> Identity:
+        """The cluster's CAPF certificate and key."""
+        return self.state.capf
+
+    @property
+    def devices(self) -> Mapping[str, Device]:
+        """Devices by MAC (read-only view)."""
+        return MappingProxyType(self.state.devices)
+
+    @property
+    def hashes(self) -> ItlHashDatabase:
+        """The ITL hash database (item 30). Change it only through the cluster's methods."""
+        return self.state.hashes
+
+    @property
+    def log(self) -> tuple[LogEntry, ...]:
+        """The most recent service-log entries, oldest first."""
+        return tuple(self.state.log)
+
+    def log_since(self, seq: int) -> tuple[LogEntry, ...]:
+        """Log entries with a sequence number of at least ``seq``."""
+        return tuple(e for e in self.state.log if e.seq >= seq)
+
+    @property
+    def next_log_seq(self) -> int:
+        """The sequence number the next log entry will get."""
+        return self.state.next_seq
+
+    def find_node(self, host: str) -> Node | None:
+        """The node called ``host`` (full or short host name, or IP address), or None."""
+        key = host.strip().lower().rstrip(".")
+        for node in self.state.nodes:
+            if key in (node.hostname, node.ip, node.hostname.split(".", 1)[0]):
+                return node
+        return None
+
+    def node(self, host: str) -> Node:
+        """The node called ``host``.
+
+        Raises:
+            LabError: no such node in this cluster.
+        """
+        node = self.find_node(host)
+        if node is None:
+            known = ", ".join(n.hostname for n in self.state.nodes)
+            raise LabError(f"cluster {self.name} has no node {host!r} (nodes: {known})")
+        return node
+
+    def device(self, mac: str) -> Device | None:
+        """The device with ``mac`` (any MAC spelling), or None."""
+        try:
+            return self.state.devices.get(normalize_mac(mac))
+        except LabError:
+            return None
+
+    def trust(self, store: TrustStore) -> tuple[TrustEntry, ...]:
+        """The entries of one trust store."""
+        return tuple(self.state.trust.get(store, ()))
+
+    def identity(self, kind: CertKind, host: str | None = None) -> Identity:
+        """A certificate of the cluster: per node for CallManager/TVS/Tomcat (``host``),
+        cluster-wide for ITLRecovery and CAPF.
+
+        Raises:
+            LabError: a per-node kind without a known ``host``.
+        """
+        if kind is CertKind.ITLRECOVERY:
+            return self.state.itlrecovery
+        if kind is CertKind.CAPF:
+            return self.state.capf
+        node = self.node(host) if host is not None else self.publisher
+        if kind is CertKind.CALLMANAGER:
+            return node.callmanager
+        if kind is CertKind.TVS:
+            return node.tvs
+        return node.tomcat
+
+    def config_context(self) -> ConfigContext:
+        """The cluster-wide inputs of every device config (cached per revision)."""
+        if self._context is not None and self._context[0] == self.revision:
+            return self._context[1]
+        cm_nodes = [n for n in self.state.nodes if n.runs_callmanager][:CALLMANAGER_GROUP_SIZE]
+        context = ConfigContext(
+            callmanagers=tuple((n.hostname, SIP_PORT, SIP_TLS_PORT) for n in cm_nodes),
+            # CUCM lists the phone's CallManager-group nodes as its TVS members (item 21).
+            tvs_members=tuple((n.hostname, TVS_PORT) for n in cm_nodes if n.runs_tvs),
+            tftp_servers=self.tftp_hosts,
+            capf_host=self.publisher.hostname,
+            mixed_mode=self.state.mixed_mode,
+            autoregistration=self.state.parameters.autoregistration,
+            signers=tuple(
+                (n.hostname, _sha256(n.callmanager.certificate))
+                for n in self.state.nodes
+                if n.runs_tftp
+            ),
+        )
+        self._context = (self.revision, context)
+        return context
+
+    def config_timestamp(self, device: Device | None) -> int:
+        """When a config's content last changed: what its ``.sgn`` header is dated."""
+        stamp = self.state.context_changed_at
+        return stamp if device is None else max(stamp, device.changed_at)
+
+    def config_signer(self, host: str) -> Signer:
+        """The key that signs TFTP node ``host``'s config files: its CallManager key (seed)."""
+        identity = self.node(host).callmanager
+        cached = self._signers.get(host)
+        if cached is None or cached[0] is not identity:
+            cached = (identity, _signer(identity))
+            self._signers[host] = cached
+        return cached[1]
+
+    # --- trust lists -------------------------------------------------------------------------
+
+    def _member(self, node: Node, identity: Identity) -> Member:
+        return Member(node.hostname, node.ip, identity.certificate)
+
+    def itl_signer(self, host: str) -> Identity:
+        """Who signs ``host``'s ITL now: the profile's signer, or the ``itl reset`` key."""
+        node = self.node(host)
+        reset = self.state.itl_reset
+        if reset is not None and node.hostname in reset.hosts:
+            if reset.remote is not None:
+                return reset.remote
+            kind = self._profile.itl_reset_signer
+        else:
+            kind = self._profile.itl_signer
+        return node.callmanager if kind is CertKind.CALLMANAGER else self.state.itlrecovery
+
+    def itl_plan(self, host: str) -> TrustListPlan:
+        """The content of TFTP node ``host``'s ITL as of now (item 19; rollback, item 16).
+
+        Raises:
+            LabError: ``host`` is not a TFTP node of this cluster.
+        """
+        node = self.node(host)
+        if not node.runs_tftp:
+            raise LabError(f"{node.hostname} does not run TFTP: it has no ITL")
+        publisher = self.publisher
+        records = itl_records(
+            itlrecovery=self._member(publisher, self.state.itlrecovery),
+            tftp=self._member(node, node.callmanager),
+            tvs=[self._member(n, n.tvs) for n in self.state.nodes if n.runs_tvs],
+            capf=self._member(publisher, self.state.capf),
+            mixed_mode=self.state.mixed_mode,
+            rollback=self.state.parameters.prepare_cluster_for_rollback,
+        )
+        return TrustListPlan(
+            records, _signer(self.itl_signer(host)), ITL_FILENAME, self._profile.digest
+        )
+
+    def ctl_plan(self) -> TrustListPlan:
+        """The content of the tokenless CTL as of now."""
+        publisher = self.publisher
+        signer = (
+            publisher.callmanager
+            if self._profile.ctl_signer is CertKind.CALLMANAGER
+            else self.state.itlrecovery
+        )
+        records = ctl_records(
+            publisher=self._member(publisher, publisher.callmanager),
+            nodes=[
+                (self._member(n, n.callmanager), n.runs_callmanager)
+                for n in self.state.nodes
+                if n.runs_callmanager or n.runs_tftp
+            ],
+            capf=self._member(publisher, self.state.capf),
+            itlrecovery=self._member(publisher, self.state.itlrecovery),
+        )
+        return TrustListPlan(records, _signer(signer), CTL_FILENAME, self._profile.digest)
+
+    def itl_file(self, host: str) -> bytes | None:
+        """The ITL TFTP node ``host`` serves, or None (not a TFTP node, never activated, or
+        too large to serve: item 18)."""
+        node = self.find_node(host)
+        if node is None or not node.runs_tftp:
+            return None
+        data = self.state.itl_files.get(node.hostname)
+        if data is None or self.itl_problem(node.hostname) is not None:
+            return None
+        return data
+
+    def itl_problem(self, host: str) -> str | None:
+        """Why ``host``'s ITL is not served (item 18), or None."""
+        data = self.state.itl_files.get(host)
+        if data is None:
+            return None
+        return self.itl_plan(host).size_problem(len(data))
+
+    def stored_itl(self, host: str) -> bytes | None:
+        """The ITL bytes held for ``host``, served or not."""
+        return self.state.itl_files.get(host)
+
+    @property
+    def ctl_file(self) -> bytes | None:
+        """The CTL the TFTP nodes serve: only in mixed mode (item 2: otherwise not found)."""
+        return self.state.ctl_file if self.state.mixed_mode else None
+
+    # --- services ----------------------------------------------------------------------------
+
+    def file_service(self, host: str) -> FileService | None:
+        """The TFTP file service of node ``host``; None if it runs no TFTP or is stopped."""
+        node = self.find_node(host)
+        if node is None or not node.runs_tftp or not node.running:
+            return None
+        service = self._file_services.get(node.hostname)
+        if service is None:
+            service = FileService(self, node.hostname)
+            self._file_services[node.hostname] = service
+        return service
+
+    def tvs_service(self, host: str) -> TvsService | None:
+        """The TVS of node ``host``; None if it runs no TVS or is stopped."""
+        # tvs imports this module's TrustStore, so it is imported when first needed.
+        from phone.cluster.tvs import TvsService  # noqa: PLC0415
+
+        node = self.find_node(host)
+        if node is None or not node.runs_tvs or not node.running:
+            return None
+        return TvsService(self, node.hostname)
+
+    # --- changes -----------------------------------------------------------------------------
+
+    def _log(self, now: datetime | int, host: str, service: str, message: str) -> LogEntry:
+        stamp = now if isinstance(now, int) else unix_time(now)
+        entry = LogEntry(self.state.next_seq, stamp, host, service, message)
+        self.state.next_seq += 1
+        self.state.log.append(entry)
+        if len(self.state.log) > LOG_LIMIT:
+            del self.state.log[: len(self.state.log) - LOG_LIMIT]
+        return entry
+
+    def note(self, now: datetime, message: str, *, service: str = "CLI") -> None:
+        """Add a line to the publisher's log (used by certificate operations)."""
+        self._log(now, self.publisher.hostname, service, message)
+
+    def _commit(self, now: datetime, *, itl: bool = False) -> None:
+        stamp = unix_time(now)
+        self.state.updated_at = stamp
+        self.revision += 1
+        key = self.config_context().key()
+        if key != self.state.context_key:
+            self.state.context_key = key
+            self.state.context_changed_at = stamp
+        if itl:
+            self._refresh_itls(now)
+
+    def _refresh_itls(self, now: datetime) -> None:
+        """Regenerate the ITL of every running TFTP node (seed, TFTP Service Activation)."""
+        for node in self.state.nodes:
+            if node.runs_tftp and node.running:
+                self._refresh_itl(node.hostname, now)
+
+    def _refresh_itl(self, host: str, now: datetime) -> None:
+        stamp = unix_time(now)
+        plan = self.itl_plan(host)
+        existing = self.state.itl_files.get(host)
+        if existing is not None and content_key_of(existing) == plan.content_key():
+            data = existing  # same content: same file, same hash
+        else:
+            data = plan.build(stamp)
+            self.state.itl_files[host] = data
+        problem = plan.size_problem(len(data))
+        if problem is not None:
+            self._log(stamp, host, "TFTP", f"WARNING {problem}; ITLFile.tlv is not served")
+            return
+        digest = itl_hash(data)
+        outcome = self.state.hashes.store_tftp(host, digest, stamp)
+        if outcome is HashOutcome.UNCHANGED:
+            self._log(stamp, host, "TFTP", "Tftp Itl hash not changed")
+        elif outcome is HashOutcome.INSERTED:
+            self._log(stamp, host, "TFTP", f"Tftp Itl hash stored: {digest}")
+        else:
+            self._log(stamp, host, "TFTP", f"Tftp Itl hash updated: {digest}")
+
+    def set_parameter(self, name: str, value: str, *, now: datetime) -> Parameters:
+        """Set an enterprise or service parameter from its text form (``vphone lab set``).
+
+        Raises:
+            LabError: unknown parameter or invalid value.
+        """
+        field_name, typed = parse_parameter(name, value, self._profile)
+        changes: dict[str, Any] = {field_name: typed}
+        self.state.parameters = dataclasses.replace(self.state.parameters, **changes)
+        self.note(now, f"parameter {name} = {value}")
+        # The rollback parameter changes the ITL (item 16); the others do not.
+        self._commit(now, itl=field_name == "prepare_cluster_for_rollback")
+        return self.state.parameters
+
+    def set_mixed_mode(self, enabled: bool, *, now: datetime) -> None:
+        """``utils ctl set-cluster mixed-mode`` (builds the tokenless CTL) or non-secure mode.
+
+        In non-secure mode no CTL is served (phones log "File Not Found <CTLFile.tlv>", item 2).
+        """
+        if enabled:
+            self.state.mixed_mode = True
+            self._build_ctl(now)
+            self.note(now, "cluster security mode: mixed (tokenless CTL)")
+        else:
+            self.state.mixed_mode = False
+            self.state.ctl_file = None
+            self.note(now, "cluster security mode: non-secure (no CTL served)")
+        # The ITL's TFTP record role follows the mode (TFTP vs CCM+TFTP, section 5).
+        self._commit(now, itl=True)
+
+    def update_ctl(self, *, now: datetime) -> None:
+        """``utils ctl update CTLFile``: rebuild the CTL from the current certificates.
+
+        Raises:
+            LabError: the cluster is not in mixed mode.
+        """
+        if not self.state.mixed_mode:
+            raise LabError(f"cluster {self.name} is not in mixed mode: it has no CTL")
+        self._build_ctl(now)
+        self._commit(now)
+
+    def _build_ctl(self, now: datetime) -> None:
+        plan = self.ctl_plan()
+        existing = self.state.ctl_file
+        if existing is not None and content_key_of(existing) == plan.content_key():
+            self.note(now, "CTL file not changed", service="TFTP")
+            return
+        self.state.ctl_file = plan.build(unix_time(now))
+        self.note(now, f"CTL file built, hash {itl_hash(self.state.ctl_file)}", service="TFTP")
+
+    def add_device(self, device: Device, *, now: datetime, replace: bool = False) -> Device:
+        """Add (or with ``replace`` overwrite) a device record; returns it dated ``now``.
+
+        Raises:
+            LabError: the MAC exists and ``replace`` is false.
+        """
+        if device.mac in self.state.devices and not replace:
+            raise LabError(f"device SEP{device.mac} already exists in cluster {self.name}")
+        stored = dataclasses.replace(device, changed_at=unix_time(now))
+        self.state.devices[device.mac] = stored
+        self._commit(now)
+        return stored
+
+    def update_device(self, mac: str, *, now: datetime, **changes: object) -> Device:
+        """Change fields of an existing device record.
+
+        Raises:
+            LabError: no such device, or an invalid field.
+        """
+        device = self.device(mac)
+        if device is None:
+            raise LabError(f"cluster {self.name} has no device {mac!r}")
+        try:
+            updated = dataclasses.replace(device, **changes)  # type: ignore[arg-type]
+        except TypeError as exc:
+            raise LabError(f"cannot change device SEP{device.mac}: {exc}") from None
+        return self.add_device(updated, now=now, replace=True)
+
+    def remove_device(self, mac: str, *, now: datetime) -> None:
+        """Delete a device record (and its registration and ITL status row).
+
+        Raises:
+            LabError: no such device.
+        """
+        device = self.device(mac)
+        if device is None:
+            raise LabError(f"cluster {self.name} has no device {mac!r}")
+        del self.state.devices[device.mac]
+        self.state.registrations.pop(device.mac, None)
+        self.state.hashes.delete_device(device.mac)
+        self._file_services_forget(device.mac)
+        self._commit(now)
+
+    def _file_services_forget(self, mac: str) -> None:
+        for service in self._file_services.values():
+            service.forget_device(mac)
+
+    def register(
+        self,
+        mac: str,
+        *,
+        now: datetime,
+        model: str | None = None,
+        itl_report: ItlReport | None = None,
+    ) -> Registration:
+        """A phone registers; applies its ITL report (item 30) when the release has one.
+
+        Unknown phones are auto-registered when the ``autoregistration`` parameter is on
+        (item 6; seed, Autoregistration), and refused otherwise. SIP signalling (digest,
+        items 40-42) is not modelled here.
+        """
+        stamp = unix_time(now)
+        key = normalize_mac(mac)
+        created = False
+        if key not in self.state.devices:
+            if not self.state.parameters.autoregistration:
+                self._log(stamp, self.publisher.hostname, "CallManager", f"SEP{key} rejected")
+                self._commit(now)
+                return Registration(
+                    False, f"SEP{key} is not configured and auto-registration is disabled"
+                )
+            clean_model = (model or DEFAULT_MODEL).upper().removeprefix("CP-")
+            if not _MODEL.fullmatch(clean_model):
+                clean_model = DEFAULT_MODEL  # whatever the phone sent, it gets a record
+            self.state.devices[key] = Device(
+                key, clean_model, autoregistered=True, changed_at=stamp
+            )
+            created = True
+        self.state.registrations[key] = stamp
+        outcome: HashOutcome | None = None
+        if itl_report is not None and self._profile.itl_hash_report:
+            # The phone names its TFTP server as it knows it (short name or IP address);
+            # the table is keyed by the node's host name.
+            node = self.find_node(itl_report.tftp_host)
+            tftp_host = node.hostname if node is not None else itl_report.tftp_host
+            outcome = self.state.hashes.report(
+                key, tftp_host, itl_report.itl_hash, itl_report.timestamp
+            )
+            self._log(
+                stamp,
+                self.publisher.hostname,
+                "CallManager",
+                f"SEP{key} ITL report {itl_report.itl_hash[:12]} from "
+                f"{itl_report.tftp_host}: {outcome.value}",
+            )
+        self._log(
+            stamp,
+            self.publisher.hostname,
+            "CallManager",
+            f"SEP{key} registered" + (" (auto-registered)" if created else ""),
+        )
+        self._commit(now)
+        return Registration(True, "registered", created, outcome)
+
+    def unregister(self, mac: str, *, now: datetime) -> bool:
+        """A phone unregisters: its ITL status row is deleted (seed). True if it was registered."""
+        key = normalize_mac(mac)
+        was = self.state.registrations.pop(key, None) is not None
+        deleted = self.state.hashes.delete_device(key)
+        if was or deleted:
+            self._log(now, self.publisher.hostname, "CallManager", f"SEP{key} unregistered")
+        self._commit(now)
+        return was
+
+    @property
+    def registrations(self) -> Mapping[str, int]:
+        """Registered MACs and when they registered."""
+        return MappingProxyType(self.state.registrations)
+
+    def stop_node(self, host: str, *, now: datetime) -> Node:
+        """Power a node off: its TFTP and TVS services become unreachable."""
+        node = self._set_node(host, running=False)
+        self.note(now, f"node {node.hostname} stopped")
+        self._commit(now)
+        return node
+
+    def start_node(self, host: str, *, now: datetime) -> Node:
+        """Power a node on (or restart its services).
+
+        Starting TFTP regenerates the node's ITL (seed, TFTP Service Activation) and ends an
+        ``itl reset`` on that node: "a TFTP restart restores normal signing" (item 29).
+        """
+        node = self._set_node(host, running=True)
+        reset = self.state.itl_reset
+        if reset is not None and node.hostname in reset.hosts:
+            remaining = reset.hosts - {node.hostname}
+            self.state.itl_reset = (
+                dataclasses.replace(reset, hosts=remaining) if remaining else None
+            )
+        self.note(now, f"node {node.hostname} started")
+        self._commit(now, itl=True)
+        return node
+
+    def _set_node(self, host: str, **changes: object) -> Node:
+        node = self.node(host)
+        updated = dataclasses.replace(node, **changes)  # type: ignore[arg-type]
+        self.state.nodes = [updated if n.hostname == node.hostname else n for n in self.state.nodes]
+        return updated
+
+    def replace_identity(
+        self, kind: CertKind, identity: Identity, *, now: datetime, host: str | None = None
+    ) -> None:
+        """Install a new certificate and key (certificate regeneration, item 26-29).
+
+        The ITLs are regenerated; the CTL is *not* (CUCM needs ``utils ctl update CTLFile``,
+        whence the seed's warning before regeneration).
+        """
+        if kind is CertKind.ITLRECOVERY:
+            self.state.itlrecovery = identity
+        elif kind is CertKind.CAPF:
+            self.state.capf = identity
+            self._add_trusted(TrustStore.CAPF, identity.certificate, "own CAPF")
+        else:
+            field_name = {
+                CertKind.CALLMANAGER: "callmanager",
+                CertKind.TVS: "tvs",
+                CertKind.TOMCAT: "tomcat",
+            }[kind]
+            self._set_node(host or self.publisher.hostname, **{field_name: identity})
+        self._commit(now, itl=kind is not CertKind.TOMCAT)
+
+    def _add_trusted(self, store: TrustStore, certificate: x509.Certificate, source: str) -> bool:
+        entries = self.state.trust.setdefault(store, [])
+        der = _der(certificate)
+        if any(_der(e.certificate) == der for e in entries):
+            return False
+        entries.append(TrustEntry(certificate, source))
+        return True
+
+    def add_trusted(
+        self, store: TrustStore, certificate: x509.Certificate, *, source: str, now: datetime
+    ) -> bool:
+        """Add a certificate to a trust store; False if it is already there.
+
+        TVS reads the stores on every request, so the change is effective at once: the
+        "restart TVS" step of item 34 needs no counterpart in the lab.
+        """
+        added = self._add_trusted(store, certificate, source)
+        if added:
+            self._commit(now)
+        return added
+
+    def remove_trusted(self, store: TrustStore, sha256_hex: str, *, now: datetime) -> bool:
+        """Remove the certificate with this SHA-256 from a store; False if absent."""
+        entries = self.state.trust.get(store, [])
+        kept = [e for e in entries if e.sha256 != sha256_hex.lower()]
+        if len(kept) == len(entries):
+            return False
+        self.state.trust[store] = kept
+        self._commit(now)
+        return True
+
+    def begin_itl_reset(self, reset: ItlReset, *, now: datetime) -> None:
+        """Start ``utils itl reset`` (item 29): ITLs re-signed with the reset key."""
+        self.state.itl_reset = reset
+        self._commit(now, itl=True)
+
+    def restart_tftp(self, *, now: datetime, host: str | None = None) -> None:
+        """Restart the TFTP service of ``host`` (default: every TFTP node)."""
+        hosts = [host] if host is not None else list(self.tftp_hosts)
+        for name in hosts:
+            node = self.node(name)
+            if node.runs_tftp:
+                self.start_node(node.hostname, now=now)
+
+
+class CachedSigner(Signer):
+    """A :class:`Signer` whose name strings are computed once.
+
+    The TFTP service signs thousands of configs with one key; recomputing the CUCM name
+    strings for every header costs more than a quarter of an RSA signature.
+    """
+
+    @functools.cached_property
+    def name(self) -> str:
+        """Subject in CUCM's name-string form (header tag 4)."""
+        return super().name
+
+    @functools.cached_property
+    def issuer(self) -> str:
+        """Issuer in CUCM's name-string form (header tag 6)."""
+        return super().issuer
+
+    @functools.cached_property
+    def serial(self) -> bytes:
+        """Serial as raw magnitude bytes (header tag 5)."""
+        return super().serial
+
+
+def _signer(identity: Identity) -> CachedSigner:
+    if not isinstance(identity.key, rsa.RSAPrivateKey):
+        raise LabError(
+            f"{identity.subject_string} has a non-RSA key; Cisco signed files are RSA only"
+        )
+    return CachedSigner(identity.certificate, identity.key)
+
+
+# --- the lab ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """What a lab host name resolves to."""
+
+    cluster: Cluster
+    node: Node
+
+
+class Lab:
+    """A lab network: one or more clusters whose nodes resolve by host name.
+
+    ``clock``, when set, is what TVS uses for client-certificate validity when a caller passes
+    no ``now`` (a scenario runner sets it to its simulated clock); unset, TVS uses the time of
+    the cluster's last change.
+    """
+
+    def __init__(
+        self,
+        clusters: Iterable[Cluster] = (),
+        *,
+        random: RandomBytes = os.urandom,
+        firmware: Mapping[str, bytes] | None = None,
+        path: Path | None = None,
+    ) -> None:
+        self._clusters: dict[str, Cluster] = {}
+        self.random = random
+        self.firmware: Mapping[str, bytes] = firmware if firmware is not None else {}
+        self.path = path
+        self._clock: Callable[[], datetime] | None = None
+        for cluster in clusters:
+            self._attach(cluster)
+
+    def _attach(self, cluster: Cluster) -> None:
+        if cluster.name in self._clusters:
+            raise LabError(f"the lab already has a cluster called {cluster.name}")
+        cluster.random = self.random
+        cluster.firmware = self.firmware
+        cluster.clock = self._clock
+        self._clusters[cluster.name] = cluster
+
+    @property
+    def clock(self) -> Callable[[], datetime] | None:
+        """The clock TVS falls back on (see the class docstring)."""
+        return self._clock
+
+    @clock.setter
+    def clock(self, clock: Callable[[], datetime] | None) -> None:
+        self._clock = clock
+        for cluster in self._clusters.values():
+            cluster.clock = clock
+
+    @classmethod
+    def create(
+        cls,
+        clusters: Sequence[ClusterSpec] = (ClusterSpec(),),
+        *,
+        now: datetime,
+        keys: KeySource,
+        capf_trust: Sequence[x509.Certificate] = (),
+        firmware: Mapping[str, bytes] | None = None,
+        random: RandomBytes = os.urandom,
+    ) -> Lab:
+        """An in-memory lab with ``clusters`` installed at ``now`` (fast with pooled keys)."""
+        lab = cls(random=random, firmware=firmware)
+        for spec in clusters:
+            lab.add_cluster(spec, now=now, keys=keys, capf_trust=capf_trust)
+        return lab
+
+    @classmethod
+    def load(cls, path: Path, *, random: RandomBytes = os.urandom) -> Lab:
+        """Load a lab folder written by :mod:`phone.cluster.store` (the one I/O entry point)."""
+        # The store (the only I/O module) imports this one; import it only when used.
+        from phone.cluster.store import load_lab  # noqa: PLC0415
+
+        return load_lab(path, random=random)
+
+    def add_cluster(
+        self,
+        spec: ClusterSpec,
+        *,
+        now: datetime,
+        keys: KeySource,
+        capf_trust: Sequence[x509.Certificate] = (),
+    ) -> Cluster:
+        """Install another cluster in the lab (for migrations); it gets the next /16.
+
+        Raises:
+            LabError: the name is taken, or the spec is invalid.
+        """
+        if spec.name in self._clusters:
+            raise LabError(f"the lab already has a cluster called {spec.name}")
+        used = {int(c.publisher.ip.split(".")[1]) for c in self._clusters.values()}
+        second = next(i for i in range(1, 255) if i not in used)
+        cluster = Cluster.create(
+            spec,
+            now=now,
+            keys=keys,
+            ip_prefix=f"10.{second}",
+            capf_trust=capf_trust,
+            random=self.random,
+            firmware=self.firmware,
+        )
+        self._attach(cluster)
+        return cluster
+
+    @property
+    def clusters(self) -> tuple[Cluster, ...]:
+        """Every cluster, in creation order."""
+        return tuple(self._clusters.values())
+
+    def cluster(self, name: str | None = None) -> Cluster:
+        """The cluster called ``name``; without a name, the only cluster.
+
+        Raises:
+            LabError: no such cluster, or no name given while the lab holds several.
+        """
+        if name is None:
+            if len(self._clusters) == 1:
+                return next(iter(self._clusters.values()))
+            if not self._clusters:
+                raise LabError("the lab holds no cluster")
+            names = ", ".join(self._clusters)
+            raise LabError(f"the lab holds several clusters ({names}): name one with --cluster")
+        cluster = self._clusters.get(name)
+        if cluster is None:
+            names = ", ".join(self._clusters) or "none"
+            raise LabError(f"the lab has no cluster {name!r} (clusters: {names})")
+        return cluster
+
+    def resolve(self, host: str) -> Endpoint | None:
+        """Which cluster and node answer at ``host``, or None.
+
+        ``host`` is a full host name or an IP address; a short name (``cucm1``) resolves only
+        when a single cluster has a node by that name, as a DNS search domain would not pick
+        one of several.
+        """
+        found = [
+            Endpoint(cluster, node)
+            for cluster in self._clusters.values()
+            if (node := cluster.find_node(host)) is not None
+        ]
+        key = host.strip().lower().rstrip(".")
+        exact = [e for e in found if key in (e.node.hostname, e.node.ip)]
+        if exact:
+            return exact[0]
+        return found[0] if len(found) == 1 else None
+
+    def file_service(self, host: str) -> FileService | None:
+        """The TFTP service at ``host``, or None if nothing serves files there."""
+        endpoint = self.resolve(host)
+        return None if endpoint is None else endpoint.cluster.file_service(endpoint.node.hostname)
+
+    def tvs_service(self, host: str) -> TvsService | None:
+        """The TVS at ``host``, or None if no running TVS answers there."""
+        endpoint = self.resolve(host)
+        return None if endpoint is None else endpoint.cluster.tvs_service(endpoint.node.hostname)

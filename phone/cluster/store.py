@@ -1,0 +1,496 @@
+"""The lab folder on disk: the only module of :mod:`phone.cluster` that does file I/O.
+
+Layout::
+
+    DIR/
+      lab.json                      marker: {"format": "vphone-lab", "version": 1}
+      clusters/<name>/cluster.json  everything about one cluster except private keys
+      clusters/<name>/keys/*.pem    private keys (PEM PKCS#8, unencrypted, mode 0600)
+      firmware/                     optional: firmware files every TFTP node serves
+      .lock                         advisory lock held while a command changes the lab
+
+A lab folder is a user's data and is never left half-written:
+
+* every file is written to a temporary file in the same folder, fsynced and renamed over the
+  old one (:func:`phone.pki.write_private_file`);
+* a cluster's key files are named after their certificate's serial and written *before*
+  ``cluster.json``, which references them; a crash leaves at most unreferenced key files,
+  removed by the next save. ``cluster.json`` is the commit point of every change;
+* a cluster folder without ``cluster.json`` (an interrupted ``lab init``) is ignored;
+* commands that change the lab hold ``.lock`` (``fcntl.flock``) from load to save.
+
+Private keys are stored unencrypted, the explicit ``allow_unencrypted`` case of
+:func:`phone.pki.key_to_pem`: the lab's keys protect nothing but the lab. ``cluster.json`` holds
+digest passwords, so it is mode 0600 as well.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import dataclasses
+import fcntl
+import json
+import os
+from collections.abc import Iterator, Mapping, Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+
+from phone.cluster.itl import DeviceHashRow, ItlHashDatabase, TftpHashRow
+from phone.cluster.model import (
+    Cluster,
+    ClusterSpec,
+    ClusterState,
+    Device,
+    ItlReset,
+    Lab,
+    LogEntry,
+    Node,
+    Parameters,
+    RandomBytes,
+    SecurityMode,
+    TrustEntry,
+    TrustStore,
+)
+from phone.errors import FormatError, LabError, UsageError, VphoneError
+from phone.pki import (
+    Identity,
+    KeySource,
+    PrivateKey,
+    cert_from_pem,
+    cert_to_pem,
+    key_from_pem,
+    key_to_pem,
+    write_private_file,
+)
+
+__all__ = [
+    "CLUSTER_FILE",
+    "LAB_FILE",
+    "DirectoryFirmware",
+    "edit_lab",
+    "init_lab",
+    "is_lab",
+    "load_lab",
+    "save_lab",
+]
+
+LAB_FILE = "lab.json"
+CLUSTER_FILE = "cluster.json"
+_FORMAT = "vphone-lab"
+_CLUSTER_FORMAT = "vphone-cluster"
+_VERSION = 1
+
+
+def is_lab(path: Path) -> bool:
+    """True if ``path`` is a lab folder."""
+    return (path / LAB_FILE).is_file()
+
+
+class DirectoryFirmware(Mapping[str, bytes]):
+    """Firmware files in a folder, read when a phone asks for one (not loaded up front)."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+
+    def _names(self) -> list[str]:
+        if not self.folder.is_dir():
+            return []
+        return sorted(p.name for p in self.folder.iterdir() if p.is_file())
+
+    def __getitem__(self, name: str) -> bytes:
+        if "/" in name or "\\" in name or name.startswith(".") or not name:
+            raise KeyError(name)  # never leave the folder
+        path = self.folder / name
+        try:
+            return path.read_bytes()
+        except OSError:
+            raise KeyError(name) from None
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._names())
+
+    def __len__(self) -> int:
+        return len(self._names())
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and name in self._names()
+
+
+@contextlib.contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    fd = os.open(path / ".lock", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
+def _json_bytes(value: object) -> bytes:
+    return (json.dumps(value, indent=1, sort_keys=False) + "\n").encode()
+
+
+# --- encoding --------------------------------------------------------------------------------
+
+
+def _key_name(label: str, identity: Identity) -> str:
+    return f"{label}-{identity.serial_hex}.pem"
+
+
+class _Writer:
+    """Collects the key files a cluster document references."""
+
+    def __init__(self) -> None:
+        self.keys: dict[str, Identity] = {}
+
+    def identity(self, label: str, identity: Identity) -> dict[str, str]:
+        name = _key_name(label, identity)
+        self.keys[name] = identity
+        return {"certificate": cert_to_pem(identity.certificate).decode(), "key": name}
+
+
+def _cert_text(certificate: x509.Certificate | None) -> str | None:
+    return None if certificate is None else cert_to_pem(certificate).decode()
+
+
+def _b64(data: bytes | None) -> str | None:
+    return None if data is None else base64.b64encode(data).decode()
+
+
+def _encode_cluster(state: ClusterState) -> tuple[dict[str, Any], dict[str, Identity]]:
+    w = _Writer()
+    nodes = [
+        {
+            "hostname": n.hostname,
+            "ip": n.ip,
+            "runs_callmanager": n.runs_callmanager,
+            "runs_tftp": n.runs_tftp,
+            "runs_tvs": n.runs_tvs,
+            "running": n.running,
+            "certificates": {
+                "CallManager": w.identity(f"{n.hostname}-CallManager", n.callmanager),
+                "TVS": w.identity(f"{n.hostname}-TVS", n.tvs),
+                "Tomcat": w.identity(f"{n.hostname}-Tomcat", n.tomcat),
+            },
+        }
+        for n in state.nodes
+    ]
+    devices = [
+        {
+            "mac": d.mac,
+            "model": d.model,
+            "security_mode": d.security_mode.label,
+            "digest_user": d.digest_user,
+            "digest_password": d.digest_password,
+            "exclude_digest_credentials": d.exclude_digest_credentials,
+            "load": d.load,
+            "encrypt_config": d.encrypt_config,
+            "certificate": _cert_text(d.certificate),
+            "autoregistered": d.autoregistered,
+            "changed_at": d.changed_at,
+        }
+        for d in state.devices.values()
+    ]
+    reset = state.itl_reset
+    document: dict[str, Any] = {
+        "format": _CLUSTER_FORMAT,
+        "version": _VERSION,
+        "name": state.name,
+        "profile": state.profile,
+        "domain": state.domain,
+        "mixed_mode": state.mixed_mode,
+        "created_at": state.created_at,
+        "updated_at": state.updated_at,
+        "context_changed_at": state.context_changed_at,
+        "context_key": state.context_key,
+        "next_seq": state.next_seq,
+        "parameters": dataclasses.asdict(state.parameters),
+        "nodes": nodes,
+        "itlrecovery": w.identity("ITLRecovery", state.itlrecovery),
+        "capf": w.identity("CAPF", state.capf),
+        "devices": devices,
+        "trust_stores": {
+            store.value: [
+                {"certificate": cert_to_pem(e.certificate).decode(), "source": e.source}
+                for e in state.trust.get(store, [])
+            ]
+            for store in TrustStore
+        },
+        "itl_files": {host: _b64(data) for host, data in state.itl_files.items()},
+        "ctl_file": _b64(state.ctl_file),
+        "itl_hashes": {
+            "tftp": [dataclasses.asdict(r) for r in state.hashes.tftp.values()],
+            "devices": [dataclasses.asdict(r) for r in state.hashes.devices.values()],
+        },
+        "itl_reset": None
+        if reset is None
+        else {
+            "mode": reset.mode,
+            "hosts": sorted(reset.hosts),
+            "remote": None if reset.remote is None else w.identity("itl-reset", reset.remote),
+        },
+        "registrations": dict(state.registrations),
+        "log": [dataclasses.asdict(e) for e in state.log],
+    }
+    return document, w.keys
+
+
+class _Reader:
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.keys = folder / "keys"
+
+    def identity(self, value: Mapping[str, Any]) -> Identity:
+        certificate = cert_from_pem(str(value["certificate"]).encode())
+        name = str(value["key"])
+        if "/" in name or name.startswith("."):
+            raise LabError(f"{self.folder}: bad key file name {name!r}")
+        return Identity(certificate, _load_key((self.keys / name).read_bytes()))
+
+
+def _load_key(data: bytes) -> PrivateKey:
+    """Load a key the lab wrote itself.
+
+    The RSA consistency check costs about 40 ms per key, which would dominate every CLI
+    command; the key is matched against its certificate by :class:`Identity` instead, and a
+    broken key can only produce signatures nobody accepts. Encrypted or foreign keys go
+    through :func:`phone.pki.key_from_pem`.
+    """
+    if b"ENCRYPTED" in data:
+        return key_from_pem(data, None)  # raises DecryptionError: the lab never encrypts
+    try:
+        key = serialization.load_pem_private_key(
+            data, password=None, unsafe_skip_rsa_key_validation=True
+        )
+    except (ValueError, TypeError):
+        return key_from_pem(data, None)  # raises the typed error
+    if not isinstance(key, rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey):
+        return key_from_pem(data, None)
+    return key
+
+
+def _cert(value: object) -> x509.Certificate | None:
+    return None if value is None else cert_from_pem(str(value).encode())
+
+
+def _unb64(value: object) -> bytes | None:
+    return None if value is None else base64.b64decode(str(value), validate=True)
+
+
+def _decode_cluster(folder: Path, document: object) -> ClusterState:
+    if not isinstance(document, dict) or document.get("format") != _CLUSTER_FORMAT:
+        raise LabError(f"{folder / CLUSTER_FILE} is not a vphone cluster file")
+    if document.get("version") != _VERSION:
+        raise LabError(f"{folder / CLUSTER_FILE}: unsupported version {document.get('version')!r}")
+    r = _Reader(folder)
+    nodes = [
+        Node(
+            hostname=n["hostname"],
+            ip=n["ip"],
+            callmanager=r.identity(n["certificates"]["CallManager"]),
+            tvs=r.identity(n["certificates"]["TVS"]),
+            tomcat=r.identity(n["certificates"]["Tomcat"]),
+            runs_callmanager=bool(n["runs_callmanager"]),
+            runs_tftp=bool(n["runs_tftp"]),
+            runs_tvs=bool(n["runs_tvs"]),
+            running=bool(n["running"]),
+        )
+        for n in document["nodes"]
+    ]
+    devices = {
+        d["mac"]: Device(
+            mac=d["mac"],
+            model=d["model"],
+            security_mode=SecurityMode.parse(d["security_mode"]),
+            digest_user=d["digest_user"],
+            digest_password=d["digest_password"],
+            exclude_digest_credentials=bool(d["exclude_digest_credentials"]),
+            load=d["load"],
+            encrypt_config=bool(d["encrypt_config"]),
+            certificate=_cert(d["certificate"]),
+            autoregistered=bool(d["autoregistered"]),
+            changed_at=int(d["changed_at"]),
+        )
+        for d in document["devices"]
+    }
+    trust = {
+        TrustStore.parse(name): [
+            TrustEntry(cert_from_pem(str(e["certificate"]).encode()), str(e["source"]))
+            for e in entries
+        ]
+        for name, entries in document["trust_stores"].items()
+    }
+    hashes = ItlHashDatabase(
+        (TftpHashRow(**row) for row in document["itl_hashes"]["tftp"]),
+        (DeviceHashRow(**row) for row in document["itl_hashes"]["devices"]),
+    )
+    reset_doc = document["itl_reset"]
+    reset = (
+        None
+        if reset_doc is None
+        else ItlReset(
+            str(reset_doc["mode"]),
+            frozenset(reset_doc["hosts"]),
+            None if reset_doc["remote"] is None else r.identity(reset_doc["remote"]),
+        )
+    )
+    itl_files: dict[str, bytes] = {}
+    for host, text in document["itl_files"].items():
+        data = _unb64(text)
+        if data is not None:
+            itl_files[host] = data
+    return ClusterState(
+        name=str(document["name"]),
+        profile=str(document["profile"]),
+        domain=str(document["domain"]),
+        nodes=nodes,
+        itlrecovery=r.identity(document["itlrecovery"]),
+        capf=r.identity(document["capf"]),
+        parameters=Parameters(**document["parameters"]),
+        mixed_mode=bool(document["mixed_mode"]),
+        devices=devices,
+        trust=trust,
+        itl_files=itl_files,
+        ctl_file=_unb64(document["ctl_file"]),
+        hashes=hashes,
+        itl_reset=reset,
+        registrations={str(k): int(v) for k, v in document["registrations"].items()},
+        log=[LogEntry(**e) for e in document["log"]],
+        created_at=int(document["created_at"]),
+        updated_at=int(document["updated_at"]),
+        context_changed_at=int(document["context_changed_at"]),
+        context_key=str(document["context_key"]),
+        next_seq=int(document["next_seq"]),
+    )
+
+
+# --- loading and saving ----------------------------------------------------------------------
+
+
+def _cluster_folders(path: Path) -> list[Path]:
+    root = path / "clusters"
+    if not root.is_dir():
+        return []
+    return [p for p in sorted(root.iterdir()) if (p / CLUSTER_FILE).is_file()]
+
+
+def load_lab(path: Path, *, random: RandomBytes = os.urandom) -> Lab:
+    """Load the lab folder at ``path``.
+
+    Raises:
+        UsageError: ``path`` is not a lab folder.
+        LabError: a cluster file is corrupt or from an unknown version.
+    """
+    if not is_lab(path):
+        raise UsageError(f"{path} is not a vphone lab folder (create one with `vphone lab init`)")
+    try:
+        marker = json.loads((path / LAB_FILE).read_text())
+    except (OSError, ValueError) as exc:
+        raise LabError(f"{path / LAB_FILE} cannot be read: {exc}") from None
+    if not isinstance(marker, dict) or marker.get("format") != _FORMAT:
+        raise LabError(f"{path / LAB_FILE} is not a vphone lab marker")
+    states: list[ClusterState] = []
+    for folder in _cluster_folders(path):
+        try:
+            document = json.loads((folder / CLUSTER_FILE).read_text())
+            states.append(_decode_cluster(folder, document))
+        except (OSError, ValueError, KeyError, TypeError, FormatError) as exc:
+            raise LabError(f"{folder / CLUSTER_FILE} is damaged: {exc}") from None
+        except VphoneError as exc:
+            raise LabError(f"{folder / CLUSTER_FILE}: {exc}") from None
+    states.sort(key=lambda s: (s.created_at, s.name))
+    lab = Lab(random=random, firmware=DirectoryFirmware(path / "firmware"), path=path)
+    for state in states:
+        cluster = Cluster(state, random=random)
+        cluster.saved_revision = cluster.revision
+        lab._attach(cluster)
+    return lab
+
+
+def _save_cluster(path: Path, cluster: Cluster) -> None:
+    folder = path / "clusters" / cluster.name
+    keys = folder / "keys"
+    keys.mkdir(parents=True, exist_ok=True)
+    document, identities = _encode_cluster(cluster.state)
+    for name, identity in identities.items():
+        target = keys / name
+        if not target.exists():
+            write_private_file(target, key_to_pem(identity.key, None, allow_unencrypted=True))
+    # The commit point: the document referencing the keys written above.
+    write_private_file(folder / CLUSTER_FILE, _json_bytes(document))
+    for stale in keys.glob("*.pem"):
+        if stale.name not in identities:
+            with contextlib.suppress(FileNotFoundError):
+                stale.unlink()
+    cluster.saved_revision = cluster.revision
+
+
+def save_lab(lab: Lab, path: Path | None = None) -> list[str]:
+    """Write every cluster changed since it was loaded or saved; return their names.
+
+    Raises:
+        UsageError: no ``path`` and the lab was not loaded from a folder.
+    """
+    target = path or lab.path
+    if target is None:
+        raise UsageError("this lab lives in memory only; give a folder to save it to")
+    target.mkdir(parents=True, exist_ok=True)
+    if not is_lab(target):
+        write_private_file(target / LAB_FILE, _json_bytes({"format": _FORMAT, "version": _VERSION}))
+    saved: list[str] = []
+    for cluster in lab.clusters:
+        if cluster.saved_revision != cluster.revision or path is not None:
+            _save_cluster(target, cluster)
+            saved.append(cluster.name)
+    lab.path = target
+    return saved
+
+
+@contextlib.contextmanager
+def edit_lab(path: Path, *, random: RandomBytes = os.urandom) -> Iterator[Lab]:
+    """Lock the lab, load it, let the caller change it, and save what changed.
+
+    Nothing is saved if the body raises.
+    """
+    if not is_lab(path):
+        raise UsageError(f"{path} is not a vphone lab folder (create one with `vphone lab init`)")
+    with _locked(path):
+        lab = load_lab(path, random=random)
+        yield lab
+        save_lab(lab)
+
+
+def init_lab(
+    path: Path,
+    spec: ClusterSpec,
+    *,
+    now: datetime,
+    keys: KeySource,
+    capf_trust: Sequence[x509.Certificate] = (),
+    random: RandomBytes = os.urandom,
+) -> Lab:
+    """Create the lab folder ``path`` (if needed) and install a cluster in it.
+
+    Raises:
+        UsageError: ``path`` exists and is neither empty nor a lab folder.
+        LabError: the cluster name is taken or the spec is invalid.
+    """
+    if path.exists() and not path.is_dir():
+        raise UsageError(f"{path} exists and is not a folder")
+    if path.is_dir() and not is_lab(path) and any(path.iterdir()):
+        raise UsageError(f"{path} is not empty and not a lab folder; pick another folder")
+    path.mkdir(parents=True, exist_ok=True)
+    (path / "firmware").mkdir(exist_ok=True)
+    if not is_lab(path):
+        write_private_file(path / LAB_FILE, _json_bytes({"format": _FORMAT, "version": _VERSION}))
+    with _locked(path):
+        lab = load_lab(path, random=random)
+        lab.add_cluster(spec, now=now, keys=keys, capf_trust=capf_trust)
+        save_lab(lab)
+    return lab
