@@ -35,7 +35,10 @@ def main() -> None:
     for family in MIC_FAMILIES:
         key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
         ca = make_ca(
-            f"vphone Manufacturing CA {family}", now=EPOCH, key=key, days=365 * 40,
+            f"vphone Manufacturing CA {family}",
+            now=EPOCH,
+            key=key,
+            days=365 * 40,
             attributes=VENDOR,
         )
         (out / f"mic-ca-{family}.pem").write_bytes(cert_to_pem(ca.certificate))

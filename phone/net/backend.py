@@ -108,6 +108,7 @@ class Backend(Protocol):
 
 def certificate_check_for(trusted_der: tuple[bytes, ...], what: str) -> ServerCheck:
     """A server check accepting exactly the certificates in ``trusted_der``."""
+
     def check(certificate: x509.Certificate) -> str | None:
         if certificate.public_bytes(Encoding.DER) in trusted_der:
             return None
