@@ -21,7 +21,6 @@ from datetime import UTC, datetime
 
 from phone.cluster.model import ClusterSpec, Lab
 from phone.device.flash import Flash
-from phone.device.loads import catalogue_images
 from phone.device.machine import State
 from phone.device.models import DEFAULT_MODEL
 from phone.device.phone import VirtualPhone, utc_now
@@ -48,7 +47,6 @@ def create_lab(
         now=now or datetime.now(UTC),
         keys=keys or FreshKeys(),
         capf_trust=manufacturing_cas(),
-        firmware=catalogue_images(),
     )
 
 

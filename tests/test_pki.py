@@ -264,7 +264,7 @@ def test_self_signed_defaults_and_serial() -> None:
     key = rsa_key()
     identity = self_signed("lab", now=NOW, key=key, serial=0x00ABC)
     cert = identity.certificate
-    assert identity.serial_hex == "abc"
+    assert identity.serial_hex == "0abc"
     assert cert.not_valid_after_utc == NOW + timedelta(days=1826)
     assert identity.subject_string == "CN=lab,OU=VTG,O=vphone lab,L=SJ,ST=CA,C=US"
     assert not cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca

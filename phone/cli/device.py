@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from phone.cluster.model import ClusterSpec, Lab
+from phone.cluster.model import ClusterSpec, Device, Lab
 from phone.cluster.store import edit_lab, init_lab, is_lab
 from phone.device.flash import DirectoryFlash, Flash, MemoryFlash
 from phone.device.models import DEFAULT_MODEL, MODELS
@@ -55,6 +55,10 @@ def ensure_default_lab(path: Path) -> bool:
         keys=FreshKeys(),
         capf_trust=manufacturing_cas(),
     )
+    # The demo phone is a configured device, so the first boot shows its own signed config
+    # (other MACs still autoregister).
+    with edit_lab(path) as lab:
+        lab.cluster().add_device(Device(DEFAULT_MAC), now=now())
     return True
 
 

@@ -32,6 +32,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from phone.errors import SignatureError, UsageError, VphoneError
+from phone.formats.certfields import serial_bytes
 from phone.formats.firmware import ContainerImage, parse_image
 from phone.formats.header import Digest
 from phone.formats.signature import Signer
@@ -462,7 +463,8 @@ def _verify_trust_list(trust_list: TrustList, cert_path: str | None) -> JSONDict
         return {"valid": False, "reason": str(exc), "record": None}
     return {
         "valid": True,
-        "reason": f"signature verifies with {cert_path} (serial {certificate.serial_number:x})",
+        "reason": f"signature verifies with {cert_path} "
+        f"(serial {serial_bytes(certificate.serial_number).hex()})",
         "record": None,
     }
 
@@ -580,7 +582,8 @@ def _verify_signed(signed: SignedFile, cert_path: str | None) -> JSONDict:
         return {"valid": False, "reason": str(exc)}
     return {
         "valid": True,
-        "reason": f"signature verifies with {cert_path} (serial {certificate.serial_number:x})",
+        "reason": f"signature verifies with {cert_path} "
+        f"(serial {serial_bytes(certificate.serial_number).hex()})",
     }
 
 

@@ -39,6 +39,7 @@ from phone.cluster.model import (
 from phone.cluster.profiles import DEFAULT_PROFILE, PROFILES
 from phone.cluster.store import edit_lab, init_lab, load_lab
 from phone.errors import FileNotFoundOnServer, LabError, UsageError
+from phone.formats.certfields import serial_bytes
 from phone.formats.trustlist import parse_trust_list
 from phone.pki import (
     CertKind,
@@ -126,7 +127,7 @@ def _cert_info(kind: str, certificate: x509.Certificate) -> dict[str, Any]:
     return {
         "kind": kind,
         "subject": certificate.subject.rfc4514_string(),
-        "serial": format(certificate.serial_number, "x"),
+        "serial": serial_bytes(certificate.serial_number).hex(),
         "not_after": _iso(certificate.not_valid_after_utc),
         "sha1": certificate.fingerprint(hashes.SHA1()).hex(),
     }
@@ -188,7 +189,7 @@ def cluster_report(cluster: Cluster) -> dict[str, Any]:
             store.value: [
                 {
                     "subject": e.certificate.subject.rfc4514_string(),
-                    "serial": format(e.certificate.serial_number, "x"),
+                    "serial": serial_bytes(e.certificate.serial_number).hex(),
                     "source": e.source,
                 }
                 for e in cluster.trust(store)
@@ -205,7 +206,7 @@ def cluster_report(cluster: Cluster) -> dict[str, Any]:
                 "encrypt_config": d.encrypt_config,
                 "certificate": None
                 if d.certificate is None
-                else format(d.certificate.serial_number, "x"),
+                else serial_bytes(d.certificate.serial_number).hex(),
                 "autoregistered": d.autoregistered,
                 "registered": d.mac in cluster.registrations,
             }

@@ -27,6 +27,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from phone.cluster.model import Cluster, ItlReset, TrustStore, normalize_mac
 from phone.errors import LabError
+from phone.formats.certfields import serial_bytes
 from phone.pki import (
     CertKind,
     Identity,
@@ -315,5 +316,7 @@ def issue_lsc(
     )
     if cluster.device(mac) is not None:
         cluster.update_device(mac, now=now, certificate=certificate)
-    cluster.note(now, f"CAPF issued an LSC to {name}, serial {certificate.serial_number:x}")
+    cluster.note(
+        now, f"CAPF issued an LSC to {name}, serial {serial_bytes(certificate.serial_number).hex()}"
+    )
     return certificate

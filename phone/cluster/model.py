@@ -57,6 +57,7 @@ from phone.cluster.itl import (
     itl_records,
 )
 from phone.cluster.profiles import DEFAULT_PROFILE, ReleaseProfile, get_profile
+from phone.device.loads import catalogue_images
 from phone.errors import LabError, UsageError
 from phone.formats.configxml import SIP_PORT, SIP_TLS_PORT, TVS_PORT
 from phone.formats.signature import Signer
@@ -539,7 +540,10 @@ class Cluster:
     ) -> None:
         self.state = state
         self.random = random
-        self.firmware: Mapping[str, bytes] = firmware if firmware is not None else {}
+        # Without a firmware folder a lab serves the built-in load catalogue (item 36).
+        self.firmware: Mapping[str, bytes] = (
+            firmware if firmware is not None else catalogue_images()
+        )
         self.clock = clock
         self.revision = 0
         self.saved_revision: int | None = None  # maintained by phone.cluster.store
@@ -1303,7 +1307,10 @@ class Lab:
     ) -> None:
         self._clusters: dict[str, Cluster] = {}
         self.random = random
-        self.firmware: Mapping[str, bytes] = firmware if firmware is not None else {}
+        # Without a firmware folder a lab serves the built-in load catalogue (item 36).
+        self.firmware: Mapping[str, bytes] = (
+            firmware if firmware is not None else catalogue_images()
+        )
         self.path = path
         self._clock: Callable[[], datetime] | None = None
         for cluster in clusters:

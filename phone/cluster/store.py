@@ -57,6 +57,7 @@ from phone.cluster.model import (
     TrustEntry,
     TrustStore,
 )
+from phone.device.loads import catalogue_images
 from phone.errors import FormatError, LabError, UsageError, VphoneError
 from phone.pki import (
     Identity,
@@ -93,15 +94,19 @@ def is_lab(path: Path) -> bool:
 
 
 class DirectoryFirmware(Mapping[str, bytes]):
-    """Firmware files in a folder, read when a phone asks for one (not loaded up front)."""
+    """Firmware files in a folder, read when a phone asks for one (not loaded up front).
 
-    def __init__(self, folder: Path) -> None:
+    Names the folder does not hold come from ``fallback`` (the built-in load catalogue), so a
+    lab serves every catalogue load and a file dropped in the folder overrides one.
+    """
+
+    def __init__(self, folder: Path, fallback: Mapping[str, bytes] | None = None) -> None:
         self.folder = folder
+        self.fallback: Mapping[str, bytes] = fallback if fallback is not None else {}
 
     def _names(self) -> list[str]:
-        if not self.folder.is_dir():
-            return []
-        return sorted(p.name for p in self.folder.iterdir() if p.is_file())
+        own = [p.name for p in self.folder.iterdir() if p.is_file()] if self.folder.is_dir() else []
+        return sorted(set(own) | set(self.fallback))
 
     def __getitem__(self, name: str) -> bytes:
         if "/" in name or "\\" in name or name.startswith(".") or not name:
@@ -110,7 +115,7 @@ class DirectoryFirmware(Mapping[str, bytes]):
         try:
             return path.read_bytes()
         except OSError:
-            raise KeyError(name) from None
+            return self.fallback[name]
 
     def __iter__(self) -> Iterator[str]:
         return iter(self._names())
@@ -405,7 +410,11 @@ def load_lab(path: Path, *, random: RandomBytes = os.urandom) -> Lab:
         except VphoneError as exc:
             raise LabError(f"{folder / CLUSTER_FILE}: {exc}") from None
     states.sort(key=lambda s: (s.created_at, s.name))
-    lab = Lab(random=random, firmware=DirectoryFirmware(path / "firmware"), path=path)
+    lab = Lab(
+        random=random,
+        firmware=DirectoryFirmware(path / "firmware", catalogue_images()),
+        path=path,
+    )
     for state in states:
         cluster = Cluster(state, random=random)
         cluster.saved_revision = cluster.revision

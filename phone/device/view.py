@@ -11,6 +11,7 @@ from typing import Any
 from phone.device import flash as names
 from phone.device.flash import Flash
 from phone.errors import FormatError
+from phone.formats.certfields import serial_bytes
 from phone.formats.configxml import parse_config
 from phone.formats.trustlist import parse_trust_list
 from phone.formats.views import checksums, trust_list_view
@@ -47,7 +48,7 @@ def _certificate(flash: Flash, name: str) -> JSONDict | None:
     return {
         "subject": cert.subject.rfc4514_string(),
         "issuer": cert.issuer.rfc4514_string(),
-        "serial": format(cert.serial_number, "x"),
+        "serial": serial_bytes(cert.serial_number).hex(),
         "not_after": cert.not_valid_after_utc.isoformat(),
     }
 

@@ -156,8 +156,10 @@ class Identity:
 
     @property
     def serial_hex(self) -> str:
-        """The serial number in lowercase hex, without leading zeros (``"1f"``, not ``"001f"``)."""
-        return format(self.certificate.serial_number, "x")
+        """The serial as lowercase hex of its magnitude bytes, the way trust files and phones
+        print it (``"1f"``, ``"0abc"``): the same text as a header's or record's serial."""
+        number = self.certificate.serial_number
+        return number.to_bytes(max(1, (number.bit_length() + 7) // 8), "big").hex()
 
     @property
     def subject_string(self) -> str:
