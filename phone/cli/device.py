@@ -23,6 +23,8 @@ from phone.device.models import DEFAULT_MODEL, MODELS
 from phone.device.phone import PhoneEvent, StateChanged, VirtualPhone
 from phone.device.view import flash_view
 from phone.errors import LabError, UsageError
+from phone.net.backend import Backend
+from phone.net.faults import FaultyBackend, parse_fault
 from phone.net.memory import MemoryBackend
 from phone.pki import FreshKeys
 from phone.vendor import manufacturing_cas
@@ -98,10 +100,15 @@ def cmd_boot(args: argparse.Namespace) -> int:
         clock = now
         lab.clock = clock
         host = tftp_host(lab, args.tftp)
+        backend: Backend = MemoryBackend(lab, clock=clock)
+        if args.fault or args.tvs_down:
+            backend = FaultyBackend(
+                backend, [parse_fault(f) for f in args.fault], set(args.tvs_down)
+            )
         phone = VirtualPhone(
             mac=args.mac,
             model=args.model,
-            backend=MemoryBackend(lab, clock=clock),
+            backend=backend,
             tftp=host,
             flash=flash,
             clock=clock,
@@ -216,6 +223,17 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     boot.add_argument("--model", default=DEFAULT_MODEL, choices=sorted(MODELS), help="phone model")
     boot.add_argument("--flash", type=Path, metavar="DIR", help="keep the phone's flash here")
     boot.add_argument("--json", action="store_true", help="print JSON instead of the trace")
+    boot.add_argument(
+        "--fault",
+        action="append",
+        default=[],
+        metavar="KIND:PATTERN",
+        help="break files on the path: drop, timeout, truncate or tamper, e.g. "
+        "tamper:SEP*.cnf.xml.sgn (repeatable)",
+    )
+    boot.add_argument(
+        "--tvs-down", action="append", default=[], metavar="HOST", help="a TVS that does not answer"
+    )
     boot.set_defaults(handler=cmd_boot)
 
     phone = sub.add_parser("phone", help="a virtual phone's flash: show, erase trust lists")
