@@ -459,3 +459,14 @@ def test_item36_missing_load_file_reported_and_resident_kept() -> None:
     assert phone.boot() is State.REGISTERED
     assert "File not found sip88xx.99-9-9.loads" in phone.status
     assert Status.UPGRADE_FAILED in phone.status
+
+
+def test_seed_model_without_security_by_default_ignores_the_itl() -> None:
+    """Seed (Autoregistration): pre-SBD phones get an unsigned default config and no ITL."""
+    clock = Clock()
+    lab = lab_of(ClusterSpec("c1"))
+    phone = create_phone(lab, mac=MAC, clock=clock, model="7940")
+    assert phone.boot() is State.REGISTERED
+    assert phone.itl is None
+    assert last(phone, "itl").decision == "skipped"
+    assert last(phone, "config").file == "XMLDefault.cnf.xml"

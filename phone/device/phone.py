@@ -293,7 +293,18 @@ class VirtualPhone:
         # Item 2: per-MAC names first, then the cluster-wide file; both stored under the
         # cluster-wide name. Item 3: fetched again on every boot.
         ctl_outcome = self._fetch_list(ListKind.CTL, (f"CTLSEP{self.mac}.tlv", "CTLFile.tlv"))
-        itl_outcome = self._fetch_list(ListKind.ITL, (f"ITLSEP{self.mac}.tlv", "ITLFile.tlv"))
+        itl_outcome: ListOutcome | None = None
+        if self.model.security_by_default:
+            itl_outcome = self._fetch_list(ListKind.ITL, (f"ITLSEP{self.mac}.tlv", "ITLFile.tlv"))
+        else:
+            # Seed, Autoregistration: phones that do not support Security by Default know no
+            # ITL (they still take a CTL, which predates 8.0).
+            self._record(
+                "itl",
+                Verdict.SKIPPED,
+                "seed",
+                f"CP-{self.model.name} predates Security by Default: it does not use an ITL",
+            )
         if self.ctl is None and self.itl is None:
             self._say(Status.NO_TRUST_LIST)
         if (ctl_outcome and ctl_outcome.fatal) or (itl_outcome and itl_outcome.fatal):
