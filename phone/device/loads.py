@@ -35,13 +35,9 @@ from phone.formats.firmware import build_container
 from phone.formats.header import (
     Digest,
     HeaderSpec,
-    Tag,
-    header_from_elements,
-    layout_header,
-    replace_signature,
+    sign_header,
 )
 from phone.formats.signed import SignedFile
-from phone.formats.tlv import encode_all
 from phone.vendor import image_signing_key
 
 LOADS_SUFFIX = ".loads"
@@ -160,10 +156,9 @@ def sign_payload(
         filename=filename,
         timestamp=None,  # section 10a: firmware headers have no tag 15 [C2]
     )
-    placeholder = layout_header(spec, bytes(spec.modulus_bytes))
-    unsigned = encode_all(e for e in placeholder if e.tag != Tag.SIGNATURE or e.single_byte)
-    signature = key.sign(unsigned + payload, padding.PKCS1v15(), LEGACY_DIGEST.algorithm())
-    header = header_from_elements(replace_signature(placeholder, signature))
+    header = sign_header(
+        spec, payload, lambda data: key.sign(data, padding.PKCS1v15(), LEGACY_DIGEST.algorithm())
+    )
     return SignedFile(header, payload).encode()
 
 

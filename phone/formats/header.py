@@ -7,7 +7,7 @@ the payload follow it.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from enum import IntEnum
 
@@ -486,6 +486,17 @@ def replace_signature(elements: Iterable[Element], signature: bytes) -> tuple[El
         leaf(Tag.SIGNATURE, signature) if e.tag == Tag.SIGNATURE and not e.single_byte else e
         for e in elements
     )
+
+
+def sign_header(spec: HeaderSpec, body: bytes, sign: Callable[[bytes], bytes]) -> Header:
+    """Lay out ``spec``, sign it together with ``body`` (records or payload), return the header.
+
+    The signature covers the header minus the signature element, then ``body`` (section 3);
+    ``sign`` maps those bytes to the raw signature of ``spec.modulus_bytes`` bytes.
+    """
+    placeholder = layout_header(spec, bytes(spec.modulus_bytes))
+    unsigned = encode_all(e for e in placeholder if e.tag != Tag.SIGNATURE or e.single_byte)
+    return header_from_elements(replace_signature(placeholder, sign(unsigned + body)))
 
 
 def header_from_elements(elements: tuple[Element, ...]) -> Header:

@@ -15,7 +15,15 @@ from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
 
 from phone.errors import SignatureError
 from phone.formats.certfields import cucm_name, serial_bytes
-from phone.formats.header import RSA_PKCS1, Digest, Header, digest_label
+from phone.formats.header import (
+    RSA_PKCS1,
+    Digest,
+    Header,
+    HeaderSpec,
+    digest_label,
+    sign_header,
+)
+from phone.formats.tlv import Element
 
 
 @dataclass(frozen=True)
@@ -55,6 +63,32 @@ class Signer:
     def sign(self, data: bytes, digest: Digest) -> bytes:
         """RSA PKCS#1 v1.5 signature of ``data`` with ``digest``."""
         return self.key.sign(data, padding.PKCS1v15(), digest.algorithm())
+
+    def sign_header(
+        self,
+        body: bytes,
+        *,
+        version: tuple[int, int],
+        digest: Digest,
+        filename: str,
+        timestamp: int | None,
+        signer_version: tuple[int, int] | None = None,
+        extra: tuple[Element, ...] = (),
+    ) -> Header:
+        """A CUCM-ordered header naming this signer, signed over itself and ``body``."""
+        spec = HeaderSpec(
+            version=version,
+            signer_name=self.name,
+            signer_serial=self.serial,
+            signer_issuer=self.issuer,
+            digest=digest,
+            modulus_bytes=self.modulus_bytes,
+            filename=filename,
+            timestamp=timestamp,
+            signer_version=signer_version,
+            extra=extra,
+        )
+        return sign_header(spec, body, lambda data: self.sign(data, digest))
 
 
 def signer_public_key(certificate: x509.Certificate) -> PublicKeyTypes:

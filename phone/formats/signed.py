@@ -21,15 +21,11 @@ from phone.errors import DecryptionError, StructureError
 from phone.formats.header import (
     Digest,
     Header,
-    HeaderSpec,
     Tag,
-    header_from_elements,
-    layout_header,
     parse_header,
-    replace_signature,
 )
 from phone.formats.signature import Signer, signer_public_key, verify_signature
-from phone.formats.tlv import container, encode_all, leaf, u8, u16
+from phone.formats.tlv import container, leaf, u8, u16
 
 SGN_VERSION = (1, 0)  # certutils since Oct 2020, probably from observation [G]
 ENC_VERSION = (2, 0)  # [C1]
@@ -76,13 +72,6 @@ def strip_signature(data: bytes) -> bytes:
     return parse_signed(data).payload
 
 
-def _sign(spec: HeaderSpec, payload: bytes, signer: Signer) -> SignedFile:
-    placeholder = layout_header(spec, bytes(signer.modulus_bytes))
-    unsigned = encode_all(e for e in placeholder if e.tag != Tag.SIGNATURE or e.single_byte)
-    signature = signer.sign(unsigned + payload, spec.digest)
-    return SignedFile(header_from_elements(replace_signature(placeholder, signature)), payload)
-
-
 def build_signed(
     payload: bytes,
     signer: Signer,
@@ -93,17 +82,10 @@ def build_signed(
     version: tuple[int, int] = SGN_VERSION,
 ) -> SignedFile:
     """Sign ``payload`` into a ``.sgn`` file named ``filename`` (the name as served)."""
-    spec = HeaderSpec(
-        version=version,
-        signer_name=signer.name,
-        signer_serial=signer.serial,
-        signer_issuer=signer.issuer,
-        digest=digest,
-        modulus_bytes=signer.modulus_bytes,
-        filename=filename,
-        timestamp=timestamp,
+    header = signer.sign_header(
+        payload, version=version, digest=digest, filename=filename, timestamp=timestamp
     )
-    return _sign(spec, payload, signer)
+    return SignedFile(header, payload)
 
 
 def build_encrypted(
@@ -154,18 +136,15 @@ def build_encrypted(
         leaf(Tag.PLAINTEXT_DIGEST_ALGORITHM, u8(digest)),
         leaf(Tag.PLAINTEXT_DIGEST, _digest(digest, plaintext)),
     )
-    spec = HeaderSpec(
+    header = signer.sign_header(
+        ciphertext,
         version=ENC_VERSION,
-        signer_name=signer.name,
-        signer_serial=signer.serial,
-        signer_issuer=signer.issuer,
         digest=digest,
-        modulus_bytes=signer.modulus_bytes,
         filename=filename,
         timestamp=timestamp,
         extra=block,
     )
-    return _sign(spec, ciphertext, signer)
+    return SignedFile(header, ciphertext)
 
 
 def _digest(digest: Digest, data: bytes) -> bytes:

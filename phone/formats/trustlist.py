@@ -29,10 +29,6 @@ from phone.formats.certfields import cucm_name, public_key_bytes, serial_bytes
 from phone.formats.header import (
     Digest,
     Header,
-    HeaderSpec,
-    header_from_elements,
-    layout_header,
-    replace_signature,
 )
 from phone.formats.header import parse_header as _parse_header
 from phone.formats.signature import Signer, signer_public_key, verify_signature
@@ -425,22 +421,15 @@ def build_trust_list(
     ``timestamp`` is Unix time: the core never reads the clock.
     """
     records = tuple(records)
-    spec = HeaderSpec(
+    body = b"".join(r.encode() for r in records)
+    header = signer.sign_header(
+        body,
         version=version,
-        signer_name=signer.name,
-        signer_serial=signer.serial,
-        signer_issuer=signer.issuer,
         digest=digest,
-        modulus_bytes=signer.modulus_bytes,
         filename=filename,
         timestamp=timestamp,
         signer_version=signer_version,
     )
-    placeholder = layout_header(spec, bytes(signer.modulus_bytes))
-    unsigned = encode_all(e for e in placeholder if e.tag != 12 or e.single_byte)
-    body = b"".join(r.encode() for r in records)
-    signature = signer.sign(unsigned + body, digest)
-    header = header_from_elements(replace_signature(placeholder, signature))
     # Re-type records with their final offsets, so error messages point into the real file.
     placed: list[Record] = []
     pos = header.length
