@@ -551,6 +551,7 @@ class Cluster:
         self._context: tuple[int, ConfigContext] | None = None
         self._file_services: dict[str, FileService] = {}
         self._signers: dict[str, tuple[Identity, Signer]] = {}
+        self._itl_problems: dict[str, tuple[bytes, str | None]] = {}
         if not state.context_key:
             state.context_key = self.config_context().key()
 
@@ -893,7 +894,14 @@ class Cluster:
         data = self.state.itl_files.get(host)
         if data is None:
             return None
-        return self.itl_plan(host).size_problem(len(data))
+        # Asked on every ITL download: remembered per stored file, which is rebuilt (a new
+        # bytes object) whenever the plan's content changes.
+        cached = self._itl_problems.get(host)
+        if cached is not None and cached[0] is data:
+            return cached[1]
+        problem = self.itl_plan(host).size_problem(len(data))
+        self._itl_problems[host] = (data, problem)
+        return problem
 
     def stored_itl(self, host: str) -> bytes | None:
         """The ITL bytes held for ``host``, served or not."""

@@ -34,13 +34,13 @@ from phone.errors import (
     UsageError,
 )
 from phone.formats.configxml import DeviceConfig, parse_config
-from phone.formats.trustlist import Role, TrustList, parse_trust_list
+from phone.formats.trustlist import Role, TrustList
 from phone.net.backend import Backend, ItlReport, RegisterRequest, Requester
 from phone.pki import Identity, cert_from_pem, cert_to_pem, issue, key_from_pem, key_to_pem
 from phone.trust.config import ConfigOutcome, config_names, default_config_names, evaluate_config
 from phone.trust.decision import Decision, Status, Verdict
 from phone.trust.images import evaluate_image
-from phone.trust.lists import ListKind, ListOutcome, evaluate_trust_list
+from phone.trust.lists import ListKind, ListOutcome, evaluate_trust_list, parse_shared
 from phone.trust.tvs import TvsAnswer, TvsClient, TvsOutcome, TvsServer
 from phone.vendor import manufacturing_ca
 
@@ -630,7 +630,7 @@ class VirtualPhone:
         if data is None:
             return None
         try:
-            return parse_trust_list(data)
+            return parse_shared(data)
         except FormatError as exc:
             # Only accepted lists are written, so this is damage from outside vphone.
             self._record("boot", Verdict.REJECTED, "item 13", f"stored {name} is damaged: {exc}")

@@ -161,6 +161,9 @@ class Header:
     signer_version: tuple[int, int] | None
     encryption: EncryptionInfo | None = None
     offsets: dict[int, int] = field(default_factory=dict, compare=False, repr=False)
+    # The header's bytes as parsed: encoding a parsed header is then free. Parsing guarantees
+    # they equal encode_all(elements) (byte-exact round trip).
+    raw: bytes = field(default=b"", compare=False, repr=False)
 
     @property
     def digest(self) -> Digest | None:
@@ -182,10 +185,13 @@ class Header:
 
     def encode(self) -> bytes:
         """The header bytes exactly as they appear in the file."""
-        return encode_all(self.elements)
+        return self.raw or encode_all(self.elements)
 
     def encode_unsigned(self) -> bytes:
         """The header minus the signature element: the header's part of the signed bytes."""
+        at = self.offsets.get(Tag.SIGNATURE)
+        if self.raw and at is not None:
+            return self.raw[:at] + self.raw[at + 3 + len(self.signature) :]
         return encode_all(e for e in self.elements if e.tag != Tag.SIGNATURE or e.single_byte)
 
 
@@ -226,7 +232,7 @@ def parse_header(data: bytes) -> Header:
         elements.append(element)
         if element.tag == Tag.HEADER_LENGTH and not element.single_byte:
             header_end = _header_length(element, start, pos, len(data))
-    return _typed_header(tuple(elements), header_end, offsets)
+    return _typed_header(tuple(elements), header_end, offsets, bytes(data[:pos]))
 
 
 def _header_length(element: Element, start: int, pos: int, size: int) -> int:
@@ -285,7 +291,7 @@ def _container(element: Element, offset: int, what: str) -> tuple[Element, ...]:
 
 
 def _typed_header(
-    elements: tuple[Element, ...], length: int | None, offsets: dict[int, int]
+    elements: tuple[Element, ...], length: int | None, offsets: dict[int, int], raw: bytes
 ) -> Header:
     assert length is not None  # the parse loop only ends once tag 2 was read
     at = offsets.get
@@ -373,6 +379,7 @@ def _typed_header(
         signer_version=signer_version,
         encryption=_encryption(elements, offsets),
         offsets=offsets,
+        raw=raw,
     )
 
 

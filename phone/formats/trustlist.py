@@ -134,6 +134,7 @@ class Record:
     certificate_der: bytes | None
     ip: bytes | None
     offset: int = field(default=0, compare=False)
+    raw: bytes = field(default=b"", compare=False, repr=False)  # the bytes as parsed
 
     @property
     def role_label(self) -> str:
@@ -159,7 +160,7 @@ class Record:
 
     def encode(self) -> bytes:
         """Record bytes exactly as in the file."""
-        return encode_all(self.elements)
+        return self.raw or encode_all(self.elements)
 
     def certificate(self) -> x509.Certificate | None:
         """The DER certificate of tag 9, parsed; None for records without one.
@@ -322,7 +323,7 @@ def _parse_record(data: bytes, pos: int) -> tuple[Record, int]:
         Element(RecordTag.RECORD_LENGTH, data[pos + 3 : pos + 5]),
         *parse_elements(data, pos + 5, end),
     )
-    return _typed_record(elements, pos), end
+    return _typed_record(elements, pos, bytes(data[pos:end])), end
 
 
 def _text(elements: Sequence[Element], tag: RecordTag) -> str | None:
@@ -335,7 +336,7 @@ def _raw(elements: Sequence[Element], tag: RecordTag) -> bytes | None:
     return None if element is None else element.value
 
 
-def _typed_record(elements: tuple[Element, ...], offset: int) -> Record:
+def _typed_record(elements: tuple[Element, ...], offset: int, raw: bytes = b"") -> Record:
     function = find(elements, RecordTag.FUNCTION)
     if function is None:
         raise StructureError(
@@ -358,6 +359,7 @@ def _typed_record(elements: tuple[Element, ...], offset: int) -> Record:
         certificate_der=_raw(elements, RecordTag.CERTIFICATE),
         ip=_raw(elements, RecordTag.IP_ADDRESS),
         offset=offset,
+        raw=raw or encode_all(elements),
     )
 
 

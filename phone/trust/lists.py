@@ -7,6 +7,7 @@ never touches the installed lists (item 13).
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
@@ -32,6 +33,14 @@ MAX_SAST = 2  # item 12
 SUPPORTED_MAJOR = (
     1  # item 17: versions 1.0-1.2 parse; a 10.3 phone verified a 1.2 it "knew only upto 1.1"
 )
+
+
+@functools.lru_cache(maxsize=64)
+def parse_shared(data: bytes) -> TrustList:
+    """Parse a trust list, sharing the (immutable) result between phones that hold the same
+    bytes: a fleet of 10,000 phones on one cluster keeps one parsed ITL, not 10,000."""
+    return parse_trust_list(data)
+
 
 TvsAsk = Callable[[str, bytes], TvsOutcome]
 """Ask TVS about the certificate with (issuer name, serial bytes)."""
@@ -114,7 +123,7 @@ def evaluate_trust_list(
     """Decide whether to install ``data`` (downloaded as ``name``) as the phone's CTL or ITL."""
     failed = _failure_status(kind)
     try:
-        new = parse_trust_list(data)
+        new = parse_shared(data)
     except FormatError as exc:
         return ListOutcome(rejected("item 17", f"{name} does not parse: {exc}", failed))
     if new.is_ctl != (kind is ListKind.CTL):
