@@ -1,7 +1,8 @@
 """``vphone boot`` and ``vphone phone show|erase-trust|factory-reset``.
 
 ``boot`` is the main job: one virtual phone against the embedded lab (created on first use in
-the user's data folder) or a lab folder, printing every decision as it happens.
+the user's data folder), a lab folder, or real servers named by ``--server URL``
+(``tftp://``, ``http://``, ``dir:``; docs/networks.md), printing every decision as it happens.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from typing import Any
 from phone.cluster.model import ClusterSpec, Device, Lab
 from phone.cluster.store import edit_lab, init_lab, is_lab
 from phone.device.flash import DirectoryFlash, Flash, MemoryFlash
+from phone.device.machine import State
 from phone.device.models import DEFAULT_MODEL, MODELS
 from phone.device.phone import PhoneEvent, StateChanged, VirtualPhone
 from phone.device.view import flash_view
@@ -58,9 +60,19 @@ def ensure_default_lab(path: Path) -> bool:
         capf_trust=manufacturing_cas(),
     )
     # The demo phone is a configured device, so the first boot shows its own signed config
-    # (other MACs still autoregister).
+    # (other MACs still autoregister). As in a secured deployment its security profile enables
+    # digest authentication (issue 6, item 40): the registrar challenges its REGISTER and the
+    # phone answers with the credentials of its config (a random password per lab).
     with edit_lab(path) as lab:
-        lab.cluster().add_device(Device(DEFAULT_MAC), now=now())
+        lab.cluster().add_device(
+            Device(
+                DEFAULT_MAC,
+                digest_user=f"SEP{DEFAULT_MAC}",
+                digest_password=os.urandom(9).hex(),
+                digest_authentication=True,
+            ),
+            now=now(),
+        )
     return True
 
 
@@ -87,44 +99,26 @@ def _line(event: PhoneEvent) -> str | None:
     return f"  [{event.step:<8}] {event.decision:<9} {event.rule:<13}{where}\n      {event.reason}"
 
 
-def cmd_boot(args: argparse.Namespace) -> int:
-    """``vphone boot``."""
-    lab_path: Path = args.lab if args.lab is not None else default_lab_path()
-    if args.lab is None and ensure_default_lab(lab_path) and not args.json:
-        print(f"created the embedded lab in {lab_path}")
-    if not is_lab(lab_path):
-        raise UsageError(
-            f"{lab_path} is not a vphone lab folder (create one with `vphone lab init`)"
-        )
-    with edit_lab(lab_path) as lab, _flash(args.flash) as flash:
-        clock = now
-        lab.clock = clock
-        host = tftp_host(lab, args.tftp)
-        backend: Backend = MemoryBackend(lab, clock=clock)
-        if args.fault or args.tvs_down:
-            backend = FaultyBackend(
-                backend, [parse_fault(f) for f in args.fault], set(args.tvs_down)
-            )
-        phone = VirtualPhone(
-            mac=args.mac,
-            model=args.model,
-            backend=backend,
-            tftp=host,
-            flash=flash,
-            clock=clock,
-        )
-        if not args.json:
-            print(
-                f"CP-{phone.model.name} SEP{phone.mac} boots from TFTP server {host} ({lab_path})"
-            )
+def _faulty(backend: Backend, args: argparse.Namespace) -> Backend:
+    if args.fault or args.tvs_down:
+        return FaultyBackend(backend, [parse_fault(f) for f in args.fault], set(args.tvs_down))
+    return backend
 
-            def show(event: PhoneEvent) -> None:
-                line = _line(event)
-                if line:
-                    print(line)
 
-            phone.subscribe(show)
-        state = phone.boot()
+def _watch(phone: VirtualPhone, args: argparse.Namespace, source: str) -> None:
+    if args.json:
+        return
+    print(f"CP-{phone.model.name} SEP{phone.mac} boots from TFTP server {phone.tftp} ({source})")
+
+    def show(event: PhoneEvent) -> None:
+        line = _line(event)
+        if line:
+            print(line)
+
+    phone.subscribe(show)
+
+
+def _report(phone: VirtualPhone, state: State, args: argparse.Namespace) -> int:
     registered = phone.registered_with is not None
     if args.json:
         document: dict[str, Any] = {
@@ -144,6 +138,67 @@ def cmd_boot(args: argparse.Namespace) -> int:
         tail = f" with {phone.registered_with}" if registered else ""
         print(f"final state: {state.value}{tail}")
     return 0 if registered else 1
+
+
+def cmd_boot(args: argparse.Namespace) -> int:
+    """``vphone boot``: against a lab in memory, or a server given by URL (``--server``)."""
+    if args.server is not None:
+        return _boot_server(args)
+    if args.host_map:
+        raise UsageError("--host-map applies to --server URL boots only")
+    lab_path: Path = args.lab if args.lab is not None else default_lab_path()
+    if args.lab is None and ensure_default_lab(lab_path) and not args.json:
+        print(f"created the embedded lab in {lab_path}")
+    if not is_lab(lab_path):
+        raise UsageError(
+            f"{lab_path} is not a vphone lab folder (create one with `vphone lab init`)"
+        )
+    with edit_lab(lab_path) as lab, _flash(args.flash) as flash:
+        clock = now
+        lab.clock = clock
+        host = tftp_host(lab, args.tftp)
+        phone = VirtualPhone(
+            mac=args.mac,
+            model=args.model,
+            backend=_faulty(MemoryBackend(lab, clock=clock), args),
+            tftp=host,
+            flash=flash,
+            clock=clock,
+        )
+        phone.capf_string = args.capf_string  # typed on the keypad (docs/capf.md)
+        _watch(phone, args, str(lab_path))
+        state = phone.boot()
+    return _report(phone, state, args)
+
+
+def _boot_server(args: argparse.Namespace) -> int:
+    """``vphone boot --server URL``: real TFTP/HTTP servers, TVS over TLS, SIP (issue 5)."""
+    # Sockets, TLS and tftpy are imported only when a boot uses them (`vphone --help` fast).
+    from phone.net.hostmap import parse_host_maps  # noqa: PLC0415
+    from phone.net.urls import open_target, parse_server_url, restrict_transports  # noqa: PLC0415
+
+    if args.lab is not None or args.tftp is not None:
+        raise UsageError("--server URL replaces --lab and --tftp: the URL names the TFTP server")
+    url = parse_server_url(args.server)
+    target = open_target(url, parse_host_maps(args.host_map), timeout=args.timeout)
+    try:
+        with _flash(args.flash) as flash:
+            phone = VirtualPhone(
+                mac=args.mac,
+                model=args.model,
+                backend=_faulty(target.backend, args),
+                tftp=target.tftp,
+                flash=flash,
+                clock=now,
+            )
+            # tftp:// fetches over TFTP only, http:// over HTTP only (item 4 otherwise).
+            phone.model = restrict_transports(phone.model, target.transport)
+            phone.capf_string = args.capf_string
+            _watch(phone, args, target.description)
+            state = phone.boot()
+    finally:
+        target.close()
+    return _report(phone, state, args)
 
 
 def _flash_dir(args: argparse.Namespace) -> DirectoryFlash:
@@ -209,6 +264,16 @@ def cmd_factory_reset(args: argparse.Namespace) -> int:
     return 0
 
 
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not 0 < value <= 600:
+        raise argparse.ArgumentTypeError(f"{value} seconds is out of range (0 to 600)")
+    return value
+
+
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add ``boot`` and the ``phone`` group."""
     boot = sub.add_parser(
@@ -233,6 +298,33 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     boot.add_argument(
         "--tvs-down", action="append", default=[], metavar="HOST", help="a TVS that does not answer"
+    )
+    boot.add_argument(
+        "--capf-string",
+        metavar="DIGITS",
+        help="the CAPF authentication string, as typed on the phone for an operation set with "
+        "`vphone lab capf --auth string:DIGITS`",
+    )
+    boot.add_argument(
+        "--server",
+        metavar="URL",
+        help="boot over the network instead of a lab in memory: tftp://HOST[:PORT], "
+        "http://HOST[:PORT] (port 6970 files) or dir:PATH (files pulled from a cluster, offline)",
+    )
+    boot.add_argument(
+        "--host-map",
+        action="append",
+        default=[],
+        metavar="NAME=IP[:PORT]|FILE",
+        help="where config host names are reached, e.g. tvs1.lab=127.0.0.1:2445, or the file "
+        "`vphone lab serve --host-map-out` wrote (repeatable; see docs/networks.md)",
+    )
+    boot.add_argument(
+        "--timeout",
+        type=_seconds,
+        default=2.0,
+        metavar="SECONDS",
+        help="with --server: seconds per TFTP packet, HTTP read, TVS and SIP exchange (default 2)",
     )
     boot.set_defaults(handler=cmd_boot)
 

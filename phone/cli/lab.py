@@ -23,7 +23,8 @@ from typing import Any, TypeAlias
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 
-from phone.cluster import certops
+from phone.cli import serve
+from phone.cluster import capf, certops
 from phone.cluster.files import ClientInfo
 from phone.cluster.itl import itl_hash
 from phone.cluster.model import (
@@ -209,6 +210,11 @@ def cluster_report(cluster: Cluster) -> dict[str, Any]:
                 else serial_bytes(d.certificate.serial_number).hex(),
                 "autoregistered": d.autoregistered,
                 "registered": d.mac in cluster.registrations,
+                "capf_pending": None if d.capf is None else d.capf.describe(),
+                "capf_last": None if d.capf_result is None else d.capf_result.describe(),
+                "capf_certificates": []
+                if d.capf_result is None
+                else list(d.capf_result.certificates),
             }
             for d in sorted(cluster.devices.values(), key=lambda d: d.mac)
         ],
@@ -273,6 +279,12 @@ def _print_report(report: dict[str, Any]) -> None:
         if device["registered"]:
             flags.append("registered")
         _out(f"    {device['name']}  {device['model']}  {', '.join(flags)}")
+        if device.get("capf_pending"):
+            _out(f"      CAPF pending: {device['capf_pending']}")
+        if device.get("capf_last"):
+            _out(f"      CAPF last: {device['capf_last']}")
+        for line in device.get("capf_certificates") or ():
+            _out(f"        {line}")
 
 
 # --- commands --------------------------------------------------------------------------------
@@ -389,6 +401,7 @@ def cmd_add_device(args: argparse.Namespace) -> int:
         digest_user=args.digest_user,
         digest_password=args.digest_password,
         exclude_digest_credentials=args.exclude_digest_credentials,
+        digest_authentication=args.digest_auth,
         load=args.load,
         encrypt_config=args.encrypt_config,
         certificate=certificate,
@@ -410,6 +423,38 @@ def cmd_remove_device(args: argparse.Namespace) -> int:
     def change(cluster: Cluster, moment: datetime) -> str:
         cluster.remove_device(args.mac, now=moment)
         return f"{cluster.name}: device SEP{normalize_mac(args.mac)} removed"
+
+    return _mutate(args, change)
+
+
+def cmd_capf(args: argparse.Namespace) -> int:
+    """``lab capf MAC``: set the certificate operation the phone performs at its next boot."""
+    operation: str = args.operation
+
+    def change(cluster: Cluster, moment: datetime) -> str:
+        device = cluster.device(args.mac)
+        if device is None:
+            raise LabError(f"cluster {cluster.name} has no device {args.mac!r}")
+        if operation == "none":
+            cleared = capf.clear_pending(cluster, args.mac, now=moment)
+            return f"{device.name}: " + (
+                "pending CAPF operation cancelled" if cleared else "no CAPF operation was pending"
+            )
+        if args.auth is None:
+            raise UsageError("give the authentication mode: --auth null|string:SECRET|mic|lsc")
+        auth, secret = capf.CapfAuth.parse(args.auth)
+        pending = capf.set_pending(
+            cluster,
+            args.mac,
+            capf.CapfOperation(operation),
+            auth,
+            now=moment,
+            secret=secret,
+            key_type=capf.CapfKeyType.parse(args.key_type),
+        )
+        return (
+            f"{device.name}: {pending.describe()} pending; the phone performs it at its next boot"
+        )
 
     return _mutate(args, change)
 
@@ -517,6 +562,18 @@ def cmd_itl_status(args: argparse.Namespace) -> int:
             }
             for m in mismatches
         ],
+        # Every reporting phone, matching or not (issue 6: a phone that registered over
+        # sockets shows up here with its hash and whether it matches).
+        "devices": [
+            {
+                "device": f"SEP{row.mac}",
+                "tftp_host": row.tftp_host,
+                "reported_hash": row.hash,
+                "timestamp": row.timestamp,
+                "matches": db.matches(row),
+            }
+            for row in (db.devices[mac] for mac in sorted(db.devices))
+        ],
     }
     if args.json:
         _out(json.dumps(report, indent=2))
@@ -538,6 +595,14 @@ def cmd_itl_status(args: argparse.Namespace) -> int:
         _out(
             f"  SEP{m.device.mac}  from {m.device.tftp_host}  reported {m.device.hash}  "
             f"at {stamp}  expected {expected}"
+        )
+    matching = [db.devices[mac] for mac in sorted(db.devices) if db.matches(db.devices[mac])]
+    if matching:
+        _out(f"{cluster.name}: {len(matching)} reporting phones match")
+    for entry in matching:
+        stamp = _iso(datetime.fromtimestamp(entry.timestamp, UTC))
+        _out(
+            f"  SEP{entry.mac}  from {entry.tftp_host}  reported {entry.hash}  at {stamp}  matches"
         )
     return 0
 
@@ -691,6 +756,11 @@ def register(sub: Sub) -> None:
         action="store_true",
         help="keep the digest password out of the config (item 42)",
     )
+    p.add_argument(
+        "--digest-auth",
+        action="store_true",
+        help="security profile enables digest authentication: REGISTER is challenged (item 40)",
+    )
     p.add_argument("--load", default="", metavar="LOAD", help="loadInformation (firmware load)")
     p.add_argument("--encrypt-config", action="store_true", help="serve .cnf.xml.enc.sgn")
     p.add_argument(
@@ -701,6 +771,23 @@ def register(sub: Sub) -> None:
     p = _add(commands, "remove-device", cmd_remove_device, "delete a phone")
     _common(p)
     p.add_argument("mac", metavar="MAC")
+
+    p = _add(commands, "capf", cmd_capf, "set a CAPF certificate operation (docs/capf.md)")
+    _common(p)
+    p.add_argument("--mac", required=True, metavar="MAC", help="the device")
+    p.add_argument(
+        "--operation",
+        required=True,
+        choices=[*(o.value for o in capf.CapfOperation), "none"],
+        help="what CAPF does at the phone's next boot (none cancels)",
+    )
+    p.add_argument("--auth", metavar="MODE", help="null, string:SECRET (4-10 digits), mic or lsc")
+    p.add_argument(
+        "--key-type",
+        default="rsa-2048",
+        choices=[k.value for k in capf.CapfKeyType],
+        help="the LSC key (EC needs an ITL with signer version 1.1)",
+    )
 
     p = _add(commands, "regenerate", cmd_regenerate, "regenerate a certificate and its key")
     _common(p)
@@ -754,3 +841,5 @@ def register(sub: Sub) -> None:
     p = _add(commands, "log", cmd_log, "the service log (TFTP, CallManager, CLI)")
     _common(p)
     p.add_argument("--tail", type=int, default=0, metavar="N")
+
+    serve.add_parser(commands)  # `lab serve` (issue 5): phone/cli/serve.py

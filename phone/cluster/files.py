@@ -122,6 +122,8 @@ def device_config(cluster: Cluster, device: Device) -> DeviceConfig:
         encrypted_config=False,
         capf_host=context.capf_host,
         capf_port=CAPF_PORT,
+        # A pending CAPF operation shows as its auth mode; 0 means none (phone.cluster.capf).
+        capf_auth_mode=0 if device.capf is None else int(device.capf.auth.code),
         mac=device.mac,
         model=device.model,
     )

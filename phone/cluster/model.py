@@ -43,6 +43,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.serialization import Encoding
 
+from phone.cluster.capf import CapfPending, CapfResult, CapfService
 from phone.cluster.files import FileService
 from phone.cluster.itl import (
     CTL_FILENAME,
@@ -235,7 +236,9 @@ class Device:
 
     ``certificate`` is the phone's LSC (or MIC) as CAPF knows it: encrypted configs are
     encrypted to its public key (trust-file-formats.md section 8). ``changed_at`` is the Unix
-    time of the record's last change and dates its signed config.
+    time of the record's last change and dates its signed config. ``digest_authentication`` is
+    the phone security profile's "Enable Digest Authentication" (items 40-42): the registrar
+    then challenges the phone's requests and needs ``digest_user`` and ``digest_password``.
     """
 
     mac: str
@@ -249,6 +252,11 @@ class Device:
     certificate: x509.Certificate | None = None
     autoregistered: bool = False
     changed_at: int = 0
+    # CAPF (phone.cluster.capf): the certificate operation waiting for the phone's next boot,
+    # and the outcome of the last CAPF session (``vphone lab show``).
+    capf: CapfPending | None = None
+    capf_result: CapfResult | None = None
+    digest_authentication: bool = False
 
     def __post_init__(self) -> None:
         if not _MAC_HEX.fullmatch(self.mac):
@@ -550,6 +558,7 @@ class Cluster:
         self._profile = get_profile(state.profile)
         self._context: tuple[int, ConfigContext] | None = None
         self._file_services: dict[str, FileService] = {}
+        self._capf_service: CapfService | None = None
         self._signers: dict[str, tuple[Identity, Signer]] = {}
         self._itl_problems: dict[str, tuple[bytes, str | None]] = {}
         if not state.context_key:
@@ -925,6 +934,15 @@ class Cluster:
             self._file_services[node.hostname] = service
         return service
 
+    def capf_service(self, host: str) -> CapfService | None:
+        """The CAPF of the cluster if ``host`` is its publisher and it runs; else None."""
+        node = self.find_node(host)
+        if node is None or node.hostname != self.publisher.hostname or not node.running:
+            return None
+        if self._capf_service is None:
+            self._capf_service = CapfService(self, node.hostname)
+        return self._capf_service
+
     def tvs_service(self, host: str) -> TvsService | None:
         """The TVS of node ``host``; None if it runs no TVS or is stopped."""
         # tvs imports this module's TrustStore, so it is imported when first needed.
@@ -1098,7 +1116,7 @@ class Cluster:
 
         Unknown phones are auto-registered when the ``autoregistration`` parameter is on
         (item 6; seed, Autoregistration), and refused otherwise. SIP signalling (digest,
-        items 40-42) is not modelled here.
+        items 40-42) is :mod:`phone.cluster.registrar`'s, which calls this once it accepted.
         """
         stamp = unix_time(now)
         key = normalize_mac(mac)
@@ -1443,6 +1461,11 @@ class Lab:
         """The TFTP service at ``host``, or None if nothing serves files there."""
         endpoint = self.resolve(host)
         return None if endpoint is None else endpoint.cluster.file_service(endpoint.node.hostname)
+
+    def capf_service(self, host: str) -> CapfService | None:
+        """The CAPF at ``host`` (a cluster's publisher), or None if none answers there."""
+        endpoint = self.resolve(host)
+        return None if endpoint is None else endpoint.cluster.capf_service(endpoint.node.hostname)
 
     def tvs_service(self, host: str) -> TvsService | None:
         """The TVS at ``host``, or None if no running TVS answers there."""

@@ -41,6 +41,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
+from phone.cluster import capf
 from phone.cluster.itl import DeviceHashRow, ItlHashDatabase, TftpHashRow
 from phone.cluster.model import (
     Cluster,
@@ -199,6 +200,9 @@ def _encode_cluster(state: ClusterState) -> tuple[dict[str, Any], dict[str, Iden
             "certificate": _cert_text(d.certificate),
             "autoregistered": d.autoregistered,
             "changed_at": d.changed_at,
+            "digest_authentication": d.digest_authentication,
+            "capf": capf.pending_to_json(d.capf),
+            "capf_result": capf.result_to_json(d.capf_result),
         }
         for d in state.devices.values()
     ]
@@ -321,6 +325,9 @@ def _decode_cluster(folder: Path, document: object) -> ClusterState:
             certificate=_cert(d["certificate"]),
             autoregistered=bool(d["autoregistered"]),
             changed_at=int(d["changed_at"]),
+            digest_authentication=bool(d.get("digest_authentication", False)),
+            capf=capf.pending_from_json(d.get("capf")),
+            capf_result=capf.result_from_json(d.get("capf_result")),
         )
         for d in document["devices"]
     }

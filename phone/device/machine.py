@@ -11,7 +11,8 @@ pattern): a phone only carries its ``state`` attribute, and :func:`fire` moves i
 
 Boot order follows item 1: power on, image check, CTL then ITL (item 2, re-fetched on every
 reset, item 3), config (items 5, 6, 14), firmware only if the load differs (item 36), then
-registration (item 7 for secure modes).
+registration (item 7 for secure modes). A certificate operation pending at CAPF runs between
+the config and what follows it (docs/capf.md).
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ class State(Enum):
     TRUST_LISTS = "trust-lists"  # fetching the CTL, then the ITL
     CONFIGURING = "configuring"  # fetching and verifying the config
     UPGRADING = "upgrading"  # fetching and verifying a new load
+    CAPF = "capf"  # a certificate operation the config announced (LSC install, delete ...)
     REGISTERING = "registering"
     REGISTERED = "registered"
     # Failure states a real phone shows:
@@ -56,6 +58,12 @@ TRANSITIONS: Final[list[TransitionConfigDict]] = [
     {"trigger": "config_ok", "source": State.CONFIGURING, "dest": State.REGISTERING},
     {"trigger": "load_differs", "source": State.CONFIGURING, "dest": State.UPGRADING},
     {"trigger": "config_failed", "source": State.CONFIGURING, "dest": State.NO_CONFIG},
+    # CAPF (trust-file-formats.md 9b): a config (or the stub of an encrypted one) announcing a
+    # certificate operation sends the phone to CAPF first; afterwards, success or not, it reads
+    # its config again, since a new or deleted LSC changes which config it can decrypt.
+    {"trigger": "capf_pending", "source": State.CONFIGURING, "dest": State.CAPF},
+    {"trigger": "capf_done", "source": State.CAPF, "dest": State.CONFIGURING},
+    {"trigger": "capf_failed", "source": State.CAPF, "dest": State.CONFIGURING},
     # Item 36: a new load is installed and booted; item 37: a refused one leaves the resident
     # image running and the phone goes on to register with it.
     {"trigger": "upgraded", "source": State.UPGRADING, "dest": State.BOOTING},

@@ -22,6 +22,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from phone.device import flash as names
+from phone.device.capf import CapfClient, CapfServerTrust, ec_keys_allowed, pending_auth
 from phone.device.flash import Flash, MemoryFlash
 from phone.device.loads import CATALOGUE, build_image, image_filename
 from phone.device.machine import TERMINAL, MachineMisuse, State, fire
@@ -32,17 +33,29 @@ from phone.errors import (
     NetworkError,
     TransferTimeout,
     UsageError,
+    VphoneError,
 )
 from phone.formats.configxml import DeviceConfig, parse_config
+from phone.formats.signed import md5_hex
 from phone.formats.trustlist import Role, TrustList
 from phone.net.backend import Backend, ItlReport, RegisterRequest, Requester
-from phone.pki import Identity, cert_from_pem, cert_to_pem, issue, key_from_pem, key_to_pem
+from phone.pki import (
+    FreshKeys,
+    Identity,
+    KeySource,
+    cert_from_pem,
+    cert_to_pem,
+    issue,
+    key_from_pem,
+    key_to_pem,
+)
 from phone.trust.config import ConfigOutcome, config_names, default_config_names, evaluate_config
 from phone.trust.decision import Decision, Status, Verdict
 from phone.trust.images import evaluate_image
 from phone.trust.lists import ListKind, ListOutcome, evaluate_trust_list, parse_shared
-from phone.trust.tvs import TvsAnswer, TvsClient, TvsOutcome, TvsServer
+from phone.trust.tvs import TlsRefused, TvsAnswer, TvsClient, TvsOutcome, TvsServer
 from phone.vendor import manufacturing_ca
+from phone.wire.capf import AuthType
 
 STATUS_LOG_SIZE = 30  # item 47: the last ~30 status messages
 _MAX_STEPS = 64  # a boot that takes more steps than this is looping: a bug, not a phone
@@ -108,6 +121,7 @@ class _Cycle:
 
     ctl_attempts: int = 0
     failed_loads: set[str] = field(default_factory=set)
+    capf_attempted: bool = False  # one CAPF session per cycle, whatever its outcome
 
 
 class VirtualPhone:
@@ -120,6 +134,10 @@ class VirtualPhone:
         model: a model number from :data:`phone.device.models.MODELS`.
         flash: the phone's storage; in memory when omitted.
         clock: returns the current UTC time; tests pass a fixed clock.
+        keys: where the phone's RSA keys for CAPF come from (tests pass pooled keys).
+
+    ``capf_string`` is the authentication string typed on the phone's keypad for a CAPF
+    operation "by authentication string" (docs/capf.md); None when nobody typed one.
     """
 
     def __init__(
@@ -131,6 +149,7 @@ class VirtualPhone:
         model: str = DEFAULT_MODEL,
         flash: Flash | None = None,
         clock: Clock = utc_now,
+        keys: KeySource | None = None,
     ) -> None:
         self.mac = normalize_mac(mac)
         self.model: Model = get_model(model)
@@ -149,6 +168,10 @@ class VirtualPhone:
         self.config: DeviceConfig | None = None
         self.registered_with: str | None = None
         self._settings: dict[str, object] = self._load_settings()
+        self.keys: KeySource = keys if keys is not None else FreshKeys()
+        self.capf_string: str | None = None
+        self._capf_announced: DeviceConfig | None = None
+        self._lsc_cache: tuple[bytes, bytes, Identity | None] | None = None
 
     # --- public API ----------------------------------------------------------------------
 
@@ -227,14 +250,36 @@ class VirtualPhone:
 
     def identity(self) -> Identity:
         """The certificate the phone presents in TLS: its LSC when it has one, else its MIC."""
-        lsc = self._load_identity(names.LSC_CERT, names.LSC_KEY)
+        lsc = self.lsc()
         return lsc if lsc is not None else self.mic()
+
+    def lsc(self) -> Identity | None:
+        """The locally significant certificate CAPF issued, or None (docs/capf.md)."""
+        blob = self.flash.read(names.LSC_CERT)
+        if blob is None:
+            return None
+        # lsc.pem holds the certificate and its key (one atomic write, :meth:`_store_lsc`); a
+        # separate lsc.key is read for flash written before that.
+        key_pem = blob if b"PRIVATE KEY-----" in blob else self.flash.read(names.LSC_KEY)
+        if key_pem is None:
+            return None
+        # Loading an RSA key checks it (about 50 ms): remember the last one loaded.
+        cached = self._lsc_cache
+        if cached is not None and cached[0] == blob and cached[1] == key_pem:
+            return cached[2]
+        try:
+            found: Identity | None = Identity(cert_from_pem(blob), key_from_pem(key_pem, None))
+        except VphoneError:
+            found = None  # damaged from outside vphone: the phone falls back to its MIC
+        self._lsc_cache = (blob, key_pem, found)
+        return found
 
     def mic(self) -> Identity:
         """The manufacturer-installed certificate, created on first use and kept on flash.
 
         Real MICs are RSA; these are P-256 because a fleet of 10,000 phones must be creatable in
-        seconds, and nothing that reads a MIC here depends on its key type.
+        seconds. Encrypted configs need an RSA key, so they are encrypted to the (RSA) LSC that
+        CAPF issues instead (docs/capf.md, "Decision").
         """
         existing = self._load_identity(names.MIC_CERT, names.MIC_KEY)
         if existing is not None:
@@ -264,6 +309,7 @@ class VirtualPhone:
             State.TRUST_LISTS: self._step_trust_lists,
             State.CONFIGURING: self._step_configure,
             State.UPGRADING: self._step_upgrade,
+            State.CAPF: self._step_capf,
             State.REGISTERING: self._step_register,
         }
         for _ in range(_MAX_STEPS):
@@ -351,14 +397,26 @@ class VirtualPhone:
             # Item 6: a device the cluster does not know falls back to the default config.
             outcome = self._fetch_config(default_config_names(ctl=self.ctl, itl=self.itl))
         config = self._accept_config(outcome)
+        stub: DeviceConfig | None = None
         if config is not None and config.encrypted_config and not config.full_config:
             # The plain .sgn of an encrypted device is a stub (trust-file-formats.md section 8):
             # ask for the encrypted file.
+            stub = config
             self._volatile.wants_encrypted = True
             outcome = self._fetch_config(
                 config_names(self.mac, ctl=self.ctl, itl=self.itl, encrypted=True)
             )
             config = self._accept_config(outcome)
+            if config is None:
+                self._encrypted_config_unreadable(stub)
+        if config is not None:
+            self.config = config  # before CAPF: its TVS members may be asked about the server
+        announced = config if config is not None else stub
+        if pending_auth(announced) is not None and not self._cycle.capf_attempted:
+            # The config (or the stub, which carries capfAuthMode and capfList for exactly
+            # this) announces a certificate operation: CAPF comes first (docs/capf.md).
+            self._capf_announced = announced
+            return "capf_pending"
         if config is None:
             if self.config is None:
                 self._record(
@@ -375,9 +433,27 @@ class VirtualPhone:
                 "item 14",
                 "keeping the last good configuration; changed settings are ignored",
             )
-        else:
-            self.config = config
         return self._after_config()
+
+    def _encrypted_config_unreadable(self, stub: DeviceConfig) -> None:
+        # Section 8: the stub's certHash is the MD5 of the certificate the config is encrypted
+        # to; say which one, and which this phone holds, so the fix is obvious.
+        lsc = self.lsc()
+        mine = None if lsc is None else md5_hex(lsc.certificate.public_bytes(Encoding.DER))
+        if stub.cert_hash is None:
+            why = "to no certificate: CAPF knows none for this phone"
+        elif mine is not None and mine != stub.cert_hash.lower():
+            why = f"to the certificate with MD5 {stub.cert_hash}, not to this phone's LSC"
+        else:
+            why = f"to the certificate with MD5 {stub.cert_hash}"
+        holds = "this phone has no LSC" if mine is None else f"its LSC has MD5 {mine}"
+        self._record(
+            "config",
+            Verdict.FAILED,
+            "item 14",
+            f"the configuration is encrypted (encrConfig) {why} ({holds}): the phone cannot "
+            "read its configuration (enroll an LSC through CAPF)",
+        )
 
     def _after_config(self) -> str:
         assert self.config is not None
@@ -411,7 +487,10 @@ class VirtualPhone:
         except FormatError as exc:
             self._record("config", Verdict.REJECTED, "item 14", f"config XML is malformed: {exc}")
             return None
-        self.flash.write(names.CONFIG, outcome.xml)
+        if config.full_config:
+            # The stub of an encrypted config is not a configuration to keep: the last good
+            # one stays on flash until the real one is read (item 14).
+            self.flash.write(names.CONFIG, outcome.xml)
         return config
 
     def _step_upgrade(self) -> str:
@@ -446,6 +525,94 @@ class VirtualPhone:
         self._save_settings()
         return "upgraded"
 
+    def _step_capf(self) -> str:
+        self._cycle.capf_attempted = True
+        # Whatever happens, the config is read again from its stub: CAPF changed capfAuthMode
+        # and, after an install or delete, the certificate the config is encrypted to.
+        self._volatile.wants_encrypted = False
+        announced = self._capf_announced
+        auth = pending_auth(announced)
+        assert announced is not None and announced.capf_host is not None and auth is not None
+        where = f"{announced.capf_host}:{announced.capf_port}"
+        if auth is AuthType.PASSWORD and not self.capf_string:
+            self._record(
+                "capf",
+                Verdict.FAILED,
+                "seed",
+                f"CAPF {where} has an operation that needs the authentication string, and none "
+                "was entered on the phone",
+                server=announced.capf_host,
+            )
+            return "capf_failed"
+        trust = CapfServerTrust(self.ctl, self.itl, self._ask_tvs)
+        client = CapfClient(
+            device_name=f"SEP{self.mac}",
+            auth=auth,
+            mic=self.mic(),
+            lsc=self.lsc(),
+            keys=self.keys,
+            trust=trust,
+            store=self._store_lsc,
+            delete=self._delete_lsc,
+            now=self.clock(),
+            secret=self.capf_string,
+            ec_allowed=ec_keys_allowed(self.itl),
+        )
+        try:
+            self.backend.capf_exchange(
+                announced.capf_host,
+                announced.capf_port,
+                client,
+                trust,
+                requester=self.requester,
+            )
+        except TlsRefused as exc:
+            self._record("capf", Verdict.REJECTED, "item 20", str(exc), server=announced.capf_host)
+            return "capf_failed"
+        except NetworkError as exc:  # ProtocolError included: the connection was dropped
+            self._record(
+                "capf", Verdict.FAILED, "seed", f"CAPF {where}: {exc}", server=announced.capf_host
+            )
+            return "capf_failed"
+        self._record("capf", Verdict.ACCEPTED, "item 20", trust.how, server=announced.capf_host)
+        outcome = client.outcome
+        assert outcome is not None  # capf_exchange returns only once the session ended
+        did = "; ".join(outcome.actions) or "nothing"
+        if outcome.no_action:
+            self._record(
+                "capf",
+                Verdict.SKIPPED,
+                "seed",
+                f"CAPF {where}: {outcome.reason}",
+                server=announced.capf_host,
+            )
+            return "capf_done"
+        self._record(
+            "capf",
+            Verdict.ACCEPTED if outcome.ok else Verdict.REJECTED,
+            "seed",
+            f"CAPF {where} {'completed' if outcome.ok else 'failed'}: {outcome.reason} "
+            f"(the phone {did})",
+            server=announced.capf_host,
+        )
+        return "capf_done" if outcome.ok else "capf_failed"
+
+    def _store_lsc(self, identity: Identity) -> None:
+        # Certificate and key in one file, written in one atomic flash write: a power cut
+        # leaves the old LSC or the new one, never a certificate with another's key.
+        pem = cert_to_pem(identity.certificate) + key_to_pem(
+            identity.key, None, allow_unencrypted=True
+        )
+        self.flash.write(names.LSC_CERT, pem)
+        self.flash.delete(names.LSC_KEY)
+        self._lsc_cache = (pem, pem, identity)
+
+    def _delete_lsc(self) -> bool:
+        had = self.flash.read(names.LSC_CERT) is not None
+        self.flash.delete(names.LSC_CERT)
+        self.flash.delete(names.LSC_KEY)
+        return had
+
     def _step_register(self) -> str:
         assert self.config is not None
         config = self.config
@@ -471,6 +638,7 @@ class VirtualPhone:
         if not config.callmanagers:
             return self._registration_failed("item 1", "the configuration names no CallManager")
         failures: list[str] = []
+        rule = "item 1"  # a digest failure names item 40 or 42 (from the backend's result)
         for host, sip_port, secure_sip_port in config.callmanagers:
             request = RegisterRequest(
                 callmanager=host,
@@ -496,7 +664,8 @@ class VirtualPhone:
                 )
                 return "registered"
             failures.append(f"{where} answered {result.code} {result.reason}")
-        return self._registration_failed("item 1", "; ".join(failures))
+            rule = result.rule
+        return self._registration_failed(rule, "; ".join(failures))
 
     def _registration_failed(self, rule: str, reason: str) -> str:
         self._record("register", Verdict.FAILED, rule, reason)
@@ -609,11 +778,9 @@ class VirtualPhone:
         return ItlReport(self.tftp, digest, int(applied) if isinstance(applied, int) else 0)
 
     def _decryption_key(self) -> rsa.RSAPrivateKey | None:
-        for cert_name, key_name in (
-            (names.LSC_CERT, names.LSC_KEY),
-            (names.MIC_CERT, names.MIC_KEY),
-        ):
-            found = self._load_identity(cert_name, key_name)
+        # Encrypted configs are encrypted to an RSA key (section 8): the LSC's, else the MIC's.
+        # vphone's MICs are EC (see mic()), so in practice an RSA LSC from CAPF.
+        for found in (self.lsc(), self._load_identity(names.MIC_CERT, names.MIC_KEY)):
             if found is not None and isinstance(found.key, rsa.RSAPrivateKey):
                 return found.key
         return None

@@ -15,6 +15,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from phone.device.models import Transport
 from phone.pki import Identity
 from phone.trust.tvs import ServerCheck, TvsAnswer, TvsServer
+from phone.wire.capf import Frame as CapfFrame
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,6 +65,24 @@ class RegisterResult:
     code: int
     reason: str
     cluster: str | None = None
+    rule: str = "item 1"  # the behaviour item behind a failure (item 40/42: digest)
+
+
+class CapfConversation(Protocol):
+    """The phone's side of a CAPF session (:class:`phone.device.capf.CapfClient`).
+
+    A backend hands it every frame the CAPF server sends and sends back what it returns,
+    until ``finished``.
+    """
+
+    @property
+    def finished(self) -> bool:
+        """True once the server ended the session."""
+        ...
+
+    def receive(self, frame: CapfFrame) -> list[CapfFrame]:
+        """Answer one server frame (raises ProtocolError for a frame it cannot take)."""
+        ...
 
 
 class Backend(Protocol):
@@ -94,6 +113,27 @@ class Backend(Protocol):
         Raises:
             TlsRefused: ``check_server`` refused the server's certificate.
             NetworkError: the server cannot be reached or broke the protocol.
+        """
+        ...
+
+    def capf_exchange(
+        self,
+        host: str,
+        port: int,
+        conversation: CapfConversation,
+        check_server: ServerCheck,
+        *,
+        requester: Requester,
+    ) -> None:
+        """Run one CAPF session with the CAPF at ``host``:``port`` (section 9b, TLS on 3804).
+
+        ``check_server`` sees the server certificate before any frame is exchanged; the
+        session ends when ``conversation.finished``.
+
+        Raises:
+            TlsRefused: ``check_server`` refused the server's certificate.
+            ProtocolError: a frame broke the protocol (the connection is dropped).
+            NetworkError: the server cannot be reached or closed the connection mid-session.
         """
         ...
 

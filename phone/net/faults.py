@@ -14,7 +14,13 @@ from enum import StrEnum
 
 from phone.device.models import Transport
 from phone.errors import FileNotFoundOnServer, NetworkError, TransferTimeout, UsageError
-from phone.net.backend import Backend, RegisterRequest, RegisterResult, Requester
+from phone.net.backend import (
+    Backend,
+    CapfConversation,
+    RegisterRequest,
+    RegisterResult,
+    Requester,
+)
 from phone.pki import Identity
 from phone.trust.tvs import ServerCheck, TvsAnswer, TvsServer
 
@@ -102,6 +108,18 @@ class FaultyBackend:
         return self.inner.tvs_query(
             server, issuer, serial, check_server, client=client, requester=requester
         )
+
+    def capf_exchange(
+        self,
+        host: str,
+        port: int,
+        conversation: CapfConversation,
+        check_server: ServerCheck,
+        *,
+        requester: Requester,
+    ) -> None:
+        """Pass the CAPF session through."""
+        self.inner.capf_exchange(host, port, conversation, check_server, requester=requester)
 
     def register(self, request: RegisterRequest) -> RegisterResult:
         """Pass registration through."""

@@ -13,11 +13,16 @@ from cryptography import x509
 
 from phone.cluster.files import ClientInfo
 from phone.cluster.model import Lab
+from phone.cluster.registrar import Registrar, Source
 from phone.device.models import Transport
-from phone.errors import FileNotFoundOnServer, NetworkError, TransferTimeout
-from phone.net.backend import RegisterRequest, RegisterResult, Requester
+from phone.errors import FileNotFoundOnServer, NetworkError, ProtocolError, TransferTimeout
+from phone.formats.configxml import SIP_PORT
+from phone.net.backend import CapfConversation, RegisterRequest, RegisterResult, Requester
+from phone.net.sip import register_with
 from phone.pki import CertKind, Identity
 from phone.trust.tvs import ServerCheck, TlsRefused, TvsAnswer, TvsServer
+from phone.wire.capf import Frame as CapfFrame
+from phone.wire.capf import decode_frame, encode_frame
 
 
 class MemoryBackend:
@@ -26,6 +31,7 @@ class MemoryBackend:
     def __init__(self, lab: Lab, *, clock: Callable[[], datetime]) -> None:
         self.lab = lab
         self.clock = clock
+        self._registrars: dict[tuple[str, str], Registrar] = {}
 
     def fetch(self, server: str, name: str, *, transport: Transport, requester: Requester) -> bytes:
         """The file the lab's TFTP service at ``server`` sends for ``name``."""
@@ -63,6 +69,41 @@ class MemoryBackend:
             verdict.valid, verdict.roles, verdict.ttl, verdict.certificates, verdict.reason
         )
 
+    def capf_exchange(
+        self,
+        host: str,
+        port: int,
+        conversation: CapfConversation,
+        check_server: ServerCheck,
+        *,
+        requester: Requester,
+    ) -> None:
+        """Run a CAPF session with the lab's CAPF at ``host`` (TLS emulated: the server
+        certificate is checked). Every frame goes through the wire codec both ways, so the
+        in-memory session is byte for byte the one a socket carries."""
+        service = self.lab.capf_service(host)
+        if service is None:
+            raise NetworkError(f"connection to {host}:{port} refused (no CAPF running there)")
+        problem = check_server(service.certificate)
+        if problem is not None:
+            raise TlsRefused(f"TLS to CAPF {host}:{port} refused: {problem}")
+        session = service.open(now=self.clock(), peer=requester.address)
+
+        def wire(frame: CapfFrame) -> CapfFrame:
+            return decode_frame(encode_frame(frame))
+
+        to_phone = [wire(f) for f in session.start()]
+        try:
+            while to_phone and not conversation.finished:
+                to_server = [wire(r) for f in to_phone for r in conversation.receive(f)]
+                to_phone = [wire(r) for f in to_server for r in session.receive(f)]
+        except ProtocolError as exc:
+            session.drop(str(exc))
+            raise
+        if not conversation.finished:
+            session.drop("the phone stopped answering")
+            raise NetworkError(f"CAPF {host}:{port} session ended without END_SESSION")
+
     def register(self, request: RegisterRequest) -> RegisterResult:
         """Register with the lab's CallManager at ``request.callmanager``."""
         endpoint = self.lab.resolve(request.callmanager)
@@ -76,12 +117,20 @@ class MemoryBackend:
             problem = request.check_server(certificate)
             if problem is not None:
                 raise TlsRefused(f"TLS to {request.callmanager} refused: {problem}")
-        outcome = cluster.register(
-            request.requester.mac,
-            now=self.clock(),
-            model=request.requester.model,
-            itl_report=request.itl_report,
-        )
-        return RegisterResult(
-            outcome.accepted, 200 if outcome.accepted else 403, outcome.reason, cluster.name
+        # Issue 6: the same SIP exchange as over sockets (REGISTER, 401, digest answer),
+        # through the pure registrar of that node, only without the sockets.
+        key = (cluster.name, endpoint.node.hostname)
+        registrar = self._registrars.get(key)
+        if registrar is None or registrar.cluster is not cluster:
+            registrar = Registrar(cluster, endpoint.node.hostname)
+            self._registrars[key] = registrar
+        presented = None
+        if request.transport == "tls" and request.client_identity is not None:
+            presented = request.client_identity.certificate
+        source = Source(request.requester.address, SIP_PORT, request.transport, presented)
+        return register_with(
+            lambda message: registrar.handle(message, source, self.clock()),
+            request,
+            local=(request.requester.address, SIP_PORT),
+            cluster=cluster.name,
         )
