@@ -21,7 +21,6 @@ until it ends.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import socket
 import ssl
@@ -29,14 +28,12 @@ import threading
 from collections.abc import Callable
 from datetime import UTC, datetime
 
-from cryptography import x509
-
-from phone.cluster.capf import CapfSession
 from phone.cluster.model import Lab
-from phone.errors import NetworkError, ProtocolError
+from phone.errors import NetworkError
 from phone.net.backend import CapfConversation
+from phone.net.service import DropConnection, ThreadedTcpService, tls_connect
 from phone.net.tvs_tls import client_context, server_context
-from phone.trust.tvs import ServerCheck, TlsRefused
+from phone.trust.tvs import ServerCheck
 from phone.wire.capf import FrameReader, encode_frame
 
 __all__ = ["CAPF_PORT", "CapfTlsServer", "capf_exchange_tls"]
@@ -49,12 +46,7 @@ def _utc_now() -> datetime:
     return datetime.now(UTC)
 
 
-def _peer(connection: ssl.SSLSocket) -> x509.Certificate | None:
-    der = connection.getpeercert(binary_form=True)
-    return x509.load_der_x509_certificate(der) if der else None
-
-
-class CapfTlsServer:
+class CapfTlsServer(ThreadedTcpService):
     """The CAPF of the cluster whose publisher is ``host``, over TLS (module docstring).
 
     Args:
@@ -69,6 +61,10 @@ class CapfTlsServer:
         lock: held around every call into the lab.
     """
 
+    _log = log
+    _protocol = "CAPF"
+    _unit = "CAPF message"
+
     def __init__(
         self,
         lab: Lab,
@@ -80,83 +76,18 @@ class CapfTlsServer:
         max_connections: int = 64,
         lock: threading.Lock | threading.RLock | None = None,
     ) -> None:
+        super().__init__(
+            node=host, listen=listen, read_timeout=read_timeout, max_connections=max_connections
+        )
         self.lab = lab
         self.host = host
-        self.listen = listen
         self.clock: Callable[[], datetime] = clock or lab.clock or _utc_now
-        self.read_timeout = read_timeout
-        self.max_connections = max_connections
         self.lock: threading.Lock | threading.RLock = lock or threading.RLock()
         self.sessions = 0  # connections that completed a session (END_SESSION sent)
-        self.dropped = 0  # connections ended early: malformed, silent, TLS failure, peer gone
-        self._sock: socket.socket | None = None
-        self._thread: threading.Thread | None = None
-        self._stopping = threading.Event()
-        self._slots = threading.BoundedSemaphore(max_connections)
-        self._workers: set[threading.Thread] = set()
-        self._connections: set[socket.socket] = set()
-        self._state_lock = threading.Lock()
+        # ``dropped`` (ThreadedTcpService) counts the connections ended early: malformed,
+        # silent, TLS failure, peer gone.
 
-    @property
-    def address(self) -> tuple[str, int]:
-        """Where the server listens.
-
-        Raises:
-            NetworkError: the server is not started.
-        """
-        if self._sock is None:
-            raise NetworkError("the CAPF server is not started")
-        host, port = self._sock.getsockname()[:2]
-        return str(host), int(port)
-
-    @property
-    def thread(self) -> threading.Thread | None:
-        """The accept-loop thread (None before :meth:`start`)."""
-        return self._thread
-
-    def start(self) -> None:
-        """Bind, then serve in a background thread.
-
-        Raises:
-            NetworkError: no CAPF runs at ``host``, or the address cannot be bound.
-        """
-        self._context()  # fail early: no CAPF there
-        try:
-            sock = socket.create_server(self.listen)
-        except OSError as exc:
-            raise NetworkError(
-                f"CAPF cannot listen on {self.listen[0]}:{self.listen[1]}: {exc}"
-            ) from None
-        sock.settimeout(0.1)
-        self._sock = sock
-        self._thread = threading.Thread(target=self._accept_loop, name="capf-accept", daemon=True)
-        self._thread.start()
-        log.info("CAPF %s listening on %s:%d", self.host, *self.address)
-
-    def stop(self) -> None:
-        """Stop accepting, close every connection, and wait for the threads to end."""
-        self._stopping.set()
-        with self._state_lock:
-            for conn in list(self._connections):
-                with contextlib.suppress(OSError):
-                    conn.shutdown(socket.SHUT_RDWR)
-        if self._thread is not None:
-            self._thread.join(5)
-        with self._state_lock:
-            workers = list(self._workers)
-        for worker in workers:
-            worker.join(5)
-        if self._sock is not None:
-            self._sock.close()
-
-    def __enter__(self) -> CapfTlsServer:
-        self.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    def _context(self) -> ssl.SSLContext:
+    def _tls_context(self) -> ssl.SSLContext:
         with self.lock:
             service = self.lab.capf_service(self.host)
             if service is None:
@@ -165,93 +96,40 @@ class CapfTlsServer:
         # No anchors: no client certificate is requested (module docstring).
         return server_context(identity, ())
 
-    def _accept_loop(self) -> None:
-        assert self._sock is not None
-        while not self._stopping.is_set():
-            try:
-                conn, peer = self._sock.accept()
-            except TimeoutError:
-                continue
-            except OSError:
-                break
-            if not self._slots.acquire(blocking=False):
-                log.warning("CAPF %s: dropping %s:%d: too many connections", self.host, *peer)
-                self.dropped += 1
-                conn.close()
-                continue
-            worker = threading.Thread(
-                target=self._serve, args=(conn, peer), name="capf-conn", daemon=True
-            )
-            with self._state_lock:
-                self._workers.add(worker)
-                self._connections.add(conn)
-            worker.start()
-
-    def _serve(self, conn: socket.socket, peer: tuple[str, int]) -> None:
-        where = f"{peer[0]}:{peer[1]}"
-        stream: socket.socket = conn
-        session: CapfSession | None = None
+    def _handle(self, stream: socket.socket, peer: tuple[str, int]) -> None:
+        with self.lock:
+            service = self.lab.capf_service(self.host)
+            if service is None:
+                raise NetworkError(f"CAPF on {self.host} is not running")
+            session = service.open(now=self.clock(), peer=peer[0])
+            opening = session.start()
         try:
-            conn.settimeout(self.read_timeout)
-            # A session is a ping-pong of small frames: without TCP_NODELAY, Nagle and the
-            # peer's delayed ACK add about 40 ms to every round trip.
-            conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            tls = self._context().wrap_socket(conn, server_side=True, do_handshake_on_connect=False)
-            stream = tls
-            with self._state_lock:
-                self._connections.add(tls)
-            tls.do_handshake()
-            with self.lock:
-                service = self.lab.capf_service(self.host)
-                if service is None:
-                    raise NetworkError(f"CAPF on {self.host} is not running")
-                session = service.open(now=self.clock(), peer=peer[0])
-                opening = session.start()
             for frame in opening:
-                tls.sendall(encode_frame(frame))
+                stream.sendall(encode_frame(frame))
             reader = FrameReader()
             while not session.finished and not self._stopping.is_set():
-                data = tls.recv(65536)
+                data = stream.recv(65536)
                 if not data:
-                    self._drop(session, where, "the phone closed the connection mid-session")
-                    return
+                    raise DropConnection("the phone closed the connection mid-session")
                 for frame in reader.feed(data):
                     with self.lock:
                         replies = session.receive(frame)
                     for reply in replies:
-                        tls.sendall(encode_frame(reply))
+                        stream.sendall(encode_frame(reply))
                     if session.finished:
                         break
-            if session.finished:
-                with self._state_lock:
-                    self.sessions += 1
-        except TimeoutError:
-            self._drop(session, where, f"silent for {self.read_timeout} s")
-        except ProtocolError as exc:
-            self._drop(session, where, f"malformed CAPF message: {exc}")
-        except ssl.SSLError as exc:
-            self._drop(session, where, f"TLS failed: {exc.reason or exc}")
-        except (OSError, ValueError, NetworkError) as exc:
-            if not self._stopping.is_set():
-                self._drop(session, where, f"connection error: {exc}")
-        finally:
-            with contextlib.suppress(OSError):
-                stream.close()
-            with contextlib.suppress(OSError):
-                conn.close()
-            with self._state_lock:
-                self._connections.discard(conn)
-                self._connections.discard(stream)
-                self._workers.discard(threading.current_thread())
-            self._slots.release()
-
-    def _drop(self, session: CapfSession | None, where: str, reason: str) -> None:
-        with self._state_lock:
-            self.dropped += 1
-        log.warning("CAPF %s: dropped %s: %s", self.host, where, reason)
-        if session is not None:
+        except Exception as exc:
+            # The session ends with the connection: the cluster's service log records why
+            # (nothing is recorded on the device); the server logs and counts the drop.
+            reason = self._drop_reason(exc)
+            if reason is None:
+                raise
             with self.lock:
                 session.drop(reason)
+            raise DropConnection(reason) from exc
+        if session.finished:
+            with self._state_lock:
+                self.sessions += 1
 
 
 # --- the client ----------------------------------------------------------------------------------
@@ -271,37 +149,18 @@ def capf_exchange_tls(
         ProtocolError: the server sent a frame the phone cannot take (the connection is closed).
         NetworkError: refused, timed out, TLS failed, or closed before the session ended.
     """
-    where = f"{address[0]}:{address[1]}"
-    try:
-        raw = socket.create_connection(address, timeout=timeout)
-    except TimeoutError:
-        raise NetworkError(f"CAPF {where}: connection timed out after {timeout} s") from None
-    except OSError as exc:
-        raise NetworkError(f"CAPF {where}: {exc.strerror or exc}") from None
-    try:
-        raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # see CapfTlsServer._serve
-        with client_context(None).wrap_socket(raw) as tls:
-            server = _peer(tls)
-            if server is None:
-                raise TlsRefused(f"CAPF {where} presented no certificate")
-            problem = check_server(server)
-            if problem is not None:
-                raise TlsRefused(f"TLS to CAPF {where} refused: {problem}")
-            reader = FrameReader()
-            while not conversation.finished:
-                data = tls.recv(65536)
-                if not data:
-                    raise NetworkError(f"CAPF {where} closed the connection mid-session")
-                for frame in reader.feed(data):
-                    for reply in conversation.receive(frame):
-                        tls.sendall(encode_frame(reply))
-                    if conversation.finished:
-                        break
-    except TimeoutError:
-        raise NetworkError(f"CAPF {where}: no answer within {timeout} s") from None
-    except ssl.SSLError as exc:
-        raise NetworkError(f"CAPF {where}: TLS failed: {exc.reason or exc}") from None
-    except (ConnectionError, BrokenPipeError) as exc:
-        raise NetworkError(f"CAPF {where}: {exc}") from None
-    finally:
-        raw.close()
+    with tls_connect(
+        address, client_context(None), timeout=timeout, service="CAPF", check_server=check_server
+    ) as tls:
+        reader = FrameReader()
+        while not conversation.finished:
+            data = tls.recv(65536)
+            if not data:
+                raise NetworkError(
+                    f"CAPF {address[0]}:{address[1]} closed the connection mid-session"
+                )
+            for frame in reader.feed(data):
+                for reply in conversation.receive(frame):
+                    tls.sendall(encode_frame(reply))
+                if conversation.finished:
+                    break

@@ -38,6 +38,7 @@ import httpx
 from phone.cluster.files import ClientInfo
 from phone.errors import FileNotFoundOnServer, NetworkError, TransferTimeout
 from phone.net.directory import unsafe_name_reason
+from phone.net.service import BackgroundService
 
 __all__ = [
     "DEFAULT_HTTP_PORT",
@@ -282,7 +283,7 @@ class FileRequestHandler(BaseHTTPRequestHandler):
         log.debug("%s: HTTP %s: %s", self.server.label, self.address_string(), format % args)
 
 
-class HttpFileServer:
+class HttpFileServer(BackgroundService):
     """An HTTP file server over a :data:`FileProvider` (module docstring).
 
     Args:
@@ -312,18 +313,6 @@ class HttpFileServer:
     def address(self) -> tuple[str, int]:
         """The bound (address, port)."""
         return self._address
-
-    @property
-    def thread(self) -> threading.Thread | None:
-        """The serving thread (tests assert it ended after :meth:`stop`)."""
-        return self._thread
-
-    def __enter__(self) -> HttpFileServer:
-        self.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
     def start(self) -> None:
         """Bind and serve in a daemon thread.

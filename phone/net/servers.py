@@ -40,7 +40,6 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from types import MappingProxyType
-from typing import Protocol
 
 from phone.cluster.files import ClientInfo
 from phone.cluster.model import Lab, Node
@@ -48,6 +47,7 @@ from phone.errors import NetworkError
 from phone.net.capf_tls import CapfTlsServer
 from phone.net.hostmap import HostEntry, HostMap
 from phone.net.http import FileRequestHandler, HttpFileServer
+from phone.net.service import BackgroundService, Service
 from phone.net.sip import SipRegistrar
 from phone.net.tftp import FileProvider, TftpFileServer
 from phone.net.tvs_tls import TvsTlsServer
@@ -77,12 +77,6 @@ _PROTOCOLS = {
 Intercept = Callable[[str, str, bytes | None], bytes | None]
 """``(node host, file name, bytes or None) -> bytes or None``: a hook between the file service
 and the wire, for tests and rehearsals of a man in the middle (a replaced config)."""
-
-
-class _Service(Protocol):
-    def start(self) -> None: ...
-
-    def stop(self) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,7 +114,7 @@ def _offered(node: Node, publisher: bool = False) -> tuple[str, ...]:
     return _wanted(dataclasses.replace(node, running=True), publisher)
 
 
-class LabServer:
+class LabServer(Service):
     """Serves a lab's nodes on real sockets (module docstring).
 
     Args:
@@ -158,17 +152,10 @@ class LabServer:
         self.lock = threading.RLock()
         self._fixed = {s: p for s, p in (ports or {}).items() if p}
         self._ports: dict[tuple[str, str], int] = {}
-        self._running: dict[tuple[str, str], _Service] = {}
+        self._running: dict[tuple[str, str], Service] = {}
         self._started = False
 
     # --- life cycle ------------------------------------------------------------------------
-
-    def __enter__(self) -> LabServer:
-        self.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
     def start(self) -> None:
         """Start the services of every running node.
@@ -271,9 +258,7 @@ class LabServer:
         for service in self._running.values():
             if isinstance(service, SipRegistrar):
                 out += service.threads
-                continue
-            servers = TftpFileServer | HttpFileServer | TvsTlsServer | CapfTlsServer
-            if isinstance(service, servers) and service.thread is not None:
+            elif isinstance(service, BackgroundService) and service.thread is not None:
                 out.append(service.thread)
         return out
 
@@ -311,7 +296,7 @@ class LabServer:
             server.stop()
             log.info("%s %s stopped", *key)
 
-    def _make(self, host: str, service: str, port: int) -> _Service:
+    def _make(self, host: str, service: str, port: int) -> Service:
         listen = (self.host, port)
         if service == "tftp":
             return TftpFileServer(
@@ -337,12 +322,12 @@ class LabServer:
         )
 
     @staticmethod
-    def _bound_port(server: _Service, service: str) -> int:
+    def _bound_port(server: Service, service: str) -> int:
         if isinstance(server, SipRegistrar):
             # Phones register over TCP in the non-secure mode (device.phone); the registrar
             # binds UDP on the same port number when it can.
             return int(server.tcp_address[1])
-        if isinstance(server, TftpFileServer | HttpFileServer | TvsTlsServer | CapfTlsServer):
+        if isinstance(server, BackgroundService):  # TFTP, HTTP, TVS, CAPF
             return int(server.address[1])
         raise TypeError(f"unknown {service} server {server!r}")
 

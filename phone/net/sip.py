@@ -28,14 +28,19 @@ import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 
-from cryptography import x509
-
 from phone.cluster.model import Lab, TrustStore
 from phone.cluster.registrar import Registrar, Source
 from phone.cluster.trunk import ApplicationUser, SipTrunk
 from phone.errors import NetworkError, ProtocolError
 from phone.net.backend import RegisterRequest, RegisterResult
-from phone.net.tvs_tls import client_context, peer_certificate, server_context
+from phone.net.service import (
+    STOP_POLL,
+    Service,
+    ThreadedTcpService,
+    peer_certificate,
+    tcp_connect,
+)
+from phone.net.tvs_tls import client_context, server_context
 from phone.pki import CertKind
 from phone.trust.tvs import TlsRefused
 from phone.wire.sip import (
@@ -200,10 +205,9 @@ def _register_udp(
 def _register_stream(
     address: tuple[str, int], request: RegisterRequest, deadline: float, where: str
 ) -> RegisterOutcome:
-    raw = socket.create_connection(address, timeout=_remaining(deadline))
+    raw = tcp_connect(address, _remaining(deadline))
     conn: socket.socket = raw
     try:
-        raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         if request.transport == "tls":
             tls = client_context(request.client_identity).wrap_socket(raw)
             conn = tls
@@ -241,7 +245,7 @@ def _register_stream(
 # --- the registrar -----------------------------------------------------------------------------
 
 
-class SipRegistrar:
+class SipRegistrar(Service):
     """The SIP registrar of CallManager node ``callmanager_host`` of ``lab`` (module docstring).
 
     Args:
@@ -285,6 +289,7 @@ class SipRegistrar:
         self.lock: threading.Lock | threading.RLock = lock or threading.RLock()
         self.on_change = on_change
         self.idle_timeout = idle_timeout
+        self.max_connections = max_connections
         self.registrar = Registrar(
             self.cluster,
             self.host,
@@ -293,45 +298,48 @@ class SipRegistrar:
             application_users=application_users,
         )
         self.requests = 0
-        self.dropped = 0
         self._udp: socket.socket | None = None
-        self._tcp: socket.socket | None = None
-        self._tls: socket.socket | None = None
-        self._threads: list[threading.Thread] = []
-        self._workers: set[threading.Thread] = set()
-        self._connections: set[socket.socket] = set()
-        self._state_lock = threading.Lock()
+        self._udp_thread: threading.Thread | None = None
+        self._udp_dropped = 0
+        self._tcp: _SipStream | None = None
+        self._tls: _SipStream | None = None
+        # One limit for TCP and TLS together: both listeners take their slots from here.
         self._slots = threading.BoundedSemaphore(max_connections)
         self._stopping = threading.Event()
 
     # --- addresses ---------------------------------------------------------------------------
 
-    @staticmethod
-    def _name(sock: socket.socket | None) -> tuple[str, int]:
-        if sock is None:
-            raise NetworkError("the SIP registrar is not started")
-        host, port = sock.getsockname()[:2]
-        return str(host), int(port)
-
     @property
     def udp_address(self) -> tuple[str, int]:
         """Where SIP over UDP is served."""
-        return self._name(self._udp)
+        if self._udp is None:
+            raise NetworkError("the SIP registrar is not started")
+        host, port = self._udp.getsockname()[:2]
+        return str(host), int(port)
 
     @property
     def tcp_address(self) -> tuple[str, int]:
         """Where SIP over TCP is served."""
-        return self._name(self._tcp)
+        if self._tcp is None:
+            raise NetworkError("the SIP registrar is not started")
+        return self._tcp.address
 
     @property
     def tls_address(self) -> tuple[str, int] | None:
         """Where SIP over TLS is served; None when the cluster is not in mixed mode."""
-        return None if self._tls is None else self._name(self._tls)
+        return None if self._tls is None else self._tls.address
 
     @property
     def threads(self) -> tuple[threading.Thread, ...]:
         """The server's loop threads (for tests asserting a clean stop)."""
-        return tuple(self._threads)
+        loops = (self._udp_thread, *(s.thread for s in (self._tcp, self._tls) if s is not None))
+        return tuple(t for t in loops if t is not None)
+
+    @property
+    def dropped(self) -> int:
+        """Datagrams and stream connections dropped (malformed, idle, refused, ...)."""
+        streams = (s for s in (self._tcp, self._tls) if s is not None)
+        return self._udp_dropped + sum(s.dropped for s in streams)
 
     # --- life cycle --------------------------------------------------------------------------
 
@@ -339,24 +347,22 @@ class SipRegistrar:
         """Bind UDP, TCP (and TLS in mixed mode) and serve in background threads.
 
         Raises:
-            NetworkError: an address cannot be bound.
+            NetworkError: an address cannot be bound (nothing is left listening).
         """
-        self._bind()
-        if self.cluster.mixed_mode:
-            host, port = self.listen
-            address = self.tls_listen or (host, 0 if port == 0 else port + 1)
-            self._context()  # fail early on a bad identity
-            self._tls = self._listen_tcp(address)
-        loops: list[tuple[str, Callable[[], None]]] = [
-            ("sip-udp", self._udp_loop),
-            ("sip-tcp", lambda: self._accept_loop(self._tcp, "tcp")),
-        ]
-        if self._tls is not None:
-            loops.append(("sip-tls", lambda: self._accept_loop(self._tls, "tls")))
-        for name, target in loops:
-            thread = threading.Thread(target=target, name=name, daemon=True)
-            self._threads.append(thread)
-            thread.start()
+        try:
+            self._bind()
+            if self.cluster.mixed_mode:
+                host, port = self.listen
+                address = self.tls_listen or (host, 0 if port == 0 else port + 1)
+                self._tls = _SipStream(self, "tls", address)
+                self._tls.start()  # checks the TLS identity first
+        except BaseException:
+            # Leave nothing bound, so that the caller may retry (LabServer does).
+            self._close()
+            self._udp = self._tcp = self._tls = None
+            raise
+        self._udp_thread = threading.Thread(target=self._udp_loop, name="sip-udp", daemon=True)
+        self._udp_thread.start()
         tls = f", TLS {self.tls_address[0]}:{self.tls_address[1]}" if self.tls_address else ""
         log.info(
             "SIP registrar %s listening on UDP %s:%d, TCP %s:%d%s",
@@ -376,52 +382,32 @@ class SipRegistrar:
                 udp.close()
                 raise NetworkError(f"SIP cannot listen on UDP {host}:{port}: {exc}") from None
             chosen = udp.getsockname()[1]
+            tcp = _SipStream(self, "tcp", (host, chosen))
             try:
-                tcp = self._listen_tcp((host, chosen))
+                tcp.start()
             except NetworkError:
                 udp.close()
                 if port != 0:
                     raise
                 continue  # that port is taken for TCP: try another free UDP port
-            udp.settimeout(0.1)
+            udp.settimeout(STOP_POLL)
             self._udp, self._tcp = udp, tcp
             return
         raise NetworkError(f"SIP found no port free for both UDP and TCP on {host}")
 
-    @staticmethod
-    def _listen_tcp(address: tuple[str, int]) -> socket.socket:
-        try:
-            sock = socket.create_server(address, backlog=128)
-        except OSError as exc:
-            raise NetworkError(
-                f"SIP cannot listen on TCP {address[0]}:{address[1]}: {exc}"
-            ) from None
-        sock.settimeout(0.1)
-        return sock
-
     def stop(self) -> None:
         """Stop serving, close every connection, and wait for the threads to end."""
-        self._stopping.set()
-        with self._state_lock:
-            for conn in list(self._connections):
-                with contextlib.suppress(OSError):
-                    conn.shutdown(socket.SHUT_RDWR)
-        for thread in self._threads:
-            thread.join(5)
-        with self._state_lock:
-            workers = list(self._workers)
-        for worker in workers:
-            worker.join(5)
-        for sock in (self._udp, self._tcp, self._tls):
-            if sock is not None:
-                sock.close()
+        self._stopping.set()  # ends the UDP loop while the stream listeners stop
+        self._close()
 
-    def __enter__(self) -> SipRegistrar:
-        self.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
+    def _close(self) -> None:
+        for stream in (self._tcp, self._tls):
+            if stream is not None:
+                stream.stop()
+        if self._udp_thread is not None:
+            self._udp_thread.join(5)
+        if self._udp is not None:
+            self._udp.close()
 
     # --- serving -----------------------------------------------------------------------------
 
@@ -469,7 +455,7 @@ class SipRegistrar:
             try:
                 message = parse_message(data)
             except ProtocolError as exc:
-                self.dropped += 1
+                self._udp_dropped += 1
                 log.warning("SIP %s: dropped a datagram from %s:%d: %s", self.host, *peer, exc)
                 continue
             if not isinstance(message, SipRequest):
@@ -477,89 +463,62 @@ class SipRegistrar:
             try:
                 response = self.handle(message, Source(peer[0], peer[1], "udp"))
             except Exception as exc:  # the UDP loop serves everyone: never let it die
-                self._drop(f"{peer[0]}:{peer[1]}/udp", f"internal error: {exc!r}")
+                self._udp_dropped += 1
+                log.warning("SIP %s: closed %s:%d/udp: internal error: %r", self.host, *peer, exc)
                 continue
             if response is not None:
                 with contextlib.suppress(OSError):
                     sock.sendto(encode_message(response), peer)
 
-    def _accept_loop(self, listener: socket.socket | None, transport: str) -> None:
-        assert listener is not None
+
+class _SipStream(ThreadedTcpService):
+    """SIP over TCP or TLS for a :class:`SipRegistrar`: Content-Length framing, CRLF keepalives
+    answered with a CRLF, every request answered through the registrar."""
+
+    _log = log
+    _protocol = "SIP"
+    _unit = "SIP"
+    _silent = "idle"
+    _dropped_verb = "closed"
+    _backlog = 128  # a fleet of phones may connect at once
+    _bind_kind = "TCP "  # tells a failed stream bind from a failed UDP bind
+
+    def __init__(self, registrar: SipRegistrar, transport: str, listen: tuple[str, int]) -> None:
+        super().__init__(
+            node=registrar.host,
+            listen=listen,
+            read_timeout=registrar.idle_timeout,
+            # The handshake is bounded tighter than an idle registered connection.
+            handshake_timeout=min(registrar.idle_timeout, 5.0),
+            max_connections=registrar.max_connections,
+            slots=registrar._slots,
+            name=f"sip-{transport}",
+        )
+        self.registrar = registrar
+        self.transport = transport
+
+    def _tls_context(self) -> ssl.SSLContext | None:
+        return self.registrar._context() if self.transport == "tls" else None
+
+    def _where(self, peer: tuple[str, int]) -> str:
+        return f"{peer[0]}:{peer[1]}/{self.transport}"
+
+    def _announce(self) -> None:
+        """Nothing: the registrar logs one line for all its transports."""
+
+    def _handle(self, stream: socket.socket, peer: tuple[str, int]) -> None:
+        reader = StreamReader()
+        source = Source(peer[0], peer[1], self.transport, peer_certificate(stream))
         while not self._stopping.is_set():
-            try:
-                conn, peer = listener.accept()
-            except TimeoutError:
-                continue
-            except OSError:
-                break
-            if not self._slots.acquire(blocking=False):
-                self.dropped += 1
-                log.warning("SIP %s: dropping %s:%d: too many connections", self.host, *peer)
-                conn.close()
-                continue
-            worker = threading.Thread(
-                target=self._serve_stream, args=(conn, peer, transport), daemon=True
-            )
-            with self._state_lock:
-                self._workers.add(worker)
-                self._connections.add(conn)
-            worker.start()
-
-    def _serve_stream(self, conn: socket.socket, peer: tuple[str, int], transport: str) -> None:
-        where = f"{peer[0]}:{peer[1]}/{transport}"
-        stream: socket.socket = conn
-        try:
-            conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            certificate: x509.Certificate | None = None
-            if transport == "tls":
-                conn.settimeout(min(self.idle_timeout, 5.0))
-                tls = self._context().wrap_socket(
-                    conn, server_side=True, do_handshake_on_connect=False
-                )
-                stream = tls
-                with self._state_lock:
-                    self._connections.add(tls)
-                tls.do_handshake()
-                certificate = peer_certificate(tls)
-            stream.settimeout(self.idle_timeout)
-            reader = StreamReader()
-            source = Source(peer[0], peer[1], transport, certificate)
-            while not self._stopping.is_set():
-                data = stream.recv(65536)
-                if not data:
-                    return
-                for message in reader.feed(data):
-                    if message is PING:
-                        stream.sendall(PONG)
-                        continue
-                    if not isinstance(message, SipRequest):
-                        continue
-                    response = self.handle(message, source)
-                    if response is not None:
-                        stream.sendall(encode_message(response))
-        except TimeoutError:
-            self._drop(where, f"idle for {self.idle_timeout} s")
-        except ProtocolError as exc:
-            self._drop(where, f"malformed SIP: {exc}")
-        except ssl.SSLError as exc:
-            self._drop(where, f"TLS failed: {exc.reason or exc}")
-        except OSError as exc:
-            if not self._stopping.is_set():
-                self._drop(where, f"connection error: {exc}")
-        except Exception as exc:  # a worker must never take the server down with it
-            if not self._stopping.is_set():
-                self._drop(where, f"internal error: {exc!r}")
-        finally:
-            with contextlib.suppress(OSError):
-                stream.close()
-            with contextlib.suppress(OSError):
-                conn.close()
-            with self._state_lock:
-                self._connections.discard(conn)
-                self._connections.discard(stream)
-                self._workers.discard(threading.current_thread())
-            self._slots.release()
-
-    def _drop(self, where: str, reason: str) -> None:
-        self.dropped += 1
-        log.warning("SIP %s: closed %s: %s", self.host, where, reason)
+            data = stream.recv(65536)
+            if not data:
+                return
+            for message in reader.feed(data):
+                if message is PING:
+                    stream.sendall(PONG)
+                    continue
+                if not isinstance(message, SipRequest):
+                    continue
+                response = self.registrar.handle(message, source)
+                if response is not None:
+                    stream.sendall(encode_message(response))

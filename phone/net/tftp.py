@@ -42,6 +42,7 @@ import tftpy
 from phone.cluster.files import ClientInfo
 from phone.errors import FileNotFoundOnServer, NetworkError, TransferTimeout
 from phone.net.directory import unsafe_name_reason
+from phone.net.service import BackgroundService
 
 __all__ = [
     "DEFAULT_BLKSIZE",
@@ -107,7 +108,7 @@ def fetch_tftp(
     return buffer.getvalue()
 
 
-class TftpFileServer:
+class TftpFileServer(BackgroundService):
     """A read-only TFTP server over a :data:`FileProvider` (module docstring).
 
     Args:
@@ -145,18 +146,6 @@ class TftpFileServer:
     def address(self) -> tuple[str, int]:
         """The bound (address, port)."""
         return self._listen[0], self._port
-
-    @property
-    def thread(self) -> threading.Thread | None:
-        """The server thread (tests assert it ended after :meth:`stop`)."""
-        return self._thread
-
-    def __enter__(self) -> TftpFileServer:
-        self.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
     def start(self) -> None:
         """Bind and serve in a daemon thread.

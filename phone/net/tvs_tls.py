@@ -28,7 +28,6 @@ are cached per certificate.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import socket
@@ -47,8 +46,9 @@ from cryptography.hazmat.primitives import hashes
 
 from phone.cluster.model import Lab, TrustStore
 from phone.errors import NetworkError, ProtocolError
+from phone.net.service import ThreadedTcpService, peer_certificate, tls_connect
 from phone.pki import CertKind, Identity, cert_to_pem, key_to_pem
-from phone.trust.tvs import ServerCheck, TlsRefused, TvsAnswer
+from phone.trust.tvs import ServerCheck, TvsAnswer
 from phone.wire.tvs import (
     Command,
     Frame,
@@ -156,16 +156,10 @@ def server_context(identity: Identity, anchors: tuple[x509.Certificate, ...]) ->
     return context
 
 
-def peer_certificate(connection: ssl.SSLSocket) -> x509.Certificate | None:
-    """The certificate the TLS peer presented, or None."""
-    der = connection.getpeercert(binary_form=True)
-    return x509.load_der_x509_certificate(der) if der else None
-
-
 # --- the server ----------------------------------------------------------------------------------
 
 
-class TvsTlsServer:
+class TvsTlsServer(ThreadedTcpService):
     """TVS over TLS for node ``tvs_host`` of ``lab`` (module docstring).
 
     Args:
@@ -179,6 +173,10 @@ class TvsTlsServer:
         lock: held around every call into the lab (share one with the other servers of a lab).
     """
 
+    _log = log
+    _protocol = "TVS"
+    _unit = "TVS frame"
+
     def __init__(
         self,
         lab: Lab,
@@ -190,81 +188,19 @@ class TvsTlsServer:
         max_connections: int = 64,
         lock: threading.Lock | threading.RLock | None = None,
     ) -> None:
+        super().__init__(
+            node=tvs_host,
+            listen=listen,
+            read_timeout=read_timeout,
+            max_connections=max_connections,
+        )
         self.lab = lab
         self.tvs_host = tvs_host
-        self.listen = listen
         self.clock: Callable[[], datetime] = clock or lab.clock or _utc_now
-        self.read_timeout = read_timeout
-        self.max_connections = max_connections
         self.lock: threading.Lock | threading.RLock = lock or threading.RLock()
         self.requests = 0
-        self.dropped = 0
-        self._sock: socket.socket | None = None
-        self._thread: threading.Thread | None = None
-        self._stopping = threading.Event()
-        self._slots = threading.BoundedSemaphore(max_connections)
-        self._workers: set[threading.Thread] = set()
-        self._connections: set[socket.socket] = set()
-        self._state_lock = threading.Lock()
 
-    @property
-    def address(self) -> tuple[str, int]:
-        """Where the server listens."""
-        if self._sock is None:
-            raise NetworkError("the TVS server is not started")
-        host, port = self._sock.getsockname()[:2]
-        return str(host), int(port)
-
-    @property
-    def thread(self) -> threading.Thread | None:
-        """The accept-loop thread (None before :meth:`start`)."""
-        return self._thread
-
-    def start(self) -> None:
-        """Bind, then serve in a background thread.
-
-        Raises:
-            NetworkError: the address cannot be bound, or no TVS runs at ``tvs_host``.
-        """
-        if self.lab.resolve(self.tvs_host) is None:
-            raise NetworkError(f"the lab has no node {self.tvs_host!r}")
-        self._context()  # fail early on a bad identity
-        try:
-            sock = socket.create_server(self.listen)
-        except OSError as exc:
-            raise NetworkError(
-                f"TVS cannot listen on {self.listen[0]}:{self.listen[1]}: {exc}"
-            ) from None
-        sock.settimeout(0.1)
-        self._sock = sock
-        self._thread = threading.Thread(target=self._accept_loop, name="tvs-accept", daemon=True)
-        self._thread.start()
-        log.info("TVS %s listening on %s:%d", self.tvs_host, *self.address)
-
-    def stop(self) -> None:
-        """Stop accepting, close every connection, and wait for the threads to end."""
-        self._stopping.set()
-        with self._state_lock:
-            for conn in list(self._connections):
-                with contextlib.suppress(OSError):
-                    conn.shutdown(socket.SHUT_RDWR)
-        if self._thread is not None:
-            self._thread.join(5)
-        with self._state_lock:
-            workers = list(self._workers)
-        for worker in workers:
-            worker.join(5)
-        if self._sock is not None:
-            self._sock.close()
-
-    def __enter__(self) -> TvsTlsServer:
-        self.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    def _context(self) -> ssl.SSLContext:
+    def _tls_context(self) -> ssl.SSLContext:
         with self.lock:
             endpoint = self.lab.resolve(self.tvs_host)
             if endpoint is None:
@@ -274,73 +210,15 @@ class TvsTlsServer:
             anchors = tuple(e.certificate for e in cluster.trust(TrustStore.CAPF))
         return server_context(identity, anchors)
 
-    def _accept_loop(self) -> None:
-        assert self._sock is not None
+    def _handle(self, stream: socket.socket, peer: tuple[str, int]) -> None:
+        client = peer_certificate(stream)
+        reader = FrameReader()
         while not self._stopping.is_set():
-            try:
-                conn, peer = self._sock.accept()
-            except TimeoutError:
-                continue
-            except OSError:
-                break
-            if not self._slots.acquire(blocking=False):
-                log.warning("TVS %s: dropping %s:%d: too many connections", self.tvs_host, *peer)
-                self.dropped += 1
-                conn.close()
-                continue
-            worker = threading.Thread(
-                target=self._serve, args=(conn, peer), name="tvs-conn", daemon=True
-            )
-            with self._state_lock:
-                self._workers.add(worker)
-                self._connections.add(conn)
-            worker.start()
-
-    def _serve(self, conn: socket.socket, peer: tuple[str, int]) -> None:
-        where = f"{peer[0]}:{peer[1]}"
-        stream: socket.socket = conn
-        try:
-            conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            conn.settimeout(self.read_timeout)
-            tls = self._context().wrap_socket(conn, server_side=True, do_handshake_on_connect=False)
-            stream = tls
-            with self._state_lock:
-                self._connections.add(tls)
-            tls.do_handshake()
-            client = peer_certificate(tls)
-            reader = FrameReader()
-            while not self._stopping.is_set():
-                data = tls.recv(65536)
-                if not data:
-                    return
-                for frame in reader.feed(data):
-                    tls.sendall(encode_frame(self._answer(frame, client)))
-        except TimeoutError:
-            self._drop(where, f"silent for {self.read_timeout} s")
-        except ProtocolError as exc:
-            self._drop(where, f"malformed TVS frame: {exc}")
-        except ssl.SSLError as exc:
-            self._drop(where, f"TLS failed: {exc.reason or exc}")
-        except (OSError, ValueError) as exc:
-            if not self._stopping.is_set():
-                self._drop(where, f"connection error: {exc}")
-        except Exception as exc:  # a worker must never take the server down with it
-            if not self._stopping.is_set():
-                self._drop(where, f"internal error: {exc!r}")
-        finally:
-            with contextlib.suppress(OSError):
-                stream.close()
-            with contextlib.suppress(OSError):
-                conn.close()
-            with self._state_lock:
-                self._connections.discard(conn)
-                self._connections.discard(stream)
-                self._workers.discard(threading.current_thread())
-            self._slots.release()
-
-    def _drop(self, where: str, reason: str) -> None:
-        self.dropped += 1
-        log.warning("TVS %s: dropped %s: %s", self.tvs_host, where, reason)
+            data = stream.recv(65536)
+            if not data:
+                return
+            for frame in reader.feed(data):
+                stream.sendall(encode_frame(self._answer(frame, client)))
 
     def _answer(self, frame: Frame, client: x509.Certificate | None) -> Frame:
         if frame.command not in (Command.QUERY_REQUEST, Command.VERIFY_REQUEST):
@@ -411,44 +289,20 @@ def tvs_query_tls(
     """
     where = f"{address[0]}:{address[1]}"
     session = struct.unpack(">I", os.urandom(4))[0]
-    try:
-        raw = socket.create_connection(address, timeout=timeout)
-    except TimeoutError:
-        raise NetworkError(f"TVS {where}: connection timed out after {timeout} s") from None
-    except OSError as exc:
-        raise NetworkError(f"TVS {where}: {exc.strerror or exc}") from None
-    try:
-        # Small request, small answer: Nagle plus delayed ACKs would add 40 ms per exchange.
-        raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        with client_context(client).wrap_socket(raw) as tls:
-            server = peer_certificate(tls)
-            if server is None:
-                raise TlsRefused(f"TVS {where} presented no certificate")
-            problem = check_server(server)
-            if problem is not None:
-                raise TlsRefused(f"TLS to TVS {where} refused: {problem}")
-            tls.sendall(encode_frame(query_request(session, device_name, issuer, serial)))
-            reader = FrameReader()
-            while True:
-                data = tls.recv(65536)
-                if not data:
-                    raise NetworkError(f"TVS {where} closed the connection without answering")
-                for frame in reader.feed(data):
-                    if frame.session != session:
-                        raise ProtocolError(
-                            f"TVS {where} answered session {frame.session}, not {session}"
-                        )
-                    answer = decode_answer(frame)
-                    return TvsAnswer(
-                        answer.valid, answer.roles, answer.ttl, answer.certificates, ""
+    context = client_context(client)
+    with tls_connect(
+        address, context, timeout=timeout, service="TVS", check_server=check_server
+    ) as tls:
+        tls.sendall(encode_frame(query_request(session, device_name, issuer, serial)))
+        reader = FrameReader()
+        while True:
+            data = tls.recv(65536)
+            if not data:
+                raise NetworkError(f"TVS {where} closed the connection without answering")
+            for frame in reader.feed(data):
+                if frame.session != session:
+                    raise ProtocolError(
+                        f"TVS {where} answered session {frame.session}, not {session}"
                     )
-    except TimeoutError:
-        raise NetworkError(f"TVS {where}: no answer within {timeout} s") from None
-    except ssl.SSLError as exc:
-        raise NetworkError(f"TVS {where}: TLS failed: {exc.reason or exc}") from None
-    except (TlsRefused, NetworkError):
-        raise
-    except OSError as exc:
-        raise NetworkError(f"TVS {where}: {exc.strerror or exc}") from None
-    finally:
-        raw.close()
+                answer = decode_answer(frame)
+                return TvsAnswer(answer.valid, answer.roles, answer.ttl, answer.certificates, "")
