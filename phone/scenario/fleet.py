@@ -1,0 +1,259 @@
+"""Run a scenario over a fleet: in this process, or spread over worker processes.
+
+The edge of :mod:`phone.scenario` (processes and a temporary folder live here; the runner
+itself is pure). With ``workers=1`` the fleet runs in this process. With ``workers=N``:
+
+1. this process builds the lab once (RSA key generation is slow and random) and saves it to a
+   temporary lab folder (:func:`phone.cluster.store.save_lab`);
+2. it draws, in advance, the RSA keys the scenario's ``regenerate`` steps will need, so every
+   worker regenerates with the same keys;
+3. each worker (``spawn``: safe with threads, the same on every OS) loads the lab folder and
+   runs the shard of phones whose index is its number modulo N, replaying every lab step;
+4. the shards' tallies are merged by addition (:func:`phone.scenario.report.merge`), so the
+   report is the same for any N. Certificates regenerated in different workers carry different
+   random serials; no report field shows a serial (reasons are masked, :func:`mask`).
+
+Progress: workers add the phone operations they finish to a shared counter; this process
+reads it while it waits and calls ``progress(done, total)``.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import tempfile
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from multiprocessing.connection import Connection
+from multiprocessing.sharedctypes import Synchronized
+from pathlib import Path
+
+from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
+
+from phone.cluster.store import load_lab, save_lab
+from phone.device.loads import catalogue_images
+from phone.errors import UsageError, VphoneError
+from phone.pki import FreshKeys, KeySource, PooledKeys, key_from_pem, key_to_pem
+from phone.scenario.model import Scenario, ScenarioError
+from phone.scenario.parse import CERT_KINDS
+from phone.scenario.report import Report, merge
+from phone.scenario.runner import ScenarioRunner, ShardResult, build_lab, seeded_random
+
+__all__ = ["MAX_WORKERS", "FleetProgress", "planned_operations", "run_scenario"]
+
+MAX_WORKERS = 64
+_BATCH = 64  # phone operations a worker does between two updates of the shared counter
+_POLL_SECONDS = 0.1
+
+FleetProgress = Callable[[int, int], None]
+"""Called with (phone operations done, phone operations planned)."""
+
+
+def planned_operations(scenario: Scenario) -> int:
+    """How many phone operations a run makes at most (the progress bar's 100%)."""
+    total = sum(g.count for g in scenario.groups if g.powered)
+    for step in scenario.steps:
+        if step.action in (
+            "boot",
+            "reset",
+            "power-on",
+            "power-off",
+            "erase-trust",
+            "factory-reset",
+        ):
+            total += sum(scenario.group(name).count for name in step.groups)
+    return max(total, 1)
+
+
+def _regeneration_keys(scenario: Scenario, keys: KeySource) -> dict[int, list[RSAPrivateKey]]:
+    """The keys the ``regenerate`` steps will draw, in the order they draw them."""
+    drawn: dict[int, list[RSAPrivateKey]] = {}
+    for step in scenario.steps:
+        if step.action != "regenerate":
+            continue
+        cluster = scenario.cluster(step.param("cluster"))
+        per_node = step.param("cert") in ("callmanager", "tvs", "tomcat")
+        count = cluster.tvs_nodes if per_node and "node" not in step.params else 1
+        for _ in range(count):
+            drawn.setdefault(cluster.key_size, []).append(keys.rsa(cluster.key_size))
+    return drawn
+
+
+@dataclass(frozen=True, slots=True)
+class _Job:
+    """What a worker process needs (picklable)."""
+
+    scenario: Scenario
+    lab_path: str
+    keys_pem: dict[int, list[bytes]]
+    shard: int
+    shards: int
+
+
+def _worker(job: _Job, conn: Connection, counter: Synchronized[int]) -> None:
+    """A worker process: load the lab, run one shard, send the tallies (or the error) back."""
+    pending = 0
+
+    def progress(done: int) -> None:
+        nonlocal pending
+        pending += done
+        if pending >= _BATCH:
+            with counter.get_lock():
+                counter.value += pending
+            pending = 0
+
+    try:
+        lab = load_lab(Path(job.lab_path), random=seeded_random(job.scenario.name))
+        # Serve the built-in firmware from memory, as an in-memory lab does (the folder's
+        # firmware/ overlay would look at the disk on every request).
+        lab.firmware = catalogue_images()
+        for cluster in lab.clusters:
+            cluster.firmware = lab.firmware
+        pools = {
+            bits: [_rsa(key_from_pem(pem, None)) for pem in pems]
+            for bits, pems in job.keys_pem.items()
+        }
+        runner = ScenarioRunner(
+            job.scenario,
+            keys=PooledKeys(pools),
+            lab=lab,
+            shard=(job.shard, job.shards),
+            progress=progress,
+        )
+        result = runner.run()
+        with counter.get_lock():
+            counter.value += pending
+        conn.send(("ok", result))
+    except ScenarioError as exc:
+        # Exceptions with keyword-only fields do not survive pickling: send the fields.
+        conn.send(("scenario", (exc.problem, exc.path, exc.line, exc.key)))
+    except VphoneError as exc:
+        conn.send(("error", (str(exc), exc.exit_code)))
+    except Exception as exc:  # reported to the parent, which raises it
+        conn.send(("crash", f"{type(exc).__name__}: {exc}"))
+    finally:
+        conn.close()
+
+
+def _rsa(key: object) -> RSAPrivateKey:
+    if not isinstance(key, RSAPrivateKey):
+        raise UsageError("a regeneration key is not an RSA key")
+    return key
+
+
+def run_scenario(
+    scenario: Scenario,
+    *,
+    keys: KeySource | None = None,
+    workers: int = 1,
+    progress: FleetProgress | None = None,
+) -> Report:
+    """Run ``scenario`` over its whole fleet and return the merged report.
+
+    Args:
+        scenario: what to run (:func:`phone.scenario.load_scenario`).
+        keys: the lab's RSA keys; fresh keys when omitted (tests pass a ``PooledKeys``).
+        workers: processes to spread the phones over (1: this process).
+        progress: called with (done, planned) phone operations as the run goes.
+
+    Raises:
+        ScenarioError: a step the lab refuses.
+        UsageError: a bad number of workers.
+    """
+    if not 1 <= workers <= MAX_WORKERS:
+        raise UsageError(f"--workers must be between 1 and {MAX_WORKERS}, not {workers}")
+    source = keys if keys is not None else FreshKeys()
+    total = planned_operations(scenario)
+    workers = min(workers, max(1, scenario.phone_count))
+    if workers == 1:
+        done = 0
+
+        def step(count: int) -> None:
+            nonlocal done
+            done += count
+            if progress is not None and done % _BATCH == 0:
+                progress(done, total)
+
+        result = ScenarioRunner(scenario, keys=source, progress=step).run()
+        if progress is not None:
+            progress(total, total)
+        return merge(scenario, [result])
+    return merge(scenario, _run_workers(scenario, source, workers, total, progress))
+
+
+def _run_workers(
+    scenario: Scenario,
+    keys: KeySource,
+    workers: int,
+    total: int,
+    progress: FleetProgress | None,
+) -> Sequence[ShardResult]:
+    lab = build_lab(scenario, keys)
+    pems = {
+        bits: [key_to_pem(k, None, allow_unencrypted=True) for k in drawn]
+        for bits, drawn in _regeneration_keys(scenario, keys).items()
+    }
+    context = multiprocessing.get_context("spawn")
+    counter: Synchronized[int] = context.Value("q", 0)
+    with tempfile.TemporaryDirectory(prefix="vphone-fleet-") as folder:
+        lab_path = Path(folder) / "lab"
+        save_lab(lab, lab_path)
+        processes: list[tuple[multiprocessing.process.BaseProcess, Connection]] = []
+        try:
+            for shard in range(workers):
+                receive, send = context.Pipe(duplex=False)
+                job = _Job(scenario, str(lab_path), pems, shard, workers)
+                process = context.Process(
+                    target=_worker, args=(job, send, counter), name=f"vphone-shard-{shard}"
+                )
+                process.start()
+                send.close()
+                processes.append((process, receive))
+            results: dict[int, ShardResult] = {}
+            while len(results) < workers:
+                for shard, (worker, conn) in enumerate(processes):
+                    if shard in results:
+                        continue
+                    if conn.poll(_POLL_SECONDS / workers):
+                        results[shard] = _receive(conn, shard)
+                    elif not worker.is_alive() and not conn.poll():
+                        raise ScenarioError(
+                            f"worker {shard} ended with exit code {worker.exitcode} and no result",
+                            path=scenario.path,
+                        )
+                if progress is not None:
+                    progress(min(counter.value, total), total)
+            if progress is not None:
+                progress(total, total)
+            return [results[s] for s in range(workers)]
+        finally:
+            for worker, conn in processes:
+                conn.close()
+                worker.join(timeout=5)
+                if worker.is_alive():  # only after an error elsewhere: do not leave it behind
+                    worker.terminate()
+                    worker.join()
+
+
+def _receive(conn: Connection, shard: int) -> ShardResult:
+    try:
+        status, payload = conn.recv()
+    except EOFError:
+        raise ScenarioError(
+            f"worker {shard} ended without a result (a script that runs workers must keep its "
+            "work under `if __name__ == '__main__':`, since spawned workers import it again)"
+        ) from None
+    if status == "ok" and isinstance(payload, ShardResult):
+        return payload
+    if status == "scenario":
+        problem, path, line, key = payload
+        raise ScenarioError(problem, path=path, line=line, key=key)
+    if status == "error":
+        message, exit_code = payload
+        error = VphoneError(message)
+        error.exit_code = exit_code
+        raise error
+    raise ScenarioError(f"worker {shard} failed: {payload}")
+
+
+# The names a regenerate step accepts come from the parser; keep the planner in step with it.
+assert {"callmanager", "tvs", "tomcat"} < set(CERT_KINDS)
