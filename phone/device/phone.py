@@ -166,6 +166,7 @@ class VirtualPhone:
         self.ctl: TrustList | None = None
         self.itl: TrustList | None = None
         self.config: DeviceConfig | None = None
+        self._parsed_config: tuple[bytes, DeviceConfig] | None = None
         self.registered_with: str | None = None
         self._settings: dict[str, object] = self._load_settings()
         self.keys: KeySource = keys if keys is not None else FreshKeys()
@@ -483,14 +484,23 @@ class VirtualPhone:
         if outcome is None or not outcome.decision.accepted or outcome.xml is None:
             return None
         try:
-            config = parse_config(outcome.xml)
+            config = self._parse_config(outcome.xml)
         except FormatError as exc:
             self._record("config", Verdict.REJECTED, "item 14", f"config XML is malformed: {exc}")
             return None
-        if config.full_config:
+        if config.full_config and outcome.xml != self.flash.read(names.CONFIG):
             # The stub of an encrypted config is not a configuration to keep: the last good
-            # one stays on flash until the real one is read (item 14).
+            # one stays on flash until the real one is read (item 14). An unchanged config is
+            # not written again.
             self.flash.write(names.CONFIG, outcome.xml)
+        return config
+
+    def _parse_config(self, xml: bytes) -> DeviceConfig:
+        """Parse a config, reusing the last parse when the bytes are the same (most boots)."""
+        if self._parsed_config is not None and xml == self._parsed_config[0]:
+            return self._parsed_config[1]
+        config = parse_config(xml)
+        self._parsed_config = (xml, config)
         return config
 
     def _step_upgrade(self) -> str:
@@ -808,7 +818,7 @@ class VirtualPhone:
         if data is None:
             return None
         try:
-            return parse_config(data)
+            return self._parse_config(data)
         except FormatError:
             return None
 
