@@ -470,3 +470,33 @@ def test_seed_model_without_security_by_default_ignores_the_itl() -> None:
     assert phone.itl is None
     assert last(phone, "itl").decision == "skipped"
     assert last(phone, "config").file == "XMLDefault.cnf.xml"
+
+
+def test_item8_signed_ring_list_verified_in_mixed_mode_and_tamper_rejected() -> None:
+    """Item 8 (seed, File Authentication): static files are signed in mixed mode and verified."""
+    clock = Clock()
+    lab = lab_of(ClusterSpec("c1", mixed_mode=True))
+    phone = phone_on(lab, clock)
+    assert phone.boot() is State.REGISTERED
+    ring = last(phone, "ringlist")
+    assert ring.decision == "accepted" and ring.file == "RingList.xml.sgn"
+    stored = phone.flash.read("RingList.xml")
+    assert stored is not None and b"<CiscoIPPhoneRingList" in stored
+
+    from phone.net.faults import Fault, FaultKind, FaultyBackend
+
+    phone.backend = FaultyBackend(
+        MemoryBackend(lab, clock=clock), [Fault(FaultKind.TAMPER, "RingList.xml.sgn")]
+    )
+    assert phone.reset() is State.REGISTERED  # non-fatal
+    assert last(phone, "ringlist").decision == "rejected"
+    assert "File auth error RingList.xml.sgn" in phone.status
+    assert phone.flash.read("RingList.xml") == stored
+
+
+def test_item8_no_ring_list_fetched_without_a_ctl() -> None:
+    clock = Clock()
+    lab = lab_of(ClusterSpec("c1"))
+    phone = phone_on(lab, clock)
+    phone.boot()
+    assert not [t for t in phone.trace if t.step == "ringlist"]

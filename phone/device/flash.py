@@ -21,6 +21,7 @@ from phone.errors import UsageError
 ITL = "ITLFile.tlv"
 CTL = "CTLFile.tlv"
 CONFIG = "config.xml"  # the last configuration the phone accepted (verified XML)
+RING_LIST = "RingList.xml"  # the last ring list the phone accepted (item 8)
 SETTINGS = "settings.json"  # MAC, model, TFTP option, running load
 IMAGE = "image.loads"  # the resident firmware image
 MIC_CERT = "mic.pem"

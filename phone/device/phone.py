@@ -434,7 +434,34 @@ class VirtualPhone:
                 "item 14",
                 "keeping the last good configuration; changed settings are ignored",
             )
+        self._fetch_static_files()
         return self._after_config()
+
+    def _fetch_static_files(self) -> None:
+        """Item 8: other signed TFTP files (here the ring list) are verified like the config.
+
+        The seed has the TFTP server sign static files such as the ring list in mixed mode, so
+        a phone holding a CTL asks for ``RingList.xml.sgn`` [G: which static files a phone
+        fetches without a CTL is not documented; it fetches none here]. A rejected or missing
+        file is not fatal: the phone keeps the ring list it had (item 13's rule for lists).
+        """
+        if self.ctl is None:
+            return
+        name = "RingList.xml.sgn"
+        data = self._fetch("ringlist", name, quiet_not_found=True)
+        if data is None:
+            return
+        outcome = evaluate_config(
+            data, name=name, ctl=self.ctl, itl=self.itl, tvs=self._ask_tvs, what="file"
+        )
+        self._decide("ringlist", outcome.decision, name)
+        xml = outcome.xml
+        if (
+            outcome.decision.accepted
+            and xml is not None
+            and xml != self.flash.read(names.RING_LIST)
+        ):
+            self.flash.write(names.RING_LIST, xml)
 
     def _encrypted_config_unreadable(self, stub: DeviceConfig) -> None:
         # Section 8: the stub's certHash is the MD5 of the certificate the config is encrypted

@@ -84,8 +84,13 @@ def evaluate_config(
     itl: TrustList | None,
     tvs: TvsAsk,
     private_key: rsa.RSAPrivateKey | None = None,
+    what: str = "config",
 ) -> ConfigOutcome:
-    """Decide whether to accept ``data``, downloaded as ``name``."""
+    """Decide whether to accept ``data``, downloaded as ``name``.
+
+    The same rule serves the other signed TFTP files of item 8 (ring lists, locales):
+    ``what`` names the kind of file in the reasons.
+    """
     failed = f"{Status.FILE_AUTH_ERROR} {name}"
     if not name.endswith(".sgn"):
         allowed, rule, why = _unsigned_allowed(ctl, itl)
@@ -107,7 +112,7 @@ def evaluate_config(
                 failed,
             )
         )
-    problem, rule, how = _authenticate(signed, name, ctl, itl, tvs)
+    problem, rule, how = _authenticate(signed, name, ctl, itl, tvs, what=what)
     serial = signed.header.serial_hex
     if problem is not None:
         return ConfigOutcome(rejected(rule, problem, failed), signer_serial=serial)
@@ -138,6 +143,8 @@ def _authenticate(
     ctl: TrustList | None,
     itl: TrustList | None,
     tvs: TvsAsk,
+    *,
+    what: str,
 ) -> tuple[str | None, str, str]:
     """(problem or None, rule, how it was authenticated)."""
     header = signed.header
@@ -168,10 +175,10 @@ def _authenticate(
     local = f"{signer} is not a TFTP record of the installed {'CTL or ITL' if ctl else 'ITL'}"
     outcome = tvs(header.signer_issuer, header.signer_serial)
     if not outcome.valid:
-        return f"config rejected: {local}; {outcome.reason}", "items 14, 24", ""
+        return f"{what} rejected: {local}; {outcome.reason}", "items 14, 24", ""
     if not outcome.roles & _TVS_SIGNER_ROLES:
         return (
-            f"config rejected: {local}; {outcome.reason}, but not for a TFTP role "
+            f"{what} rejected: {local}; {outcome.reason}, but not for a TFTP role "
             f"(roles {sorted(outcome.roles)})",
             "item 14",
             "",
@@ -180,5 +187,5 @@ def _authenticate(
         assert outcome.certificate is not None  # a valid outcome always carries it
         signed.verify(outcome.certificate)
     except SignatureError as exc:
-        return f"config rejected: {local}; TVS vouched for the signer but {exc}", "item 14", ""
+        return f"{what} rejected: {local}; TVS vouched for the signer but {exc}", "item 14", ""
     return None, "items 14, 20", f"{local}, but {outcome.reason}"
