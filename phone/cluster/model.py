@@ -58,6 +58,13 @@ from phone.cluster.itl import (
     itl_records,
 )
 from phone.cluster.profiles import DEFAULT_PROFILE, ReleaseProfile, get_profile
+from phone.cluster.trunk import (
+    ApplicationUser,
+    SipRealm,
+    SipTrunk,
+    TrunkConfig,
+    TrunkSecurityProfile,
+)
 from phone.device.loads import catalogue_images
 from phone.errors import LabError, UsageError
 from phone.formats.configxml import SIP_PORT, SIP_TLS_PORT, TVS_PORT
@@ -520,6 +527,11 @@ class ClusterState:
     itl_reset: ItlReset | None = None
     registrations: dict[str, int] = field(default_factory=dict)
     log: list[LogEntry] = field(default_factory=list)
+    # SIP trunk side (items 43-44; phone.cluster.trunk), each by name (SIP realms by realm).
+    trunk_profiles: dict[str, TrunkSecurityProfile] = field(default_factory=dict)
+    trunks: dict[str, TrunkConfig] = field(default_factory=dict)
+    application_users: dict[str, ApplicationUser] = field(default_factory=dict)
+    sip_realms: dict[str, SipRealm] = field(default_factory=dict)
     created_at: int = 0
     updated_at: int = 0
     context_changed_at: int = 0
@@ -561,6 +573,7 @@ class Cluster:
         self._capf_service: CapfService | None = None
         self._signers: dict[str, tuple[Identity, Signer]] = {}
         self._itl_problems: dict[str, tuple[bytes, str | None]] = {}
+        self._sip_trunks: tuple[int, tuple[SipTrunk, ...]] | None = None
         if not state.context_key:
             state.context_key = self.config_context().key()
 
@@ -773,6 +786,43 @@ class Cluster:
     def trust(self, store: TrustStore) -> tuple[TrustEntry, ...]:
         """The entries of one trust store."""
         return tuple(self.state.trust.get(store, ()))
+
+    # SIP trunk side (items 43-44): read-only views; change them through the methods below.
+
+    @property
+    def trunk_profiles(self) -> Mapping[str, TrunkSecurityProfile]:
+        """SIP trunk security profiles by name."""
+        return MappingProxyType(self.state.trunk_profiles)
+
+    @property
+    def trunks(self) -> Mapping[str, TrunkConfig]:
+        """SIP trunks by name, as stored (their profile by name)."""
+        return MappingProxyType(self.state.trunks)
+
+    @property
+    def application_users(self) -> Mapping[str, ApplicationUser]:
+        """Application users by name (digest hash only, never a password)."""
+        return MappingProxyType(self.state.application_users)
+
+    @property
+    def sip_realms(self) -> Mapping[str, SipRealm]:
+        """The SIP Realm credentials the cluster answers trunk challenges with, by realm."""
+        return MappingProxyType(self.state.sip_realms)
+
+    def sip_trunks(self) -> tuple[SipTrunk, ...]:
+        """Every trunk with its profile resolved, in configuration order (cached per revision;
+        what :class:`phone.cluster.registrar.Registrar` matches requests against)."""
+        cached = self._sip_trunks
+        if cached is not None and cached[0] == self.revision:
+            return cached[1]
+        profiles = self.state.trunk_profiles
+        trunks = tuple(t.resolve(profiles[t.profile]) for t in self.state.trunks.values())
+        self._sip_trunks = (self.revision, trunks)
+        return trunks
+
+    def trunks_using(self, profile: str) -> tuple[str, ...]:
+        """Names of the trunks whose security profile is ``profile``."""
+        return tuple(t.name for t in self.state.trunks.values() if t.profile == profile)
 
     def identity(self, kind: CertKind, host: str | None = None) -> Identity:
         """A certificate of the cluster: per node for CallManager/TVS/Tomcat (``host``),
@@ -1017,6 +1067,17 @@ class Cluster:
         changes: dict[str, Any] = {field_name: typed}
         self.state.parameters = dataclasses.replace(self.state.parameters, **changes)
         self.note(now, f"parameter {name} = {value}")
+        if field_name == "cluster_id":
+            # Item 43: the Cluster ID is the trunk realm, and the realm is part of HA1.
+            stale = sorted(
+                u.name for u in self.state.application_users.values() if u.realm != typed
+            )
+            if stale:
+                self.note(
+                    now,
+                    f"WARNING application users {', '.join(stale)} have digest credentials for "
+                    "another realm: set their passwords again (item 43)",
+                )
         # The rollback parameter changes the ITL (item 16); the others do not.
         self._commit(now, itl=field_name == "prepare_cluster_for_rollback")
         return self.state.parameters
@@ -1098,6 +1159,128 @@ class Cluster:
         self.state.registrations.pop(device.mac, None)
         self.state.hashes.delete_device(device.mac)
         self._file_services_forget(device.mac)
+        self._commit(now)
+
+    # --- SIP trunk side (items 43-44) ---------------------------------------------------------
+
+    def add_trunk_profile(
+        self, profile: TrunkSecurityProfile, *, now: datetime, replace: bool = False
+    ) -> TrunkSecurityProfile:
+        """Add (or with ``replace`` overwrite) a SIP trunk security profile.
+
+        Replacing a profile changes every trunk that uses it at once, as on CUCM.
+
+        Raises:
+            LabError: the name exists and ``replace`` is false.
+        """
+        if profile.name in self.state.trunk_profiles and not replace:
+            raise LabError(f"trunk security profile {profile.name} already exists in {self.name}")
+        self.state.trunk_profiles[profile.name] = profile
+        self.note(now, f"SIP trunk security profile {profile.name} saved")
+        self._commit(now)
+        return profile
+
+    def remove_trunk_profile(self, name: str, *, now: datetime) -> None:
+        """Delete a SIP trunk security profile.
+
+        Raises:
+            LabError: no such profile, or trunks still use it (CUCM refuses that too).
+        """
+        if name not in self.state.trunk_profiles:
+            raise LabError(f"cluster {self.name} has no trunk security profile {name!r}")
+        users = self.trunks_using(name)
+        if users:
+            raise LabError(
+                f"trunk security profile {name} is used by trunk {', '.join(users)}: "
+                "remove or change those first"
+            )
+        del self.state.trunk_profiles[name]
+        self.note(now, f"SIP trunk security profile {name} removed")
+        self._commit(now)
+
+    def add_trunk(self, trunk: TrunkConfig, *, now: datetime, replace: bool = False) -> TrunkConfig:
+        """Add (or with ``replace`` overwrite) a SIP trunk.
+
+        Raises:
+            LabError: the name exists and ``replace`` is false, the profile does not exist, or
+                another trunk already has one of the addresses (the peer would be ambiguous).
+        """
+        if trunk.name in self.state.trunks and not replace:
+            raise LabError(f"trunk {trunk.name} already exists in cluster {self.name}")
+        if trunk.profile not in self.state.trunk_profiles:
+            raise LabError(
+                f"cluster {self.name} has no trunk security profile {trunk.profile!r} "
+                "(add it with `vphone lab trunk-profile add`)"
+            )
+        for other in self.state.trunks.values():
+            shared = sorted(trunk.addresses & other.addresses)
+            if other.name != trunk.name and shared:
+                raise LabError(f"trunk {other.name} already has address {', '.join(shared)}")
+        self.state.trunks[trunk.name] = trunk
+        addresses = ", ".join(sorted(trunk.addresses))
+        self.note(now, f"SIP trunk {trunk.name} saved: {addresses}, profile {trunk.profile}")
+        self._commit(now)
+        return trunk
+
+    def remove_trunk(self, name: str, *, now: datetime) -> None:
+        """Delete a SIP trunk.
+
+        Raises:
+            LabError: no such trunk.
+        """
+        if self.state.trunks.pop(name, None) is None:
+            raise LabError(f"cluster {self.name} has no trunk {name!r}")
+        self.note(now, f"SIP trunk {name} removed")
+        self._commit(now)
+
+    def add_application_user(
+        self, user: ApplicationUser, *, now: datetime, replace: bool = False
+    ) -> ApplicationUser:
+        """Add (or with ``replace`` overwrite) an application user (its HA1, never a password).
+
+        Raises:
+            LabError: the name exists and ``replace`` is false.
+        """
+        if user.name in self.state.application_users and not replace:
+            raise LabError(f"application user {user.name} already exists in cluster {self.name}")
+        self.state.application_users[user.name] = user
+        self.note(now, f"application user {user.name} saved (digest realm {user.realm})")
+        self._commit(now)
+        return user
+
+    def remove_application_user(self, name: str, *, now: datetime) -> None:
+        """Delete an application user.
+
+        Raises:
+            LabError: no such user.
+        """
+        if self.state.application_users.pop(name, None) is None:
+            raise LabError(f"cluster {self.name} has no application user {name!r}")
+        self.note(now, f"application user {name} removed")
+        self._commit(now)
+
+    def add_sip_realm(self, realm: SipRealm, *, now: datetime, replace: bool = False) -> SipRealm:
+        """Add (or with ``replace`` overwrite) the SIP Realm credentials for ``realm.realm``.
+
+        Raises:
+            LabError: the realm exists and ``replace`` is false (one set per realm, seed).
+        """
+        if realm.realm in self.state.sip_realms and not replace:
+            raise LabError(f"SIP realm {realm.realm} already exists in cluster {self.name}")
+        self.state.sip_realms[realm.realm] = realm
+        self.note(now, f"SIP realm {realm.realm} saved (user {realm.user})")
+        self._commit(now)
+        return realm
+
+    def remove_sip_realm(self, realm: str, *, now: datetime) -> None:
+        """Delete the SIP Realm credentials for ``realm``.
+
+        Raises:
+            LabError: no such realm.
+        """
+        if self.state.sip_realms.pop(realm, None) is None:
+            raise LabError(f"cluster {self.name} has no SIP realm {realm!r}")
+        self.note(now, f"SIP realm {realm} removed")
         self._commit(now)
 
     def _file_services_forget(self, mac: str) -> None:

@@ -35,6 +35,16 @@ through the trunk's ACL first (403 for a request type its profile does not allow
 (401 or 407, realm = the Cluster ID), then application-level authorization (403 when the
 authenticated application user may not send that request type).
 
+Where the trunk side comes from. The registrar reads the cluster's trunks, application users
+and SIP realms (:meth:`Cluster.sip_trunks`, :attr:`Cluster.application_users`,
+:attr:`Cluster.sip_realms`: what ``vphone lab trunk ...`` configured and the lab folder keeps)
+at every request, so a change to the cluster applies at once. The constructor's ``trunks``,
+``application_users`` and ``sip_realms`` (tests, tools) come on top, by this rule: an explicit
+entry *overrides* the cluster's entry of the same name (realm, for SIP realms) and otherwise
+*extends* them. Among trunks whose addresses contain the source address, the most specific
+address (longest prefix) wins; on a tie, explicit trunks come before the cluster's, and within
+each, configuration order decides.
+
 Every refusal carries a ``Warning: 399 <host> "<why>"`` header naming the rule, so the phone
 and a person reading a capture can tell a wrong password from a stale nonce.
 """
@@ -43,14 +53,14 @@ from __future__ import annotations
 
 import hmac
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
 from cryptography import x509
 
 from phone.cluster.model import Cluster, Device, RandomBytes, SecurityMode, TrustStore, unix_time
-from phone.cluster.trunk import ApplicationUser, SipTrunk, request_type
+from phone.cluster.trunk import ApplicationUser, SipRealm, SipTrunk, answer_as_uac, request_type
 from phone.errors import LabError, ProtocolError
 from phone.formats.certfields import cucm_name
 from phone.wire.sip import (
@@ -115,8 +125,10 @@ class _Refused(Exception):
 class Registrar:
     """The SIP registrar of node ``host`` of ``cluster`` (module docstring).
 
-    ``random`` makes nonces and tags (the cluster's source when omitted). Not thread-safe:
-    the socket servers serialize calls to :meth:`handle`.
+    ``random`` makes nonces and tags (the cluster's source when omitted). ``trunks``,
+    ``application_users`` and ``sip_realms`` override or extend the cluster's (module
+    docstring, "Where the trunk side comes from"). Not thread-safe: the socket servers
+    serialize calls to :meth:`handle`.
     """
 
     def __init__(
@@ -127,18 +139,75 @@ class Registrar:
         random: RandomBytes | None = None,
         trunks: Sequence[SipTrunk] = (),
         application_users: Sequence[ApplicationUser] = (),
+        sip_realms: Sequence[SipRealm] = (),
     ) -> None:
         self.cluster = cluster
         self.host = cluster.node(host).hostname
         self.random = random if random is not None else cluster.random
-        self.trunks = tuple(trunks)
-        self.application_users = {u.name: u for u in application_users}
+        self._trunks = tuple(trunks)
+        self._application_users = {u.name: u for u in application_users}
+        self._sip_realms = {r.realm: r for r in sip_realms}
         self._nonces: OrderedDict[str, _Nonce] = OrderedDict()
         self._transactions: OrderedDict[tuple[str, ...], tuple[int, SipResponse]] = OrderedDict()
         self._ha1: dict[tuple[str, str, str, str], str] = {}
         self.challenges = 0  # counters for benchmarks and tests
         self.accepted = 0
         self.refused = 0
+
+    # --- the trunk side: the cluster's, overridden or extended by the constructor's ----------
+
+    @property
+    def trunks(self) -> tuple[SipTrunk, ...]:
+        """Explicit trunks first, then the cluster's whose name no explicit trunk takes."""
+        own = self.cluster.sip_trunks()
+        if not self._trunks:
+            return own
+        taken = {t.name for t in self._trunks}
+        return self._trunks + tuple(t for t in own if t.name not in taken)
+
+    @property
+    def application_users(self) -> Mapping[str, ApplicationUser]:
+        """The cluster's application users, explicit ones replacing those of the same name."""
+        own = self.cluster.application_users
+        if not self._application_users:
+            return own
+        return {**own, **self._application_users}
+
+    @property
+    def sip_realms(self) -> Mapping[str, SipRealm]:
+        """The cluster's SIP realms, explicit ones replacing those for the same realm."""
+        own = self.cluster.sip_realms
+        if not self._sip_realms:
+            return own
+        return {**own, **self._sip_realms}
+
+    def trunk_for(self, host: str) -> SipTrunk | None:
+        """The trunk a request from ``host`` belongs to (longest prefix; module docstring)."""
+        best: SipTrunk | None = None
+        best_length = -1
+        for trunk in self.trunks:
+            length = trunk.match(host)
+            if length is not None and length > best_length:
+                best, best_length = trunk, length
+        return best
+
+    def answer_as_uac(
+        self, request: SipRequest, response: SipResponse, *, peer: str
+    ) -> SipRequest | None:
+        """The node as UAC: the request to resend after ``response`` (a 401/407), or None.
+
+        Toward a trunk (``peer="trunk"``) the answer uses the SIP Realm credentials configured
+        for the challenge's realm (item 43; seed, Digest Authentication for Trunks); toward a
+        line-side phone (``peer="line"``) a challenge is never answered (item 40). See
+        :func:`phone.cluster.trunk.answer_as_uac`.
+        """
+        return answer_as_uac(
+            request,
+            response,
+            peer=peer,
+            realms=tuple(self.sip_realms.values()),
+            cnonce=self.random(8).hex(),
+        )
 
     # --- entry point -------------------------------------------------------------------------
 
@@ -270,7 +339,7 @@ class Registrar:
     # --- dispatch ----------------------------------------------------------------------------
 
     def _dispatch(self, request: SipRequest, source: Source, now: datetime) -> SipResponse:
-        trunk = next((t for t in self.trunks if source.host in t.addresses), None)
+        trunk = self.trunk_for(source.host)
         if trunk is not None:
             return self._trunk(request, trunk, now)
         if request.method == "OPTIONS":

@@ -22,6 +22,13 @@ A lab folder is a user's data and is never left half-written:
 Private keys are stored unencrypted, the explicit ``allow_unencrypted`` case of
 :func:`phone.pki.key_to_pem`: the lab's keys protect nothing but the lab. ``cluster.json`` holds
 digest passwords, so it is mode 0600 as well.
+
+The SIP trunk side (items 43-44) lives in ``cluster.json`` too, so it is saved by the same
+atomic rename: ``trunk_profiles``, ``trunks`` (each naming its profile), ``application_users``
+(name, realm, HA1 and allowed request types: never a password, seed "Digest Authentication")
+and ``sip_realms`` (realm, user and password: what the cluster answers a trunk's challenge
+with; CUCM stores that password encrypted, the lab keeps it as it is). A file written before
+they existed loads with none; a trunk naming a profile the file does not hold is damage.
 """
 
 from __future__ import annotations
@@ -57,6 +64,13 @@ from phone.cluster.model import (
     SecurityMode,
     TrustEntry,
     TrustStore,
+)
+from phone.cluster.trunk import (
+    ApplicationUser,
+    RequestType,
+    SipRealm,
+    TrunkConfig,
+    TrunkSecurityProfile,
 )
 from phone.device.loads import catalogue_images
 from phone.errors import FormatError, LabError, UsageError, VphoneError
@@ -169,6 +183,101 @@ def _b64(data: bytes | None) -> str | None:
     return None if data is None else base64.b64encode(data).decode()
 
 
+def _kinds(kinds: frozenset[RequestType]) -> list[str]:
+    return [k.value for k in RequestType if k in kinds]
+
+
+def _encode_sip(state: ClusterState) -> dict[str, Any]:
+    """The SIP trunk side of a cluster document (items 43-44; module docstring)."""
+    return {
+        "trunk_profiles": [
+            {
+                "name": p.name,
+                "allowed": _kinds(p.allowed),
+                "digest": p.digest,
+                "application_authorization": p.application_authorization,
+                "challenge": p.challenge,
+            }
+            for p in state.trunk_profiles.values()
+        ],
+        "trunks": [
+            {"name": t.name, "addresses": sorted(t.addresses), "profile": t.profile}
+            for t in state.trunks.values()
+        ],
+        "application_users": [
+            {"name": u.name, "realm": u.realm, "ha1": u.ha1, "allowed": _kinds(u.allowed)}
+            for u in state.application_users.values()
+        ],
+        "sip_realms": [
+            {"realm": r.realm, "user": r.user, "password": r.password}
+            for r in state.sip_realms.values()
+        ],
+    }
+
+
+def _decode_kinds(value: object) -> frozenset[RequestType]:
+    if not isinstance(value, list):
+        raise LabError(f"expected a list of request types, got {value!r}")
+    return frozenset(RequestType.parse(str(v)) for v in value)
+
+
+def _decode_sip(
+    document: Mapping[str, Any],
+) -> tuple[
+    dict[str, TrunkSecurityProfile],
+    dict[str, TrunkConfig],
+    dict[str, ApplicationUser],
+    dict[str, SipRealm],
+]:
+    """The SIP trunk side of a cluster document; absent keys (older files) mean none.
+
+    Raises:
+        LabError: an invalid entry, a name given twice, or a trunk naming a missing profile.
+    """
+
+    def unique(kind: str, names: list[str]) -> None:
+        repeated = sorted({n for n in names if names.count(n) > 1})
+        if repeated:
+            raise LabError(f"{kind} {', '.join(repeated)} appears more than once")
+
+    profiles = [
+        TrunkSecurityProfile(
+            name=str(p["name"]),
+            allowed=_decode_kinds(p["allowed"]),
+            digest=bool(p["digest"]),
+            application_authorization=bool(p["application_authorization"]),
+            challenge=int(p["challenge"]),
+        )
+        for p in document.get("trunk_profiles", [])
+    ]
+    trunks = [
+        TrunkConfig(str(t["name"]), frozenset(str(a) for a in t["addresses"]), str(t["profile"]))
+        for t in document.get("trunks", [])
+    ]
+    users = [
+        ApplicationUser(str(u["name"]), str(u["realm"]), str(u["ha1"]), _decode_kinds(u["allowed"]))
+        for u in document.get("application_users", [])
+    ]
+    realms = [
+        SipRealm(str(r["realm"]), str(r["user"]), str(r["password"]))
+        for r in document.get("sip_realms", [])
+    ]
+    unique("trunk security profile", [p.name for p in profiles])
+    unique("trunk", [t.name for t in trunks])
+    unique("application user", [u.name for u in users])
+    unique("SIP realm", [r.realm for r in realms])
+    known = {p.name for p in profiles}
+    for trunk in trunks:
+        if trunk.profile not in known:
+            raise LabError(f"trunk {trunk.name} names the missing profile {trunk.profile!r}")
+    return (
+        {p.name: p for p in profiles},
+        {t.name: t for t in trunks},
+        {u.name: u for u in users},
+        {r.realm: r for r in realms},
+    )
+
+
 def _encode_cluster(state: ClusterState) -> tuple[dict[str, Any], dict[str, Identity]]:
     w = _Writer()
     nodes = [
@@ -246,6 +355,7 @@ def _encode_cluster(state: ClusterState) -> tuple[dict[str, Any], dict[str, Iden
         },
         "registrations": dict(state.registrations),
         "log": [dataclasses.asdict(e) for e in state.log],
+        **_encode_sip(state),
     }
     return document, w.keys
 
@@ -352,6 +462,7 @@ def _decode_cluster(folder: Path, document: object) -> ClusterState:
             None if reset_doc["remote"] is None else r.identity(reset_doc["remote"]),
         )
     )
+    trunk_profiles, trunks, application_users, sip_realms = _decode_sip(document)
     itl_files: dict[str, bytes] = {}
     for host, text in document["itl_files"].items():
         data = _unb64(text)
@@ -379,6 +490,10 @@ def _decode_cluster(folder: Path, document: object) -> ClusterState:
         context_changed_at=int(document["context_changed_at"]),
         context_key=str(document["context_key"]),
         next_seq=int(document["next_seq"]),
+        trunk_profiles=trunk_profiles,
+        trunks=trunks,
+        application_users=application_users,
+        sip_realms=sip_realms,
     )
 
 

@@ -255,7 +255,9 @@ class SipRegistrar(Service):
         clock: the lab clock (nonce ages, certificate dates); default the wall clock.
         tls_listen: the TLS address (mixed mode only); default the same host, port 0 when
             ``listen`` has port 0, else ``listen`` port + 1 (5060 -> 5061).
-        trunks, application_users: SIP trunks and their users (items 43-44).
+        trunks, application_users: SIP trunks and their users (items 43-44) on top of the
+            cluster's, which the registrar reads itself (an explicit entry replaces the
+            cluster's of the same name; :mod:`phone.cluster.registrar`).
         lock: held around every call into the lab (share one with a lab's other servers).
         on_change: called (under ``lock``) after a request changed the lab, e.g. to save it.
         idle_timeout: seconds a TCP/TLS connection may stay silent.
