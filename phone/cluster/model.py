@@ -138,7 +138,10 @@ def normalize_mac(text: str) -> str:
     return raw
 
 
+@functools.lru_cache(maxsize=1024)
 def _sha256(certificate: x509.Certificate) -> str:
+    # Certificates are immutable and hashable; the config context asks for the same few
+    # fingerprints after every change of the cluster (every registration, in a fleet).
     return certificate.fingerprint(hashes.SHA256()).hex()
 
 
