@@ -11,10 +11,12 @@ import multiprocessing
 import textwrap
 
 import pytest
-from keypool import pooled_keys
+from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
+from keypool import pooled_key_lists, pooled_keys
 
 from phone.errors import UsageError
-from phone.scenario import ScenarioError, load_scenario, parse_scenario, run_scenario
+from phone.pki import PooledKeys
+from phone.scenario import ScenarioError, fleet, load_scenario, parse_scenario, run_scenario
 from phone.scenario.fleet import planned_operations
 from phone.scenario.report import Report
 
@@ -151,3 +153,124 @@ def test_workers_are_bounded() -> None:
     # More workers than phones: one per phone at most (here: runs in-process, 1 phone).
     tiny = scenario.with_count(1)
     assert run_scenario(tiny, keys=pooled_keys(), workers=1).steps[0].groups["online"].states
+
+
+# --- CAPF over shards (issue 8) ------------------------------------------------------------------
+
+# Two groups enroll (one with the right string, one with a wrong one), then TVS is regenerated:
+# each worker sets the operations on its own phones' device records, its phones enroll against
+# its own copy of the lab's CAPF, and the regeneration still draws the pre-drawn keys.
+CAPF_FLEET = textwrap.dedent(
+    """\
+    [scenario]
+    name = "capf-fleet"
+    title = "capf fleet"
+
+    [[cluster]]
+    name = "c1"
+    mode = "mixed"
+
+    [[group]]
+    name = "right"
+    count = 5
+    cluster = "c1"
+    power = "off"
+
+    [[group]]
+    name = "wrong"
+    count = 3
+    cluster = "c1"
+    security_mode = "authenticated"
+
+    [[step]]
+    do = "set-device"
+    encrypt_config = true
+    security_mode = "encrypted"
+
+    [[step]]
+    do = "capf"
+    operation = "install"
+    auth = "string:2468"
+    capf_string = "2468"
+
+    [[step]]
+    do = "capf"
+    group = "wrong"
+    operation = "install"
+    auth = "string:2468"
+    capf_string = "1357"
+
+    [[step]]
+    do = "boot"
+
+    [[step]]
+    do = "regenerate"
+    cluster = "c1"
+    cert = "tvs"
+
+    [[step]]
+    do = "reset"
+
+    [[expect]]
+    group = "right"
+    state = "registered"
+    registered_over = "tls"
+    lsc = true
+    capf_result = "install succeeded"
+    capf_pending = "none"
+
+    [[expect]]
+    group = "wrong"
+    state = "registered"
+    lsc = false
+    capf_result = "install failed"
+    capf_pending = "install"
+    last_capf = "rejected by seed"
+
+    [[expect]]
+    cluster = "c1"
+    log_contains = "install succeeded"
+    """
+)
+
+
+class _NotAPool:
+    """A key source that is not a :class:`PooledKeys`: workers' phones generate fresh keys."""
+
+    def rsa(self, bits: int) -> RSAPrivateKey:
+        return pooled_keys().rsa(bits)
+
+
+def test_capf_state_and_lscs_are_the_same_for_any_number_of_workers() -> None:
+    scenario = parse_scenario(CAPF_FLEET)
+    one = run_scenario(scenario, keys=pooled_keys(), workers=1)
+    assert one.ok, [(e.expect, e.examples) for e in one.failed]
+    # Phones generate their keys in the workers here (the caller's source is no pool).
+    three = run_scenario(scenario, keys=_NotAPool(), workers=3)
+    assert three.to_json() == one.to_json()
+    assert not multiprocessing.active_children()
+    boot = three.steps[4]
+    assert boot.groups["right"].states == {"registered": 5}
+
+
+def test_the_library_capf_scenario_in_workers() -> None:
+    scenario = load_scenario("encrypted-config-lsc").with_count(3)
+    one = run_scenario(scenario, keys=pooled_keys(), workers=1)
+    two = run_scenario(scenario, keys=pooled_keys(), workers=2)
+    assert one.ok and two.ok, [e.expect for e in two.failed]
+    assert two.to_json() == one.to_json()
+
+
+def test_workers_get_pooled_phone_keys_only_from_a_pool() -> None:
+    scenario = parse_scenario(CAPF_FLEET)
+    pool = PooledKeys(pooled_key_lists())
+    # 5 + 3 phones enroll, then the 3 "wrong" ones are asked again: 11 enrollments at most,
+    # 4 for the busiest of 3 shards.
+    keys = fleet._phone_keys(scenario, pool, 3)
+    assert keys is not None and len(keys) == 4 and len({id(k) for k in keys}) == 4
+    assert len(fleet._phone_keys(scenario, pool, 1) or ()) == 11
+    # Never more than the pool holds: beyond that the keys would repeat anyway.
+    big = fleet._phone_keys(scenario.with_count(40), pool, 1)
+    assert big is not None and len(big) == pool.pool_size(2048)
+    assert fleet._phone_keys(scenario, _NotAPool(), 3) is None
+    assert fleet._phone_keys(parse_scenario(FLEET), pool, 3) is None  # nobody enrolls

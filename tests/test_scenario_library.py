@@ -11,11 +11,19 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from keypool import pooled_keys
 
+import phone.trust.config as config_module
 import phone.trust.images as images_module
 import phone.trust.lists as lists_module
 import phone.trust.tvs as tvs_module
+from phone.device.capf import CapfServerTrust
+from phone.errors import DecryptionError
+from phone.formats.signed import SignedFile
+from phone.formats.signed import decrypt as real_decrypt
 from phone.scenario import library_names, library_scenarios, load_scenario, run_scenario
 from phone.scenario.report import Report
 
@@ -35,6 +43,8 @@ REQUIRED = {
     "itl-reset-two-phases",
     "firmware-key-rollover",
     "tampered-config",
+    # Issue 8: configuration file encryption and its CAPF prerequisite.
+    "encrypted-config-lsc",
 }
 
 
@@ -111,6 +121,36 @@ def _break_item24(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(tvs_module.TvsClient, "ask", fail_open)
 
 
+def _break_item20_capf(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Item 20 for CAPF: the phone trusts whatever certificate the CAPF server presents instead
+    # of finding it in its CTL/ITL (or asking TVS). The enrollment still works against the
+    # lab's honest CAPF; what the scenario catches is that nothing vouched for the server.
+    def trusting(self: CapfServerTrust, certificate: x509.Certificate) -> str | None:
+        self.certificate = certificate
+        self.how = "the CAPF certificate was not checked"
+        return None
+
+    monkeypatch.setattr(CapfServerTrust, "__call__", trusting)
+
+
+def _break_item14_encrypted(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Section 8 / item 14: the phone unwraps the config key with RSA-OAEP instead of PKCS#1
+    # v1.5, so no encrypted config can be read any more, LSC or not.
+    def oaep(signed: SignedFile, private_key: rsa.RSAPrivateKey) -> bytes:
+        info = signed.header.encryption
+        assert info is not None
+        oaep_padding = padding.OAEP(
+            mgf=padding.MGF1(algorithm=hashes.SHA1()), algorithm=hashes.SHA1(), label=None
+        )
+        try:
+            private_key.decrypt(info.encrypted_key, oaep_padding)
+        except ValueError:
+            raise DecryptionError("the config key does not unwrap (RSA-OAEP)") from None
+        return real_decrypt(signed, private_key)  # not reached: the lab wraps with PKCS#1 v1.5
+
+    monkeypatch.setattr(config_module, "decrypt", oaep)
+
+
 @pytest.mark.parametrize(
     ("scenario", "breaker", "failing_check"),
     [
@@ -118,6 +158,12 @@ def _break_item24(monkeypatch: pytest.MonkeyPatch) -> None:
         ("regenerate-callmanager-and-tvs-8x", _break_item21, "last_itl = rejected"),
         ("firmware-key-rollover", _break_item38, "last_image = rejected by item 38"),
         ("migration-bulk-old-tvs-down", _break_item24, "last_itl = rejected by item 24"),
+        (
+            "encrypted-config-lsc",
+            _break_item20_capf,
+            "trace_contains = is the CAPF record of the installed CTL",
+        ),
+        ("encrypted-config-lsc", _break_item14_encrypted, "last_config = accepted by item 14"),
     ],
 )
 def test_breaking_a_rule_fails_its_scenario(

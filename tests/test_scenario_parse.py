@@ -318,3 +318,164 @@ def test_with_count_scales_every_group() -> None:
     assert scenario.with_count(10_000).phone_count == 10_000
     with pytest.raises(ScenarioError):
         scenario.with_count(0)
+
+
+# --- device settings, CAPF steps and their expectations (issue 8) --------------------------------
+
+
+def test_set_device_capf_steps_and_capf_checks_parse() -> None:
+    scenario = parse_scenario(
+        HEAD
+        + textwrap.dedent(
+            """
+            [[step]]
+            do = "set-device"
+            group = "desk"
+            encrypt_config = true
+            security_mode = "encrypted"
+            digest_user = "alice"
+            digest_password = "secret"
+            digest_auth = true
+
+            [[step]]
+            do = "capf"
+            operation = "install"
+            auth = "string:2468"
+            key_type = "ec"
+            capf_string = "2468"
+
+              [[step.expect]]
+              capf_pending = "install"
+              capf_result = "none"
+
+            [[step]]
+            do = "capf"
+            operation = "none"
+
+            [[expect]]
+            lsc = true
+            registered_over = "tls"
+            capf_result = "Install  Succeeded"
+            last_capf = "accepted by seed"
+            """
+        ),
+        path="demo.toml",
+    )
+    device, install, cancel = scenario.steps
+    assert device.groups == ("desk",)
+    assert device.params == {
+        "security_mode": "encrypted",
+        "encrypt_config": True,
+        "digest_user": "alice",
+        "digest_password": "secret",
+        "digest_auth": True,
+    }
+    # The password never reaches a report line.
+    assert "secret" not in device.describe() and "digest_password = ***" in device.describe()
+    assert install.params == {
+        "operation": "install",
+        "auth": "string:2468",
+        "key_type": "ec-p256",  # the alias, normalized
+        "capf_string": "2468",
+    }
+    assert install.groups == ("desk",)  # no group: every group
+    assert "2468" not in install.describe()
+    assert install.describe() == "capf install (string, ec-p256), string typed on the phones"
+    assert cancel.params == {"operation": "none"}
+    (final,) = scenario.expects
+    assert [(c.key, c.value) for c in final.checks] == [
+        ("lsc", True),
+        ("registered_over", "tls"),
+        ("capf_result", "install succeeded"),  # case and spaces normalized
+        ("last_capf", "accepted by seed"),
+    ]
+
+
+def test_encrypt_config_of_a_group_defaults_to_its_security_mode() -> None:
+    encrypted = parse_scenario(HEAD + 'security_mode = "encrypted"\n')
+    assert encrypted.groups[0].encrypts_config
+    plain = parse_scenario(HEAD + 'security_mode = "encrypted"\nencrypt_config = false\n')
+    assert not plain.groups[0].encrypts_config
+    authenticated = parse_scenario(
+        HEAD + 'security_mode = "authenticated"\nencrypt_config = true\n'
+    )
+    assert authenticated.groups[0].encrypts_config
+
+
+@pytest.mark.parametrize(
+    ("extra", "offset", "key", "words"),
+    [
+        # set-device with nothing to set.
+        ('\n[[step]]\ndo = "set-device"\n', 2, "", "at least one of"),
+        (
+            '\n[[step]]\ndo = "set-device"\nsecurity_mode = "secure"\n',
+            4,
+            "security_mode",
+            "not one",
+        ),
+        ('\n[[step]]\ndo = "set-device"\nencrypt_config = "yes"\n', 4, "encrypt_config", "true or"),
+        ('\n[[step]]\ndo = "set-device"\ndigest_user = " bob"\n', 4, "digest_user", "spaces"),
+        ('\n[[step]]\ndo = "set-device"\nencrypt = true\n', 4, "encrypt", "encrypt_config"),
+        # A set-device step on a cluster rather than on groups.
+        ('\n[[step]]\ndo = "set-device"\nload = "x"\ncluster = "old"\n', 5, "cluster", "unknown"),
+        # capf: the operation, the authentication, the key type and the typed string.
+        ('\n[[step]]\ndo = "capf"\nauth = "null"\n', 2, "operation", "needs 'operation'"),
+        (
+            '\n[[step]]\ndo = "capf"\noperation = "instal"\nauth = "null"\n',
+            4,
+            "operation",
+            "'install'",
+        ),
+        ('\n[[step]]\ndo = "capf"\noperation = "install"\n', 2, "auth", "needs 'auth'"),
+        (
+            '\n[[step]]\ndo = "capf"\noperation = "install"\nauth = "pin"\n',
+            5,
+            "auth",
+            "string:SECRET",
+        ),
+        (
+            '\n[[step]]\ndo = "capf"\noperation = "install"\nauth = "string:12"\n',
+            5,
+            "auth",
+            "4 to 10 digits",
+        ),
+        (
+            '\n[[step]]\ndo = "capf"\noperation = "install"\nauth = "string"\n',
+            5,
+            "auth",
+            "needs the",
+        ),
+        ('\n[[step]]\ndo = "capf"\noperation = "install"\nauth = "mic:1"\n', 5, "auth", "only"),
+        (
+            '\n[[step]]\ndo = "capf"\noperation = "delete"\nauth = "null"\nkey_type = "ec"\n',
+            6,
+            "key_type",
+            "generates no key",
+        ),
+        (
+            '\n[[step]]\ndo = "capf"\noperation = "install"\nauth = "null"\nkey_type = "dsa"\n',
+            6,
+            "key_type",
+            "rsa-2048 or ec-p256",
+        ),
+        (
+            '\n[[step]]\ndo = "capf"\noperation = "install"\nauth = "null"\ncapf_string = "12a4"\n',
+            6,
+            "capf_string",
+            "digits only",
+        ),
+        ('\n[[step]]\ndo = "capf"\noperation = "none"\nauth = "null"\n', 5, "auth", "cancels"),
+        # The new checks.
+        ('\n[[expect]]\nlsc = "yes"\n', 3, "lsc", "true or false"),
+        ('\n[[expect]]\nregistered_over = "udp"\n', 3, "registered_over", "tls, tcp"),
+        ('\n[[expect]]\ncapf_pending = "instal"\n', 3, "capf_pending", "'install'"),
+        ('\n[[expect]]\ncapf_result = "install ok"\n', 3, "capf_result", "not a CAPF outcome"),
+        ('\n[[expect]]\nlast_capf = "acepted"\n', 3, "last_capf", "'accepted'"),
+    ],
+)
+def test_malformed_device_and_capf_steps_name_line_and_key(
+    extra: str, offset: int, key: str, words: str
+) -> None:
+    error = error_of(extra)
+    assert (error.line, error.key) == (HEAD_LINES + offset, key), str(error)
+    assert words in str(error)

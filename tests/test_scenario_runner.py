@@ -14,6 +14,7 @@ import pytest
 from keypool import pooled_keys
 
 from phone.cluster import TrustStore
+from phone.cluster.model import SecurityMode
 from phone.device.machine import State
 from phone.errors import UsageError
 from phone.scenario import (
@@ -526,3 +527,220 @@ def test_a_runner_runs_once() -> None:
     runner, _ = runner_of(ONE_CLUSTER, "")
     with pytest.raises(UsageError, match="already ran"):
         runner.run()
+
+
+# --- device settings and CAPF (issue 8) ----------------------------------------------------------
+
+MIXED = ONE_CLUSTER.replace('name = "c1"', 'name = "c1"\nmode = "mixed"', 1)
+
+
+def test_set_device_changes_the_records_of_the_groups_phones_only() -> None:
+    runner, report = runner_of(
+        ONE_CLUSTER,
+        """
+        [[step]]
+        do = "set-device"
+        group = "a"
+        security_mode = "authenticated"
+        encrypt_config = true
+        digest_user = "alice"
+        digest_password = "pa55"
+        digest_auth = true
+        exclude_digest_credentials = true
+        load = "sip88xx.12-0-1"
+
+        [[step]]
+        do = "set-device"
+        group = "a"
+        digest_user = ""
+        """,
+    )
+    cluster = runner.lab.cluster("c1")
+    for phone in runner.phones("a"):
+        device = cluster.device(phone.mac)
+        assert device is not None
+        assert device.security_mode is SecurityMode.AUTHENTICATED and device.encrypt_config
+        assert device.digest_user is None  # the empty text of the second step cleared it
+        assert device.digest_password == "pa55" and device.digest_authentication
+        assert device.exclude_digest_credentials and device.load == "sip88xx.12-0-1"
+    untouched = [cluster.device(p.mac) for p in runner.phones("b")]
+    assert all(d is not None and not d.encrypt_config for d in untouched)
+    assert report.steps[1].groups["a"].acted == 3 and "b" not in report.steps[1].description
+    assert "pa55" not in report.steps[1].description
+
+
+def test_set_device_adds_a_record_for_a_phone_that_has_none() -> None:
+    runner, _ = runner_of(
+        ONE_CLUSTER.replace('power = "off"', 'power = "off"\nconfigured = false'),
+        '\n[[step]]\ndo = "set-device"\ngroup = "b"\nencrypt_config = true\n',
+    )
+    cluster = runner.lab.cluster("c1")
+    devices = [cluster.device(p.mac) for p in runner.phones("b")]
+    assert all(d is not None and d.encrypt_config and not d.autoregistered for d in devices)
+
+
+def test_capf_step_sets_the_pending_operation_and_types_the_string() -> None:
+    runner, report = runner_of(
+        MIXED,
+        """
+        [[step]]
+        do = "capf"
+        group = "a"
+        operation = "install"
+        auth = "string:2468"
+        key_type = "ec-p256"
+        capf_string = "2468"
+
+          [[step.expect]]
+          group = "a"
+          capf_pending = "install"
+          capf_result = "none"
+
+          [[step.expect]]
+          group = "b"
+          capf_pending = "none"
+
+        [[step]]
+        do = "capf"
+        group = "a"
+        operation = "troubleshoot"
+        auth = "null"
+
+        [[step]]
+        do = "capf"
+        group = "a"
+        operation = "none"
+
+          [[step.expect]]
+          group = "a"
+          capf_pending = "none"
+        """,
+    )
+    assert report.ok, [(e.expect, e.examples) for e in report.failed]
+    assert all(p.capf_string == "2468" for p in runner.phones("a"))
+    assert all(p.capf_string is None for p in runner.phones("b"))
+    # The lab's CAPF log names each device and never the string.
+    log = [str(entry) for entry in runner.lab.cluster("c1").log]
+    assert sum("pending install (string, ec-p256)" in line for line in log) == 3
+    assert sum("pending operation cancelled" in line for line in log) == 3
+    assert not any("2468" in line for line in log)
+
+
+def test_lsc_install_makes_encrypted_configs_readable() -> None:
+    _, report = runner_of(
+        MIXED,
+        """
+        [[step]]
+        do = "set-device"
+        encrypt_config = true
+        security_mode = "encrypted"
+
+        [[step]]
+        do = "boot"
+        group = "b"
+
+          [[step.expect]]
+          group = "b"
+          state = "no-config"
+          lsc = false
+
+        [[step]]
+        do = "capf"
+        operation = "install"
+        auth = "null"
+
+        [[step]]
+        do = "boot"
+
+        [[expect]]
+        state = "registered"
+        registered_over = "tls"
+        lsc = true
+        last_capf = "accepted by seed"
+        capf_result = "install succeeded"
+        capf_pending = "none"
+        last_config = "accepted by item 14"
+        """,
+    )
+    assert report.ok, [(e.expect, e.examples) for e in report.failed]
+    # The boot that enrolled the LSC read the config again from its stub: the summary does not
+    # blame the config it could not read before the CAPF session.
+    assert {row.reason for row in report.summary} == {"no problem in the latest boot"}
+
+
+def test_capf_failures_are_named_and_leave_the_operation_pending() -> None:
+    _, report = runner_of(
+        MIXED,
+        """
+        [[step]]
+        do = "capf"
+        operation = "install"
+        auth = "string:2468"
+
+        [[step]]
+        do = "capf"
+        group = "a"
+        operation = "install"
+        auth = "string:2468"
+        capf_string = "1357"
+
+        [[step]]
+        do = "boot"
+
+          [[step.expect]]
+          group = "a"
+          text = "the wrong string: CAPF refuses, the operation stays for the next boot"
+          last_capf = "rejected by seed"
+          capf_result = "install failed"
+          capf_pending = "install"
+          lsc = false
+          state = "registered"
+
+          [[step.expect]]
+          group = "b"
+          text = "no string typed: the phone does not even connect"
+          last_capf = "failed by seed"
+          capf_result = "none"
+          capf_pending = "install"
+
+        [[expect]]
+        group = "a"
+        capf_result = "succeeded"
+        """,
+    )
+    wrong_string, no_string, final = report.expectations
+    assert wrong_string.ok and no_string.ok
+    assert not final.ok
+    assert "CAPF last: install failed: authentication failed: wrong authentication string" in (
+        final.examples[0].detail
+    )
+    reasons = {row.group: row.reason for row in report.summary}
+    assert (
+        reasons["a"].startswith("capf rejected by seed")
+        and "wrong authentication" in (reasons["a"])
+    )
+    assert "none was entered on the phone" in reasons["b"]
+
+
+def test_registered_over_reads_the_transport_the_phone_used() -> None:
+    _, report = runner_of(
+        ONE_CLUSTER,
+        """
+        [[expect]]
+        group = "a"
+        registered_over = "tcp"
+        lsc = false
+
+        [[expect]]
+        group = "a"
+        registered_over = "tls"
+
+        [[expect]]
+        group = "b"
+        count = "none"
+        registered_over = "tcp"
+        """,
+    )
+    tcp, tls, off = report.expectations
+    assert tcp.ok and off.ok
+    assert not tls.ok and tls.examples[0].detail.startswith("registered over tcp")

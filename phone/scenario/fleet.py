@@ -13,6 +13,15 @@ itself is pure). With ``workers=1`` the fleet runs in this process. With ``worke
    report is the same for any N. Certificates regenerated in different workers carry different
    random serials; no report field shows a serial (reasons are masked, :func:`mask`).
 
+Phones enrolling an LSC through CAPF (a ``capf`` step) generate their own RSA keys, as real
+phones do: in a worker they draw from a source of their own, never from the pre-drawn
+regeneration keys (whose order every worker must replay identically). When the caller's key
+source is a :class:`~phone.pki.PooledKeys` (tests, benchmarks: "do not generate keys"), the
+workers get a few pooled keys for the phones too; otherwise each worker generates fresh ones.
+The LSCs then differ between runs in their keys and serials only, which no report shows
+either. CAPF state (pending operations, outcomes, the LSC a device record knows) lives on
+device records, which concern one phone each, so each shard holds its own phones' state.
+
 Progress: workers add the phone operations they finish to a shared counter; this process
 reads it while it waits and calls ``progress(done, total)``.
 """
@@ -42,6 +51,7 @@ __all__ = ["MAX_WORKERS", "FleetProgress", "planned_operations", "run_scenario"]
 
 MAX_WORKERS = 64
 _BATCH = 64  # phone operations a worker does between two updates of the shared counter
+_LSC_BITS = 2048  # CAPF asks phones for RSA-2048 keys (phone.cluster.capf)
 _POLL_SECONDS = 0.1
 
 FleetProgress = Callable[[int, int], None]
@@ -62,6 +72,34 @@ def planned_operations(scenario: Scenario) -> int:
         ):
             total += sum(scenario.group(name).count for name in step.groups)
     return max(total, 1)
+
+
+def _enrollments(scenario: Scenario) -> int:
+    """How many RSA key pairs the phones may generate for CAPF (install or upgrade steps)."""
+    total = 0
+    for step in scenario.steps:
+        if (
+            step.action == "capf"
+            and step.param("operation") in ("install", "upgrade")
+            and step.param("key_type", "rsa-2048") == "rsa-2048"  # EC keys come from no pool
+        ):
+            total += sum(scenario.group(name).count for name in step.groups)
+    return total
+
+
+def _phone_keys(scenario: Scenario, keys: KeySource, workers: int) -> list[RSAPrivateKey] | None:
+    """Pooled RSA-2048 keys for the workers' phones, or None: each worker generates fresh keys.
+
+    Only a pool is shared out (a caller who pooled the lab's keys does not want key generation
+    either); at most as many keys as one shard's phones may need, and never more than the pool
+    holds, so the keys a worker hands its phones stay distinct as far as the pool allows.
+    """
+    if not isinstance(keys, PooledKeys) or keys.pool_size(_LSC_BITS) == 0:
+        return None
+    needed = -(-_enrollments(scenario) // workers)  # the busiest shard's share, rounded up
+    if needed == 0:
+        return None
+    return [keys.rsa(_LSC_BITS) for _ in range(min(needed, keys.pool_size(_LSC_BITS)))]
 
 
 def _regeneration_keys(scenario: Scenario, keys: KeySource) -> dict[int, list[RSAPrivateKey]]:
@@ -87,6 +125,7 @@ class _Job:
     keys_pem: dict[int, list[bytes]]
     shard: int
     shards: int
+    phone_keys_pem: list[bytes] | None = None  # None: the phones generate fresh keys
 
 
 def _worker(job: _Job, conn: Connection, counter: Synchronized[int]) -> None:
@@ -112,9 +151,14 @@ def _worker(job: _Job, conn: Connection, counter: Synchronized[int]) -> None:
             bits: [_rsa(key_from_pem(pem, None)) for pem in pems]
             for bits, pems in job.keys_pem.items()
         }
+        phone_keys: KeySource = FreshKeys()
+        if job.phone_keys_pem:
+            phone_pool = [_rsa(key_from_pem(pem, None)) for pem in job.phone_keys_pem]
+            phone_keys = PooledKeys({_LSC_BITS: phone_pool}, fallback=FreshKeys())
         runner = ScenarioRunner(
             job.scenario,
             keys=PooledKeys(pools),
+            phone_keys=phone_keys,
             lab=lab,
             shard=(job.shard, job.shards),
             progress=progress,
@@ -136,7 +180,7 @@ def _worker(job: _Job, conn: Connection, counter: Synchronized[int]) -> None:
 
 def _rsa(key: object) -> RSAPrivateKey:
     if not isinstance(key, RSAPrivateKey):
-        raise UsageError("a regeneration key is not an RSA key")
+        raise UsageError("a pooled key handed to a worker is not an RSA key")
     return key
 
 
@@ -192,6 +236,13 @@ def _run_workers(
         bits: [key_to_pem(k, None, allow_unencrypted=True) for k in drawn]
         for bits, drawn in _regeneration_keys(scenario, keys).items()
     }
+    # Drawn after the regeneration keys, so these never shift which keys regenerate draws.
+    phone_keys = _phone_keys(scenario, keys, workers)
+    phone_pems = (
+        None
+        if phone_keys is None
+        else [key_to_pem(k, None, allow_unencrypted=True) for k in phone_keys]
+    )
     context = multiprocessing.get_context("spawn")
     counter: Synchronized[int] = context.Value("q", 0)
     with tempfile.TemporaryDirectory(prefix="vphone-fleet-") as folder:
@@ -201,7 +252,7 @@ def _run_workers(
         try:
             for shard in range(workers):
                 receive, send = context.Pipe(duplex=False)
-                job = _Job(scenario, str(lab_path), pems, shard, workers)
+                job = _Job(scenario, str(lab_path), pems, shard, workers, phone_pems)
                 process = context.Process(
                     target=_worker, args=(job, send, counter), name=f"vphone-shard-{shard}"
                 )

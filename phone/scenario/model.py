@@ -48,11 +48,19 @@ PHONE_ACTIONS = frozenset(
         "factory-reset",
         "move",
         "upgrade-firmware",
+        "set-device",
+        "capf",
         "tamper",
         "heal",
     }
 )
-"""Steps that act on the phones of some groups (``groups``, default every group)."""
+"""Steps that act on the phones of some groups (``groups``, default every group).
+
+``upgrade-firmware``, ``set-device`` and ``capf`` change the *device records* of the groups'
+phones rather than the phones themselves; they are phone actions all the same, because a device
+record concerns one phone alone: a fleet shard changes the records of its own phones only,
+which is what keeps the shards independent (``phone.scenario.runner``).
+"""
 
 LAB_ACTIONS = frozenset(
     {
@@ -169,6 +177,9 @@ class GroupDef:
     configured: bool = True
     security_mode: str = "non-secure"
     load: str = ""
+    # The security profile's "Encrypted TFTP Configuration". None: as the security mode says
+    # (on for "encrypted"), which is what scenarios written before the key existed get.
+    encrypt_config: bool | None = None
     index: int = 0  # position among the scenario's groups (MACs are derived from it)
     line: int = 0
 
@@ -178,6 +189,13 @@ class GroupDef:
         ``02`` marks a locally administered address, so no real vendor prefix is borrowed.
         """
         return f"02{self.index:02X}{number:08X}"
+
+    @property
+    def encrypts_config(self) -> bool:
+        """Whether the group's device records start with config encryption on."""
+        if self.encrypt_config is None:
+            return self.security_mode == "encrypted"
+        return self.encrypt_config
 
 
 @dataclass(frozen=True, slots=True)
@@ -287,6 +305,21 @@ class StepDef:
                 return f"move -> {p['cluster']}"
             case "upgrade-firmware":
                 return f"upgrade-firmware -> {p['load']}"
+            case "set-device":
+                # The digest password is a secret: reports say it was set, not what it is.
+                settings = ", ".join(
+                    f"{key} = {'***' if key == 'digest_password' else self.param(key)}"
+                    for key in sorted(p)
+                )
+                return f"set-device {settings}"
+            case "capf":
+                if p["operation"] == "none":
+                    return "capf: cancel the pending operation"
+                # The authentication string stays out of reports: "string", not its digits.
+                auth = str(p["auth"]).partition(":")[0]
+                key = f", {p['key_type']}" if "key_type" in p else ""
+                typed = ", string typed on the phones" if "capf_string" in p else ""
+                return f"capf {p['operation']} ({auth}{key}){typed}"
             case "tamper":
                 return f"tamper {p.get('fault', 'tamper')}:{p['file']}"
             case "wait":

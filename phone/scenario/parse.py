@@ -20,6 +20,7 @@ from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Any
 
+from phone.cluster.capf import CapfAuth, CapfKeyType, CapfOperation, CapfPending
 from phone.cluster.model import PARAMETERS, parse_parameter
 from phone.cluster.profiles import PROFILES, get_profile
 from phone.device.machine import State
@@ -47,6 +48,7 @@ from phone.trust.decision import Verdict
 __all__ = [
     "CERT_KINDS",
     "CLUSTER_CHECKS",
+    "DEVICE_SETTINGS",
     "PHONE_CHECKS",
     "STEP_KEYS",
     "parse_quantity",
@@ -92,7 +94,17 @@ PHONE_CHECKS: Mapping[str, str] = {
     "last_config": "the verdict of the latest config decision, optionally 'by RULE'",
     "last_image": "the verdict of the latest firmware image decision, optionally 'by RULE'",
     "last_register": "the verdict of the latest registration attempt, optionally 'by RULE'",
+    "last_capf": "the verdict of the latest CAPF decision (trust in the server, or the "
+    "session's outcome), optionally 'by RULE'",
     "load": "the firmware load the phone runs",
+    "lsc": "true when the phone holds an LSC (a certificate CAPF issued)",
+    "registered_over": "the transport of the phone's registration: tls or tcp (it must be "
+    "registered)",
+    "capf_result": "the last CAPF outcome on the phone's device record (cluster side): "
+    "succeeded, failed, OPERATION succeeded, OPERATION failed, or none",
+    "capf_pending": "the certificate operation pending on the phone's device record: "
+    + ", ".join(o.value for o in CapfOperation)
+    + " or none",
 }
 """Every check a phone expectation accepts, with what it means."""
 
@@ -102,8 +114,12 @@ CLUSTER_CHECKS: Mapping[str, str] = {
 }
 """Every check a cluster expectation accepts."""
 
-_BOOL_CHECKS = frozenset({"has_itl", "has_ctl", "itl_empty", "itl_matches_cluster"})
-_LAST_CHECKS = frozenset({"last_ctl", "last_itl", "last_config", "last_image", "last_register"})
+_BOOL_CHECKS = frozenset({"has_itl", "has_ctl", "itl_empty", "itl_matches_cluster", "lsc"})
+_LAST_CHECKS = frozenset(
+    {"last_ctl", "last_itl", "last_config", "last_image", "last_register", "last_capf"}
+)
+_OPERATIONS = tuple(o.value for o in CapfOperation)
+_SECURITY_MODES = ("non-secure", "authenticated", "encrypted")
 
 # --- the key -> line map -------------------------------------------------------------------------
 
@@ -325,6 +341,20 @@ def parse_quantity(value: object, *, phones: bool = True) -> Quantity:
 
 _FAULTS = tuple(k.value for k in FaultKind)
 
+DEVICE_SETTINGS = (
+    "security_mode",
+    "encrypt_config",
+    "digest_user",
+    "digest_password",
+    "digest_auth",
+    "exclude_digest_credentials",
+    "load",
+)
+"""The device-record settings a ``set-device`` step may change (at least one of them)."""
+
+_DEVICE_FLAGS = frozenset({"encrypt_config", "digest_auth", "exclude_digest_credentials"})
+_CAPF_STRING = re.compile(r"[0-9]{1,32}")  # what a phone's keypad lets a person type
+
 STEP_KEYS: Mapping[str, tuple[str, ...]] = {
     "boot": (),
     "reset": (),
@@ -335,6 +365,8 @@ STEP_KEYS: Mapping[str, tuple[str, ...]] = {
     "heal": (),
     "move": ("cluster",),
     "upgrade-firmware": ("load",),
+    "set-device": DEVICE_SETTINGS,
+    "capf": ("operation", "auth", "key_type", "capf_string"),
     "tamper": ("file", "fault", "data"),
     "set-param": ("cluster", "name", "value"),
     "regenerate": ("cluster", "cert", "node"),
@@ -530,10 +562,9 @@ class _Parser:
             raise r.error(f"unknown model {model!r} (known: {', '.join(sorted(MODELS))})", "model")
         power = r.choice("power", ("on", "off"), "on")
         configured = r.boolean("configured", True)
-        security = r.choice(
-            "security_mode", ("non-secure", "authenticated", "encrypted"), "non-secure"
-        )
+        security = r.choice("security_mode", _SECURITY_MODES, "non-secure")
         load = r.text("load", "")
+        encrypt = r.boolean("encrypt_config", security == "encrypted")
         r.finish()
         return GroupDef(
             name=name,
@@ -544,6 +575,7 @@ class _Parser:
             configured=configured,
             security_mode=security,
             load=load,
+            encrypt_config=encrypt,
             index=index,
             line=r.line(),
         )
@@ -592,11 +624,13 @@ class _Parser:
         elif r.has("group") or r.has("groups"):
             key = "group" if r.has("group") else "groups"
             raise r.error(f"{action!r} acts on the lab, not on phone groups", key)
-        params = self._params(r, action)
         allowed = {"do", "text", "expect", *STEP_KEYS[action]}
         if action in PHONE_ACTIONS:
             allowed |= {"group", "groups"}
+        # Unknown keys first: a misspelt key is a better explanation than the required key it
+        # then seems to be missing ("encrypt = true" in a set-device step).
         r.finish(allowed)
+        params = self._params(r, action)
         expect_tables = r.table.get("expect", [])
         if not isinstance(expect_tables, list) or not all(
             isinstance(e, dict) for e in expect_tables
@@ -620,6 +654,10 @@ class _Parser:
                 pass
             case "upgrade-firmware":
                 params["load"] = r.text("load")
+            case "set-device":
+                params.update(self._device_settings(r))
+            case "capf":
+                params.update(self._capf(r))
             case "tamper":
                 params["file"] = r.text("file")
                 params["fault"] = r.choice("fault", _FAULTS, "tamper")
@@ -701,6 +739,75 @@ class _Parser:
                 params["seconds"] = total
         return params
 
+    def _device_settings(self, r: _Reader) -> dict[str, str | int | bool]:
+        """The ``set-device`` keys given, checked as the device record would check them."""
+        settings: dict[str, str | int | bool] = {}
+        for key in DEVICE_SETTINGS:
+            if not r.has(key):
+                continue
+            if key in _DEVICE_FLAGS:
+                settings[key] = r.boolean(key, False)
+            elif key == "security_mode":
+                settings[key] = r.choice(key, _SECURITY_MODES)
+            else:
+                value = r.text(key)
+                # Device records refuse these (phone.cluster.model.Device); say so here, with
+                # the line, rather than when the step runs.
+                if value != value.strip() or not value.isprintable():
+                    raise r.error("must be printable text without surrounding spaces", key)
+                settings[key] = value
+        if not settings:
+            raise r.error(f"set-device needs at least one of {', '.join(DEVICE_SETTINGS)}")
+        return settings
+
+    def _capf(self, r: _Reader) -> dict[str, str | int | bool]:
+        """A ``capf`` step: the pending operation (validated as CAPF would) and the typed string.
+
+        ``operation = "none"`` cancels a pending operation and takes no ``auth``.
+        """
+        params: dict[str, str | int | bool] = {}
+        operation = r.choice("operation", (*_OPERATIONS, "none"))
+        params["operation"] = operation
+        if r.has("capf_string"):
+            typed = r.text("capf_string")
+            if not _CAPF_STRING.fullmatch(typed):
+                raise r.error(
+                    f"{typed!r} cannot be typed on a phone's keypad for CAPF: digits only",
+                    "capf_string",
+                )
+            params["capf_string"] = typed
+        if operation == "none":
+            for key in ("auth", "key_type"):
+                if r.has(key):
+                    raise r.error(
+                        f'operation "none" cancels the pending operation: drop {key!r}', key
+                    )
+            return params
+        auth_text = r.text("auth")
+        try:
+            auth, secret = CapfAuth.parse(auth_text)
+        except LabError as exc:
+            raise r.error(str(exc), "auth") from None
+        key_type = CapfKeyType.RSA_2048
+        if r.has("key_type"):
+            if operation not in (CapfOperation.INSTALL, CapfOperation.UPGRADE):
+                raise r.error(
+                    f"{operation} generates no key: 'key_type' goes with install or upgrade",
+                    "key_type",
+                )
+            try:
+                key_type = CapfKeyType.parse(r.text("key_type"))
+            except LabError as exc:
+                raise r.error(str(exc), "key_type") from None
+            params["key_type"] = key_type.value
+        try:
+            # The checks CUCM makes when the operation is saved (a 4-10 digit string ...).
+            CapfPending(CapfOperation(operation), auth, secret, key_type)
+        except LabError as exc:
+            raise r.error(str(exc), "auth") from None
+        params["auth"] = auth.value if secret is None else f"{auth.value}:{secret}"
+        return params
+
     def _expect(self, r: _Reader, step: int) -> ExpectDef:
         text = r.text("text", "")
         if r.has("cluster"):
@@ -756,6 +863,12 @@ class _Parser:
             return Check(key, r.choice(key, _STATES), line)
         if key == "itl_status":
             return Check(key, r.choice(key, ("match", "mismatch", "none")), line)
+        if key == "registered_over":
+            return Check(key, r.choice(key, ("tls", "tcp")), line)
+        if key == "capf_pending":
+            return Check(key, r.choice(key, (*_OPERATIONS, "none")), line)
+        if key == "capf_result":
+            return Check(key, self._capf_result(r), line)
         if key in ("registered_with", "itl_matches"):
             name = r.text(key)
             if not (key == "registered_with" and name == "none"):
@@ -778,6 +891,19 @@ class _Parser:
                     )
             return Check(key, values if len(values) > 1 else values[0], line)
         return Check(key, r.text(key), line)
+
+    def _capf_result(self, r: _Reader) -> str:
+        """``none``, ``succeeded``, ``failed`` or ``OPERATION succeeded|failed``."""
+        value = " ".join(r.text("capf_result").lower().split())
+        outcomes = ("succeeded", "failed")
+        accepted = ["none", *outcomes, *(f"{o} {w}" for o in _OPERATIONS for w in outcomes)]
+        if value not in accepted:
+            raise r.error(
+                f"{value!r} is not a CAPF outcome: none, succeeded, failed, or an operation "
+                f"and an outcome ('install succeeded'){_suggest(value, accepted)}",
+                "capf_result",
+            )
+        return value
 
     def _signer(self, r: _Reader) -> str:
         value = r.text("itl_signer")

@@ -8,7 +8,9 @@ Theory of operation
 -------------------
 A phone's outcome depends only on the lab steps and on its own history: phones never talk to
 each other, and what one phone does to the lab (its registration, its ITL File Status row, its
-autoregistered device record) concerns that phone alone. So a fleet can be cut into *shards*
+autoregistered device record, its CAPF operation and outcome, the LSC CAPF records for it)
+concerns that phone alone; steps that change device records (``set-device``, ``capf``) change
+those of the shard's own phones. So a fleet can be cut into *shards*
 (phones whose global index ``i`` has ``i % shards == shard``) that each replay every lab step
 on their own copy of the lab and run only their phones. Each shard returns counts, never
 phones (:class:`ShardResult`); :func:`phone.scenario.report.merge` adds them up. Counts that
@@ -32,6 +34,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from random import Random
 
+from phone.cluster.capf import CapfAuth, CapfKeyType, CapfOperation, clear_pending, set_pending
 from phone.cluster.certops import (
     PER_NODE,
     export_certificates,
@@ -232,6 +235,7 @@ class _Slot:
 
 
 _PROBLEMS = frozenset({"rejected", "failed", "timeout"})
+_TRANSPORT = re.compile(r"/(tls|tcp|udp)\b")
 _FILE_STEPS = frozenset({"ctl", "itl", "config", "image"})
 _TFTP_ROLES = frozenset({Role.TFTP, Role.CCM_TFTP})
 
@@ -242,6 +246,9 @@ class ScenarioRunner:
     Args:
         scenario: what to run.
         keys: where the RSA keys of the lab and of ``regenerate`` steps come from.
+        phone_keys: where the phones' own RSA keys (an LSC enrolled through CAPF) come from;
+            ``keys`` when omitted. A fleet worker passes its own source, so that the phones'
+            draws do not move the cursor of the pre-drawn ``regenerate`` keys.
         lab: a lab built by :func:`build_lab` (or loaded from its folder); built when omitted.
         shard: ``(k, n)``: run the phones whose global index is ``k`` modulo ``n``.
         progress: called with the number of phone operations done, as they happen.
@@ -252,12 +259,14 @@ class ScenarioRunner:
         scenario: Scenario,
         *,
         keys: KeySource,
+        phone_keys: KeySource | None = None,
         lab: Lab | None = None,
         shard: tuple[int, int] = (0, 1),
         progress: Progress | None = None,
     ) -> None:
         self.scenario = scenario
         self.keys = keys
+        self.phone_keys = phone_keys if phone_keys is not None else keys
         self.clock = SimClock(scenario.start)
         self.lab = lab if lab is not None else build_lab(scenario, keys)
         self.lab.clock = self.clock
@@ -338,7 +347,12 @@ class ScenarioRunner:
                 if group.configured:
                     cluster.add_device(self._device(group, mac), now=self.clock.now)
                 phone = VirtualPhone(
-                    mac=mac, model=group.model, backend=self._backend, tftp=host, clock=self.clock
+                    mac=mac,
+                    model=group.model,
+                    backend=self._backend,
+                    tftp=host,
+                    clock=self.clock,
+                    keys=self.phone_keys,
                 )
                 slots.append(_Slot(index, group, phone))
             self._slots[group.name] = slots
@@ -370,7 +384,7 @@ class ScenarioRunner:
             model=group.model,
             security_mode=SecurityMode.parse(group.security_mode),
             load=group.load,
-            encrypt_config=group.security_mode == "encrypted",
+            encrypt_config=group.encrypts_config,
         )
 
     # --- steps ---------------------------------------------------------------------------
@@ -449,6 +463,15 @@ class ScenarioRunner:
                 else:
                     cluster.update_device(slot.phone.mac, now=self.clock.now, load=load)
             return len(slots), 0
+        if action == "set-device":
+            changes = _device_changes(step)
+            for slot in slots:
+                cluster = self._ensure_device(slot)
+                cluster.update_device(slot.phone.mac, now=self.clock.now, **changes)
+            return len(slots), 0
+        if action == "capf":
+            self._capf(step, slots)
+            return len(slots), 0
         for slot in slots:
             phone = slot.phone
             off = phone.state is State.OFF
@@ -473,6 +496,47 @@ class ScenarioRunner:
             acted += 1
             self._count()
         return acted, skipped
+
+    def _ensure_device(self, slot: _Slot) -> Cluster:
+        """The cluster the phone's TFTP option names, with a device record for the phone.
+
+        A record is added (as the group's ``[[group]]`` table describes it) when there is none:
+        the administrator adds the device in order to configure it, as ``upgrade-firmware``
+        does.
+        """
+        cluster = self._cluster_of(slot.phone)
+        if cluster.device(slot.phone.mac) is None:
+            cluster.add_device(self._device(slot.group, slot.phone.mac), now=self.clock.now)
+        return cluster
+
+    def _capf(self, step: StepDef, slots: Sequence[_Slot]) -> None:
+        """Set (or cancel) the CAPF operation of each phone's device record; type the string.
+
+        The operation goes on the record of the cluster each phone's TFTP option names: that
+        cluster's config announces it (``capfAuthMode``, ``capfList``) at the phone's next
+        boot. Only this shard's phones are touched, and the records are theirs alone, so every
+        shard ends with the same per-phone CAPF state.
+        """
+        operation = step.param("operation")
+        typed = step.params.get("capf_string")
+        now = self.clock.now
+        for slot in slots:
+            if typed is not None:
+                slot.phone.capf_string = str(typed)  # typed on the phone's keypad
+            cluster = self._ensure_device(slot)
+            if operation == "none":
+                clear_pending(cluster, slot.phone.mac, now=now)
+                continue
+            auth, secret = CapfAuth.parse(step.param("auth"))
+            set_pending(
+                cluster,
+                slot.phone.mac,
+                CapfOperation(operation),
+                auth,
+                now=now,
+                secret=secret,
+                key_type=CapfKeyType(step.param("key_type", CapfKeyType.RSA_2048.value)),
+            )
 
     def _power_off(self, phone: VirtualPhone) -> None:
         """Cut a phone's power; the cluster it was registered with notices it is gone.
@@ -672,6 +736,21 @@ class ScenarioRunner:
             case "load":
                 actual = phone.running_load
                 return None if actual == value else f"runs {actual}"
+            case "lsc":
+                texts = ("holds an LSC", "holds no LSC")
+                return _bool_problem(texts, phone.lsc() is not None, value, self._reason(slot))
+            case "registered_over":
+                transport = self._transport(phone)
+                if transport == value:
+                    return None
+                return f"registered over {transport or 'nothing'} ({self._reason(slot)})"
+            case "capf_pending":
+                device = self._cluster_of(phone).device(phone.mac)
+                pending = device.capf if device is not None else None
+                actual = pending.operation.value if pending is not None else "none"
+                return None if actual == value else f"CAPF pending: {actual}"
+            case "capf_result":
+                return self._check_capf_result(phone, str(value))
         # last_ctl, last_itl, last_config, last_image, last_register
         step = key.removeprefix("last_")
         entry = _last(phone.trace, step)
@@ -685,6 +764,33 @@ class ScenarioRunner:
             ):
                 return None
         return f"last {step} {entry.decision} by {entry.rule}: {mask(entry.reason, phone.mac)}"
+
+    def _transport(self, phone: VirtualPhone) -> str | None:
+        """How a registered phone registered (``tls``, ``tcp``); None when it is not.
+
+        Read from the phone's latest accepted registration, whose reason names
+        ``host:port/transport`` (phone.device.phone): the transport the phone actually used,
+        not the one its security mode implies.
+        """
+        if phone.state is not State.REGISTERED:
+            return None
+        for entry in reversed(phone.trace):
+            if entry.step == "register" and entry.decision == "accepted":
+                found = _TRANSPORT.search(entry.reason)
+                return found[1] if found else None
+        return None
+
+    def _check_capf_result(self, phone: VirtualPhone, value: str) -> str | None:
+        """The last CAPF outcome on the device record of the cluster the phone's TFTP option
+        names (the cluster whose config announced the operation)."""
+        device = self._cluster_of(phone).device(phone.mac)
+        result = device.capf_result if device is not None else None
+        if result is None:
+            return None if value == "none" else "no CAPF outcome recorded for the device"
+        outcome = "succeeded" if result.ok else "failed"
+        if value in (outcome, f"{result.operation.value} {outcome}"):
+            return None
+        return f"CAPF last: {result.operation.value} {outcome}: {mask(result.reason, phone.mac)}"
 
     def _registered_cluster(self, phone: VirtualPhone) -> str | None:
         if phone.state is not State.REGISTERED or phone.registered_with is None:
@@ -759,9 +865,15 @@ class ScenarioRunner:
         phone = slot.phone
         if phone.state is State.OFF:
             return "never powered on" if slot.cycle_start < 0 else "powered off"
+        cycle = phone.trace[max(slot.cycle_start, 0) :]
+        # After a CAPF session the phone reads its config again from the stub, whatever the
+        # outcome (docs/capf.md): a config it could not read before the session (no LSC yet)
+        # is not why it ends where it is. Start at the session, so a CAPF failure is named
+        # and a successful enrollment leaves only what came after it.
+        first_capf = next((i for i, e in enumerate(cycle) if e.step == "capf"), 0)
         problems = [
             entry
-            for entry in phone.trace[max(slot.cycle_start, 0) :]
+            for entry in cycle[first_capf:]
             if entry.decision in _PROBLEMS
             or (entry.decision == "not-found" and entry.step == "image")
         ]
@@ -795,6 +907,22 @@ def _empty(itl: TrustList) -> bool:
         r.certificate_der is not None and (r.role in _TFTP_ROLES or r.role == Role.TVS)
         for r in itl.records
     )
+
+
+def _device_changes(step: StepDef) -> dict[str, object]:
+    """A ``set-device`` step's keys as :class:`~phone.cluster.model.Device` field changes."""
+    changes: dict[str, object] = {}
+    for key, value in step.params.items():
+        match key:
+            case "security_mode":
+                changes[key] = SecurityMode.parse(str(value))
+            case "digest_auth":
+                changes["digest_authentication"] = bool(value)
+            case "digest_user" | "digest_password":
+                changes[key] = str(value) or None  # an empty text clears the credential
+            case _:  # encrypt_config, exclude_digest_credentials, load: the field itself
+                changes[key] = value
+    return changes
 
 
 def _last(trace: Sequence[TraceEntry], step: str) -> TraceEntry | None:
