@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from phone.errors import LengthError, StructureError, TruncatedError
 
@@ -40,21 +40,22 @@ class Element:
     value: bytes = b""
     children: tuple[Element, ...] | None = None
     single_byte: bool = False
+    # The encoded size, computed once: builders and encoders ask for it again and again, and a
+    # recursive sum over containers every time was a large part of signing a file.
+    size: int = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if not 0 <= self.tag <= 0xFF:
             raise ValueError(f"tag {self.tag} does not fit in one byte")
         if self.children is None and len(self.value) > MAX_VALUE_LENGTH:
             raise ValueError(f"tag {self.tag}: value of {len(self.value)} bytes exceeds 65535")
-
-    @property
-    def size(self) -> int:
-        """Encoded size in bytes."""
         if self.single_byte:
-            return 1
-        if self.children is not None:
-            return 3 + sum(child.size for child in self.children)
-        return 3 + len(self.value)
+            size = 1
+        elif self.children is not None:
+            size = 3 + sum(child.size for child in self.children)
+        else:
+            size = 3 + len(self.value)
+        object.__setattr__(self, "size", size)
 
     def encode(self) -> bytes:
         """Encode this element (and its children) to bytes."""
@@ -66,7 +67,7 @@ class Element:
             yield bytes((self.tag,))
             return
         if self.children is not None:
-            inner = sum(child.size for child in self.children)
+            inner = self.size - 3
             if inner > MAX_VALUE_LENGTH:
                 raise ValueError(f"container {self.tag} holds {inner} bytes, more than 65535")
             yield bytes((self.tag,)) + _U16.pack(inner)
