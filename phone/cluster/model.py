@@ -69,6 +69,7 @@ from phone.device.loads import catalogue_images
 from phone.errors import LabError, UsageError
 from phone.formats.configxml import SIP_PORT, SIP_TLS_PORT, TVS_PORT
 from phone.formats.signature import Signer
+from phone.mac import normalize_mac
 from phone.pki import CertKind, Identity, KeySource, node_certificate
 
 if TYPE_CHECKING:
@@ -122,20 +123,6 @@ def unix_time(now: datetime) -> int:
     if now.tzinfo is None or now.utcoffset() is None:
         raise UsageError(f"now must be timezone-aware, got the naive {now.isoformat()}")
     return int(now.timestamp())
-
-
-def normalize_mac(text: str) -> str:
-    """``AA:BB:CC:DD:EE:FF``, ``aabb.ccdd.eeff``, ``SEPAABBCCDDEEFF`` -> ``AABBCCDDEEFF``.
-
-    Raises:
-        LabError: not a MAC address.
-    """
-    raw = text.strip().upper().removeprefix("SEP")
-    for sep in (":", "-", "."):
-        raw = raw.replace(sep, "")
-    if not _MAC_HEX.fullmatch(raw):
-        raise LabError(f"not a MAC address: {text!r} (want 12 hex digits, e.g. 001122AABBCC)")
-    return raw
 
 
 @functools.lru_cache(maxsize=1024)

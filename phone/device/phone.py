@@ -38,6 +38,7 @@ from phone.errors import (
 from phone.formats.configxml import DeviceConfig, parse_config
 from phone.formats.signed import md5_hex
 from phone.formats.trustlist import Role, TrustList
+from phone.mac import normalize_mac
 from phone.net.backend import Backend, ItlReport, RegisterRequest, Requester
 from phone.pki import (
     FreshKeys,
@@ -898,15 +899,3 @@ class VirtualPhone:
     def _emit(self, event: PhoneEvent) -> None:
         for hook in self._hooks:
             hook(event)
-
-
-def normalize_mac(mac: str) -> str:
-    """``00:11:22:aa:bb:cc`` or ``SEP001122AABBCC`` -> ``001122AABBCC``.
-
-    Raises:
-        UsageError: not 12 hex digits.
-    """
-    text = mac.upper().removeprefix("SEP").replace(":", "").replace("-", "").replace(".", "")
-    if len(text) != 12 or any(c not in "0123456789ABCDEF" for c in text):
-        raise UsageError(f"bad MAC address {mac!r}: expected 12 hex digits")
-    return text
