@@ -29,6 +29,24 @@ atomic rename: ``trunk_profiles``, ``trunks`` (each naming its profile), ``appli
 and ``sip_realms`` (realm, user and password: what the cluster answers a trunk's challenge
 with; CUCM stores that password encrypted, the lab keeps it as it is). A file written before
 they existed loads with none; a trunk naming a profile the file does not hold is damage.
+
+**Following a folder from a long-running process** (``vphone lab serve``). A process that
+keeps a lab in memory while other commands change the folder uses three things:
+
+* :func:`lab_version`: the SHA-256 of every ``cluster.json`` (the commit point), so "did
+  another command commit something?" is a cheap comparison; :func:`read_lab` loads the lab and
+  returns the version of the very bytes it parsed.
+* :func:`lab_lock`: the lock every command holds from load to save.
+* :func:`baseline` and :func:`rebase`: what the process changed since it loaded or saved,
+  re-applied onto a fresh load of the folder. **The rule**: a long-running process changes
+  only what phones do to a cluster: registrations, ITL File Status rows (item 30), device
+  records (auto-registration creates one, CAPF records its outcome and the new LSC) and log
+  lines. Registrations and ITL reports are events that happened: they are carried over
+  unless the device is gone from the folder. A device record the process created is added
+  unless the folder now holds one with that MAC; a device field the process changed is
+  carried over unless the folder changed that field too (the folder wins: it is the user's
+  configuration). Log lines are appended after the folder's, renumbered. Everything else
+  (nodes, certificates, parameters, trust stores, ITLs, trunks) comes from the folder.
 """
 
 from __future__ import annotations
@@ -37,12 +55,14 @@ import base64
 import contextlib
 import dataclasses
 import fcntl
+import hashlib
 import json
 import os
 from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeAlias, TypeVar
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
@@ -51,6 +71,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from phone.cluster import capf
 from phone.cluster.itl import DeviceHashRow, ItlHashDatabase, TftpHashRow
 from phone.cluster.model import (
+    LOG_LIMIT,
     Cluster,
     ClusterSpec,
     ClusterState,
@@ -88,11 +109,22 @@ from phone.pki import (
 __all__ = [
     "CLUSTER_FILE",
     "LAB_FILE",
+    "Baseline",
+    "ClusterBaseline",
     "DirectoryFirmware",
+    "LabVersion",
+    "Rebased",
+    "baseline",
+    "changed_since",
     "edit_lab",
     "init_lab",
     "is_lab",
+    "lab_lock",
+    "lab_version",
     "load_lab",
+    "read_lab",
+    "rebase",
+    "save_changes",
     "save_lab",
 ]
 
@@ -143,7 +175,12 @@ class DirectoryFirmware(Mapping[str, bytes]):
 
 
 @contextlib.contextmanager
-def _locked(path: Path) -> Iterator[None]:
+def lab_lock(path: Path) -> Iterator[None]:
+    """Hold the lab folder's lock (``DIR/.lock``, an exclusive ``flock``) for the block.
+
+    Every command that changes the lab holds it from load to save (:func:`edit_lab`), so a
+    process holding it sees no half-finished change and makes none visible.
+    """
     fd = os.open(path / ".lock", os.O_RDWR | os.O_CREAT, 0o600)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
@@ -507,8 +544,39 @@ def _cluster_folders(path: Path) -> list[Path]:
     return [p for p in sorted(root.iterdir()) if (p / CLUSTER_FILE).is_file()]
 
 
+LabVersion: TypeAlias = Mapping[str, str]
+"""What a lab folder holds: cluster folder name -> SHA-256 (hex) of its ``cluster.json``."""
+
+
+def lab_version(path: Path) -> dict[str, str]:
+    """The version of the lab folder at ``path`` now (:data:`LabVersion`).
+
+    ``cluster.json`` is the commit point of every change (module docstring), so two versions
+    differ exactly when a command committed something, or added or removed a cluster, in
+    between; content hashes do not depend on the file system's time stamp resolution. Reading
+    without :func:`lab_lock` is safe (files are replaced by atomic renames) but only a version
+    read under the lock is certain to describe one finished change.
+    """
+    version: dict[str, str] = {}
+    for folder in _cluster_folders(path):
+        with contextlib.suppress(FileNotFoundError):  # removed since the folder was listed
+            version[folder.name] = hashlib.sha256((folder / CLUSTER_FILE).read_bytes()).hexdigest()
+    return version
+
+
 def load_lab(path: Path, *, random: RandomBytes = os.urandom) -> Lab:
     """Load the lab folder at ``path``.
+
+    Raises:
+        UsageError: ``path`` is not a lab folder.
+        LabError: a cluster file is corrupt or from an unknown version.
+    """
+    return read_lab(path, random=random)[0]
+
+
+def read_lab(path: Path, *, random: RandomBytes = os.urandom) -> tuple[Lab, dict[str, str]]:
+    """Load the lab folder at ``path`` and return it with the version of the bytes it parsed
+    (:func:`lab_version`; hold :func:`lab_lock` to compare it with the folder's).
 
     Raises:
         UsageError: ``path`` is not a lab folder.
@@ -523,10 +591,12 @@ def load_lab(path: Path, *, random: RandomBytes = os.urandom) -> Lab:
     if not isinstance(marker, dict) or marker.get("format") != _FORMAT:
         raise LabError(f"{path / LAB_FILE} is not a vphone lab marker")
     states: list[ClusterState] = []
+    version: dict[str, str] = {}
     for folder in _cluster_folders(path):
         try:
-            document = json.loads((folder / CLUSTER_FILE).read_text())
-            states.append(_decode_cluster(folder, document))
+            raw = (folder / CLUSTER_FILE).read_bytes()
+            version[folder.name] = hashlib.sha256(raw).hexdigest()
+            states.append(_decode_cluster(folder, json.loads(raw)))
         except (OSError, ValueError, KeyError, TypeError, FormatError) as exc:
             raise LabError(f"{folder / CLUSTER_FILE} is damaged: {exc}") from None
         except VphoneError as exc:
@@ -541,7 +611,7 @@ def load_lab(path: Path, *, random: RandomBytes = os.urandom) -> Lab:
         cluster = Cluster(state, random=random)
         cluster.saved_revision = cluster.revision
         lab._attach(cluster)
-    return lab
+    return lab, version
 
 
 def _save_cluster(path: Path, cluster: Cluster) -> None:
@@ -591,7 +661,7 @@ def edit_lab(path: Path, *, random: RandomBytes = os.urandom) -> Iterator[Lab]:
     """
     if not is_lab(path):
         raise UsageError(f"{path} is not a vphone lab folder (create one with `vphone lab init`)")
-    with _locked(path):
+    with lab_lock(path):
         lab = load_lab(path, random=random)
         yield lab
         save_lab(lab)
@@ -620,8 +690,228 @@ def init_lab(
     (path / "firmware").mkdir(exist_ok=True)
     if not is_lab(path):
         write_private_file(path / LAB_FILE, _json_bytes({"format": _FORMAT, "version": _VERSION}))
-    with _locked(path):
+    with lab_lock(path):
         lab = load_lab(path, random=random)
         lab.add_cluster(spec, now=now, keys=keys, capf_trust=capf_trust)
         save_lab(lab)
     return lab
+
+
+# --- what a long-running process changed, carried onto a fresh load (module docstring) --------
+
+
+@dataclass(frozen=True)
+class ClusterBaseline:
+    """The parts of one cluster a long-running process may change, as they were at a moment
+    (a load or a save): what :func:`rebase` compares against to tell that process's changes.
+
+    The mappings are copies; their values are frozen records, so sharing them is safe.
+    """
+
+    revision: int
+    next_seq: int  # log lines numbered from here on were added after the moment
+    devices: Mapping[str, Device]
+    registrations: Mapping[str, int]
+    reports: Mapping[str, DeviceHashRow]  # the ITL File Status rows (item 30), by MAC
+
+
+_Event = TypeVar("_Event", int, DeviceHashRow)  # a registration time, or an ITL report row
+
+Baseline: TypeAlias = Mapping[str, ClusterBaseline]
+"""A :class:`ClusterBaseline` per cluster name: :func:`baseline` of a whole lab."""
+
+
+def baseline(lab: Lab) -> dict[str, ClusterBaseline]:
+    """Remember what ``lab``'s clusters hold now (take it while nothing changes the lab)."""
+    return {
+        cluster.name: ClusterBaseline(
+            revision=cluster.revision,
+            next_seq=cluster.state.next_seq,
+            devices=dict(cluster.state.devices),
+            registrations=dict(cluster.state.registrations),
+            reports=dict(cluster.state.hashes.devices),
+        )
+        for cluster in lab.clusters
+    }
+
+
+def _moved(cluster: Cluster, base: ClusterBaseline | None) -> bool:
+    # The log counts too: a dropped CAPF session adds a line without a new revision.
+    return (
+        base is None or cluster.revision != base.revision or cluster.state.next_seq != base.next_seq
+    )
+
+
+def changed_since(lab: Lab, base: Baseline) -> bool:
+    """Whether anything changed ``lab`` since ``base`` was taken."""
+    return any(_moved(cluster, base.get(cluster.name)) for cluster in lab.clusters)
+
+
+def save_changes(lab: Lab, base: Baseline) -> list[str]:
+    """Save every cluster of ``lab`` changed since ``base`` (a log line is a change, unlike
+    for :func:`save_lab`); return their names. Hold :func:`lab_lock`.
+
+    Raises:
+        UsageError: the lab was not loaded from a folder.
+    """
+    if lab.path is None:
+        raise UsageError("this lab lives in memory only; give a folder to save it to")
+    saved: list[str] = []
+    for cluster in lab.clusters:
+        if cluster.saved_revision != cluster.revision or _moved(cluster, base.get(cluster.name)):
+            _save_cluster(lab.path, cluster)
+            saved.append(cluster.name)
+    return saved
+
+
+@dataclass
+class Rebased:
+    """What :func:`rebase` did: summaries of what it carried over, and of what it dropped
+    (with the reason), one line per cluster or conflict, for the log."""
+
+    carried: list[str] = field(default_factory=list)
+    dropped: list[str] = field(default_factory=list)
+
+    def extend(self, other: Rebased) -> None:
+        """Add ``other``'s lines to these."""
+        self.carried += other.carried
+        self.dropped += other.dropped
+
+
+def rebase(ours: Lab, base: Baseline, onto: Lab) -> Rebased:
+    """Re-apply what changed in ``ours`` since ``base`` onto ``onto`` (module docstring: the
+    rule); clusters of ``onto`` that received something are marked changed, for
+    :func:`save_lab`.
+
+    ``onto`` must be freshly loaded and not yet in use: its state is changed directly (the file
+    service's caches of a lab in use would not see it). Hold whatever keeps ``ours`` still.
+    """
+    report = Rebased()
+    targets = {cluster.name: cluster for cluster in onto.clusters}
+    for cluster in ours.clusters:
+        before = base.get(cluster.name)
+        if before is None or not _moved(cluster, before):
+            continue  # a cluster ours gained itself would be new to the folder: never happens
+        target = targets.get(cluster.name)
+        if target is None:
+            report.dropped.append(
+                f"cluster {cluster.name} is gone from the folder: what was served to its "
+                "phones since the last save is dropped"
+            )
+            continue
+        report.extend(_rebase_cluster(cluster, before, target))
+    return report
+
+
+def _rebase_cluster(ours: Cluster, base: ClusterBaseline, onto: Cluster) -> Rebased:
+    report = Rebased()
+    state, target = ours.state, onto.state
+    counts = dict.fromkeys(("device", "registration", "ITL report", "log line"), 0)
+
+    # Device records first: registrations and reports follow the device.
+    for mac in sorted(set(state.devices) | set(base.devices)):
+        mine, was = state.devices.get(mac), base.devices.get(mac)
+        if mine == was:
+            continue
+        merged, conflicts = _merge_device(mine, was, target.devices.get(mac))
+        for name in conflicts:
+            report.dropped.append(
+                f"{onto.name}: SEP{mac} {name} was changed here and in the folder: the "
+                "folder's is kept"
+            )
+        if merged is not target.devices.get(mac):
+            counts["device"] += 1
+            if merged is None:
+                del target.devices[mac]
+            else:
+                target.devices[mac] = merged
+
+    # Registrations and ITL reports: events that happened, kept while their device exists.
+    gone: set[str] = set()
+    counts["registration"] = _carry_events(
+        target.registrations, state.registrations, base.registrations, target.devices, gone
+    )
+    counts["ITL report"] = _carry_events(
+        target.hashes.devices, state.hashes.devices, base.reports, target.devices, gone
+    )
+    for mac in sorted(gone):
+        report.dropped.append(
+            f"{onto.name}: SEP{mac} is gone from the folder: its registration is dropped"
+        )
+
+    # Log lines, after the folder's own and numbered after them.
+    for entry in state.log:
+        if entry.seq >= base.next_seq:
+            target.log.append(dataclasses.replace(entry, seq=target.next_seq))
+            target.next_seq += 1
+            counts["log line"] += 1
+    if len(target.log) > LOG_LIMIT:
+        del target.log[: len(target.log) - LOG_LIMIT]
+
+    if any(counts.values()):
+        target.updated_at = max(target.updated_at, state.updated_at)
+        onto.revision += 1  # changed: save_lab writes it
+        done = ", ".join(_count_of(n, what) for what, n in counts.items() if n)
+        report.carried.append(f"{onto.name}: {done}")
+    return report
+
+
+def _count_of(count: int, noun: str) -> str:
+    """``"1 device"``, ``"2 devices"``: a count for a log line."""
+    return f"{count} {noun}{'' if count == 1 else 's'}"
+
+
+def _carry_events(
+    table: dict[str, _Event],
+    mine: Mapping[str, _Event],
+    was: Mapping[str, _Event],
+    devices: Mapping[str, Device],
+    gone: set[str],
+) -> int:
+    """Apply to ``table`` the entries ``mine`` set or removed since ``was``, for devices that
+    exist; add the MACs of those that do not to ``gone``. Return how many were applied."""
+    applied = 0
+    for mac in set(mine) | set(was):
+        value = mine.get(mac)
+        if value == was.get(mac):
+            continue
+        if mac not in devices:
+            gone.add(mac)
+            continue
+        applied += 1
+        if value is None:
+            table.pop(mac, None)
+        else:
+            table[mac] = value
+    return applied
+
+
+def _merge_device(
+    mine: Device | None, was: Device | None, theirs: Device | None
+) -> tuple[Device | None, list[str]]:
+    """Three-way merge of one device record (the rule in the module docstring): the record to
+    keep in the folder's lab (``theirs`` itself when nothing is carried over), and the names of
+    fields both sides changed."""
+    if was is None:  # created here (auto-registration): unless the folder has one now
+        return (mine if theirs is None else theirs), []
+    if theirs is None:  # removed from the folder: stays removed
+        return None, []
+    if mine is None:  # removed here (the servers never do): only if the folder kept it as is
+        return (None if theirs == was else theirs), []
+    changes: dict[str, object] = {}
+    conflicts: list[str] = []
+    for spec in dataclasses.fields(Device):
+        if spec.name == "changed_at":
+            continue  # every change moves it: taken from the newer side below
+        value = getattr(mine, spec.name)
+        if value == getattr(was, spec.name):
+            continue
+        if getattr(theirs, spec.name) == getattr(was, spec.name):
+            changes[spec.name] = value
+        elif getattr(theirs, spec.name) != value:
+            conflicts.append(spec.name)
+    if not changes:
+        return theirs, conflicts
+    # The newer date of the two: the phone's signed config must show the change.
+    changes["changed_at"] = max(mine.changed_at, theirs.changed_at)
+    return dataclasses.replace(theirs, **changes), conflicts  # type: ignore[arg-type]

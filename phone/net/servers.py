@@ -27,6 +27,16 @@ thread-safe); hold it to change the lab while serving.
 Nodes powered off in the lab (``cluster.stop_node``) are reflected by :meth:`LabServer.sync`,
 which stops their services and restarts those of nodes powered on, on the same ports. A
 stopped node's ports stay in the host map with nothing listening, like a server that is off.
+
+:meth:`LabServer.swap` serves another :class:`Lab` (``vphone lab serve`` reloading its folder)
+on the same ports. The lab is held in one place per server, each read at every request under
+:attr:`LabServer.lock`: the file servers' providers read :attr:`LabServer.lab`, and the TVS,
+CAPF and SIP servers read their own ``lab`` (and the registrar its ``cluster``) attribute,
+which the swap rebinds under the same lock. A request therefore sees the old lab or the new
+one, never a mix; connections stay open (a TVS or SIP connection's next request is answered
+by the new lab). Services the new lab does not run are stopped first, while the old lab is
+still served, and those it adds are started after, so nothing ever answers for a node from
+the wrong lab.
 """
 
 from __future__ import annotations
@@ -114,6 +124,24 @@ def _offered(node: Node, publisher: bool = False) -> tuple[str, ...]:
     return _wanted(dataclasses.replace(node, running=True), publisher)
 
 
+def _wanted_keys(lab: Lab) -> set[tuple[str, str]]:
+    """Every (node, service) ``lab`` runs now."""
+    return {
+        (node.hostname, service)
+        for cluster in lab.clusters
+        for node in cluster.nodes
+        for service in _wanted(node, node.hostname == cluster.publisher.hostname)
+    }
+
+
+def _stale(server: Service) -> bool:
+    """Whether a running server no longer matches its node and must restart: a registrar
+    with SIP over TLS in a cluster that left mixed mode, or without it in one that entered."""
+    if isinstance(server, SipRegistrar):
+        return (server.tls_address is not None) != server.cluster.mixed_mode
+    return False
+
+
 class LabServer(Service):
     """Serves a lab's nodes on real sockets (module docstring).
 
@@ -177,15 +205,20 @@ class LabServer(Service):
             self._stop(key)
 
     def sync(self) -> None:
-        """Start and stop services to match the nodes' power state (same ports as before)."""
+        """Start and stop services to match the nodes' power state (same ports as before).
+
+        A registrar whose cluster went in or out of mixed mode is restarted on the same ports,
+        so that SIP over TLS starts or stops with it.
+        """
         if not self._started:
             return
         with self.lock:
             nodes = [n for c in self.lab.clusters for n in c.nodes]
             publishers = {c.publisher.hostname for c in self.lab.clusters}
-        wanted = {(n.hostname, s) for n in nodes for s in _wanted(n, n.hostname in publishers)}
+            wanted = _wanted_keys(self.lab)
+            stale = {key for key, server in self._running.items() if _stale(server)}
         for key in list(self._running):
-            if key not in wanted:
+            if key not in wanted or key in stale:
                 self._stop(key)
         for node in nodes:
             for service in SERVICES:
@@ -199,18 +232,45 @@ class LabServer(Service):
                 if key not in self._ports:
                     self._ports[key] = self._port_for(service) or _free_port(self.host, service)
 
+    def swap(self, lab: Lab, *, merge: Callable[[], None] | None = None) -> None:
+        """Serve ``lab`` from now on, on the same ports (module docstring).
+
+        1. Services ``lab`` does not run (node gone, stopped, service dropped) are stopped,
+           while the current lab is still served.
+        2. Under :attr:`lock`: ``merge`` is called (the last moment of the current lab: no
+           request runs, so what requests changed in it can be carried into ``lab``), then
+           every running server is rebound to ``lab``.
+        3. :meth:`sync` starts what ``lab`` runs and the current lab did not.
+
+        Raises:
+            NetworkError: a service of ``lab`` cannot bind its port (the others run).
+        """
+        if self._started:
+            wanted = _wanted_keys(lab)
+            for key in list(self._running):
+                if key not in wanted:
+                    self._stop(key)
+        with self.lock:
+            if merge is not None:
+                merge()
+            for (host, _service), server in self._running.items():
+                self._rebind(server, lab, host)
+            self.lab = lab
+        self.sync()
+
     # --- what runs where -------------------------------------------------------------------
 
     @property
     def listeners(self) -> tuple[Listener, ...]:
         """Every (node, service) with a port, in lab order."""
         with self.lock:
-            nodes = [n for c in self.lab.clusters for n in c.nodes]
+            nodes = [(n, c.mixed_mode) for c in self.lab.clusters for n in c.nodes]
         out = []
-        for node in nodes:
+        for node, mixed_mode in nodes:
             for service in SERVICES:
                 key = (node.hostname, service)
-                if key in self._ports:
+                # A TLS port kept from a time the cluster was in mixed mode: not listening.
+                if key in self._ports and (service != "sips" or mixed_mode):
                     # SIP over TLS runs inside the node's registrar.
                     owner = (node.hostname, "sip") if service == "sips" else key
                     address = (self.host, self._ports[key])
@@ -236,8 +296,8 @@ class LabServer(Service):
     def host_map(self) -> HostMap:
         """Host name (and lab IP) of every node -> this server's address and its ports."""
         ports: dict[str, dict[str, int]] = {}
-        for (name, service), port in self._ports.items():
-            ports.setdefault(name, {})[service] = port
+        for listener in self.listeners:  # the lab's nodes only, whatever ports were kept
+            ports.setdefault(listener.node, {})[listener.service] = listener.address[1]
         entries: dict[str, HostEntry] = {}
         with self.lock:
             nodes = [n for c in self.lab.clusters for n in c.nodes]
@@ -290,6 +350,27 @@ class LabServer(Service):
             # Mixed mode: SIP over TLS for the secure device modes (item 7).
             self._ports[(host, "sips")] = int(server.tls_address[1])
 
+    def _rebind(self, server: Service, lab: Lab, host: str) -> None:
+        """Point a running server at ``lab`` (under :attr:`lock`; see :meth:`swap`).
+
+        TFTP and HTTP need nothing: their providers read :attr:`lab` at every request.
+        """
+        if isinstance(server, TvsTlsServer | CapfTlsServer):
+            server.lab = lab
+        elif isinstance(server, SipRegistrar):
+            endpoint = lab.resolve(host)
+            if endpoint is None:  # swap() stopped every server of a node ``lab`` lacks
+                raise NetworkError(f"the new lab has no node {host!r}")
+            server.lab = lab
+            # The registrar's nonces and transactions stay: a phone in the middle of a digest
+            # challenge is not challenged again because the lab was reloaded.
+            server.cluster = endpoint.cluster
+            server.registrar.cluster = endpoint.cluster
+        else:
+            return
+        if self.clock is None and lab.clock is not None:
+            server.clock = lab.clock  # they took the old lab's clock when none was given
+
     def _stop(self, key: tuple[str, str]) -> None:
         server = self._running.pop(key, None)
         if server is not None:
@@ -311,6 +392,11 @@ class LabServer(Service):
         if service == "capf":
             return CapfTlsServer(self.lab, host, listen=listen, clock=self.clock, lock=self.lock)
         tls_port = self._ports.get((host, "sips"))
+        if tls_port is None and (host, "sip") in self._ports:
+            # A registrar restarted into mixed mode (sync): its default TLS port, the SIP
+            # port + 1, may be another service's port here. (A first start keeps the
+            # default: --sip-port 5060 gives TLS 5061, as on a real cluster.)
+            tls_port = _free_port(self.host, "sips")
         return SipRegistrar(
             self.lab,
             host,
