@@ -15,6 +15,8 @@ def normalize_mac(text: str) -> str:
     Raises:
         UsageError: not 12 hex digits (exit code 2 on the CLI).
     """
+    if _MAC_HEX.fullmatch(text):
+        return text  # already normalized (the common case): every step below is a no-op
     raw = text.strip().upper().removeprefix("SEP")
     for sep in (":", "-", "."):
         raw = raw.replace(sep, "")

@@ -45,7 +45,7 @@ from phone.formats.configxml import CAPF_PORT, DeviceConfig, render_config
 from phone.formats.signed import build_encrypted, build_signed, md5_hex
 
 if TYPE_CHECKING:
-    from phone.cluster.model import Cluster, Device
+    from phone.cluster.model import Cluster, ConfigContext, Device
 
 __all__ = [
     "RING_LIST",
@@ -99,6 +99,16 @@ class FileStats:
 class _Cached:
     key: tuple[object, ...]
     data: bytes
+
+
+@dataclass(frozen=True)
+class _Rendered:
+    """A device's config bytes and what they were rendered from (see FileService._render)."""
+
+    device: Device
+    context: ConfigContext
+    full: DeviceConfig
+    payload: bytes  # render_config(full)
 
 
 def device_config(cluster: Cluster, device: Device) -> DeviceConfig:
@@ -160,6 +170,7 @@ class FileService:
         self.host = host
         self.stats = FileStats()
         self._cache: dict[str, _Cached] = {}
+        self._rendered: dict[str, _Rendered] = {}
         self._firmware_index: tuple[int, dict[str, str]] | None = None
 
     def get(self, filename: str, client: ClientInfo | None = None) -> bytes | None:
@@ -181,6 +192,7 @@ class FileService:
         prefix = f"sep{mac.lower()}."
         for name in [n for n in self._cache if n.startswith(prefix)]:
             del self._cache[name]
+        self._rendered.pop(mac, None)
 
     def names(self) -> tuple[str, ...]:
         """The names this node serves now (devices and firmware included), for listings."""
@@ -256,7 +268,8 @@ class FileService:
         device = cluster.device(mac)
         if device is None:
             return None  # unknown phones fall back to XMLDefault.cnf.xml (item 6)
-        full = device_config(cluster, device)
+        rendered = self._render(device)
+        full = rendered.full
         base = f"{device.name}.cnf.xml"
         if device.encrypt_config:
             recipient = self._encryption_key(device)
@@ -273,13 +286,31 @@ class FileService:
                 return self._signed(base + ".sgn", stub, device)
             if recipient is None:
                 return None  # no LSC/MIC known yet: nothing to encrypt to
-            return self._encrypted(base + ".enc.sgn", render_config(full), device, recipient)
-        payload = render_config(full)
+            return self._encrypted(base + ".enc.sgn", rendered.payload, device, recipient)
+        payload = rendered.payload
         if suffix == "":
             return payload
         if suffix == ".sgn":
             return self._signed(base + ".sgn", payload, device)
         return None  # .enc.sgn only exists for devices with config encryption
+
+    def _render(self, device: Device) -> _Rendered:
+        """``device_config`` and its rendering, remembered per device.
+
+        A device's config is a function of its record (a frozen Device, replaced on every
+        change) and of the cluster's config context (a frozen ConfigContext, recomputed only
+        when one of its inputs changes), and rendering is deterministic; so while both are the
+        very same objects the bytes are the same, and every boot of the phone does not render
+        them again.
+        """
+        context = self.cluster.config_context()
+        cached = self._rendered.get(device.mac)
+        if cached is not None and cached.device is device and cached.context is context:
+            return cached
+        full = device_config(self.cluster, device)
+        rendered = _Rendered(device, context, full, render_config(full))
+        self._rendered[device.mac] = rendered
+        return rendered
 
     # --- signing with a cache ----------------------------------------------------------------
 

@@ -120,9 +120,21 @@ def unix_time(now: datetime) -> int:
     Raises:
         UsageError: ``now`` is naive (the core never guesses a time zone).
     """
+    # A step of a simulated fleet passes the same datetime object thousands of times (four
+    # times per registration alone); datetimes are immutable, so the last answer is kept
+    # (one tuple, read and replaced whole: safe with the socket servers' threads).
+    global _last_unix_time  # noqa: PLW0603 - a one-entry cache
+    last = _last_unix_time
+    if last[0] is now:
+        return last[1]
     if now.tzinfo is None or now.utcoffset() is None:
         raise UsageError(f"now must be timezone-aware, got the naive {now.isoformat()}")
-    return int(now.timestamp())
+    stamp = int(now.timestamp())
+    _last_unix_time = (now, stamp)
+    return stamp
+
+
+_last_unix_time: tuple[datetime | None, int] = (None, 0)  # the datetime last converted
 
 
 @functools.lru_cache(maxsize=1024)
@@ -558,7 +570,11 @@ class Cluster:
         self.revision = 0
         self.saved_revision: int | None = None  # maintained by phone.cluster.store
         self._profile = get_profile(state.profile)
-        self._context: tuple[int, ConfigContext] | None = None
+        # Derived data, each cached with the inputs it was computed from (see config_context,
+        # _commit and _nodes_by_name for why each key is complete).
+        self._context: tuple[tuple[list[Node], bool, bool], ConfigContext] | None = None
+        self._context_key: tuple[ConfigContext, str] | None = None
+        self._node_index: tuple[list[Node], dict[str, Node]] | None = None
         self._file_services: dict[str, FileService] = {}
         self._capf_service: CapfService | None = None
         self._signers: dict[str, tuple[Identity, Signer]] = {}
@@ -748,11 +764,27 @@ class Cluster:
 
     def find_node(self, host: str) -> Node | None:
         """The node called ``host`` (full or short host name, or IP address), or None."""
-        key = host.strip().lower().rstrip(".")
-        for node in self.state.nodes:
-            if key in (node.hostname, node.ip, node.hostname.split(".", 1)[0]):
-                return node
-        return None
+        return self._nodes_by_name().get(host.strip().lower().rstrip("."))
+
+    def _nodes_by_name(self) -> dict[str, Node]:
+        """Every node by host name, IP address and short name; the first node (publisher
+        first) wins a name several nodes answer to, as a scan of the nodes in order would.
+
+        Asked about 30 times per phone boot. Nodes are frozen, so the index gives the answers
+        of a scan for as long as ``state.nodes`` holds the same (or equal) nodes in the same
+        order: checked on every call, by one list comparison (the identity of each node
+        first, as list equality does).
+        """
+        nodes = self.state.nodes
+        cached = self._node_index
+        if cached is not None and cached[0] == nodes:
+            return cached[1]
+        index: dict[str, Node] = {}
+        for node in nodes:
+            for name in (node.hostname, node.ip, node.hostname.split(".", 1)[0]):
+                index.setdefault(name, node)
+        self._node_index = (list(nodes), index)
+        return index
 
     def node(self, host: str) -> Node:
         """The node called ``host``.
@@ -833,9 +865,23 @@ class Cluster:
         return node.tomcat
 
     def config_context(self) -> ConfigContext:
-        """The cluster-wide inputs of every device config (cached per revision)."""
-        if self._context is not None and self._context[0] == self.revision:
-            return self._context[1]
+        """The cluster-wide inputs of every device config (cached with its own inputs).
+
+        The context is a function of the nodes (frozen: host names, services, CallManager
+        certificates), the cluster security mode and the autoregistration parameter, and of
+        nothing else; so it is recomputed only when one of those changed, not after every
+        commit (every phone registration commits).
+        """
+        state = self.state
+        cached = self._context
+        if (
+            cached is not None
+            and cached[0][0] == state.nodes
+            and cached[0][1] == state.mixed_mode
+            and cached[0][2] == state.parameters.autoregistration
+        ):
+            return cached[1]
+        inputs = (list(state.nodes), state.mixed_mode, state.parameters.autoregistration)
         cm_nodes = [n for n in self.state.nodes if n.runs_callmanager][:CALLMANAGER_GROUP_SIZE]
         context = ConfigContext(
             callmanagers=tuple((n.hostname, SIP_PORT, SIP_TLS_PORT) for n in cm_nodes),
@@ -851,7 +897,7 @@ class Cluster:
                 if n.runs_tftp
             ),
         )
-        self._context = (self.revision, context)
+        self._context = (inputs, context)
         return context
 
     def config_timestamp(self, device: Device | None) -> int:
@@ -1012,7 +1058,14 @@ class Cluster:
         stamp = unix_time(now)
         self.state.updated_at = stamp
         self.revision += 1
-        key = self.config_context().key()
+        context = self.config_context()
+        # key() hashes the context's repr; the same (frozen) context object has the same key.
+        cached = self._context_key
+        if cached is not None and cached[0] is context:
+            key = cached[1]
+        else:
+            key = context.key()
+            self._context_key = (context, key)
         if key != self.state.context_key:
             self.state.context_key = key
             self.state.context_changed_at = stamp
@@ -1619,16 +1672,21 @@ class Lab:
         when a single cluster has a node by that name, as a DNS search domain would not pick
         one of several.
         """
-        found = [
-            Endpoint(cluster, node)
-            for cluster in self._clusters.values()
-            if (node := cluster.find_node(host)) is not None
-        ]
+        # One pass: the first cluster whose node answers to ``host`` exactly wins; otherwise
+        # the only cluster with a node answering to it (by short name), if there is one.
         key = host.strip().lower().rstrip(".")
-        exact = [e for e in found if key in (e.node.hostname, e.node.ip)]
-        if exact:
-            return exact[0]
-        return found[0] if len(found) == 1 else None
+        found: Endpoint | None = None
+        count = 0
+        for cluster in self._clusters.values():
+            node = cluster._nodes_by_name().get(key)
+            if node is None:
+                continue
+            if key in (node.hostname, node.ip):
+                return Endpoint(cluster, node)
+            count += 1
+            if found is None:
+                found = Endpoint(cluster, node)
+        return found if count == 1 else None
 
     def file_service(self, host: str) -> FileService | None:
         """The TFTP service at ``host``, or None if nothing serves files there."""

@@ -10,6 +10,7 @@ Nothing a step downloads reaches the flash before a rule has accepted it (item 1
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from collections import deque
@@ -62,6 +63,13 @@ STATUS_LOG_SIZE = 30  # item 47: the last ~30 status messages
 _MAX_STEPS = 64  # a boot that takes more steps than this is looping: a bug, not a phone
 
 Clock = Callable[[], datetime]
+
+
+@functools.lru_cache(maxsize=64)
+def _sha1_hex(data: bytes) -> str:
+    # Every registration reports the ITL hash (item 30), and a fleet's phones hold the very
+    # same few ITL byte strings: hash each of them once (a pure function of the bytes).
+    return hashlib.sha1(data).hexdigest()
 
 
 def utc_now() -> datetime:
@@ -248,7 +256,7 @@ class VirtualPhone:
     def itl_hash(self) -> str | None:
         """Lowercase hex SHA-1 of the installed ITL (item 31: what the phone shows)."""
         data = self.flash.read(names.ITL)
-        return hashlib.sha1(data).hexdigest() if data is not None else None
+        return _sha1_hex(data) if data is not None else None
 
     def identity(self) -> Identity:
         """The certificate the phone presents in TLS: its LSC when it has one, else its MIC."""

@@ -7,6 +7,7 @@ the payload follow it.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from enum import IntEnum
@@ -198,16 +199,21 @@ class Header:
 # --- parsing ---------------------------------------------------------------------------------
 
 
+_HEADER_LENGTH_TAG = int(Tag.HEADER_LENGTH)  # a plain int: compared once per element
+
+
 def parse_header(data: bytes) -> Header:
     """Parse the header at the start of ``data``; the rest of ``data`` is not looked at."""
     if not data:
         raise TruncatedError("file is empty", offset=0, expected="a header version element")
     elements: list[Element] = []
     offsets: dict[int, int] = {}
+    first: dict[int, Element] = {}  # the first top-level element of each tag (padding aside)
     header_end: int | None = None
     pos = 0
+    size = len(data)
     while header_end is None or pos < header_end:
-        if pos >= len(data):
+        if pos >= size:
             raise TruncatedError(
                 "file ends before the header does", offset=pos, expected="more header elements"
             )
@@ -218,21 +224,26 @@ def parse_header(data: bytes) -> Header:
                 offset=pos,
                 expected="tag 2 (header length) near the start",
             )
-        limit = len(data) if header_end is None else header_end
+        limit = size if header_end is None else header_end
         start = pos
         element, pos = read_element(data, pos, limit, containers=HEADER_CONTAINERS, padding=True)
-        if not element.single_byte:
-            if element.tag in _UNIQUE_TOP and element.tag in offsets:
+        elements.append(element)
+        if element.single_byte:
+            continue
+        tag = element.tag
+        if tag in offsets:
+            if tag in _UNIQUE_TOP:
                 raise StructureError(
-                    f"tag {element.tag} appears twice in the header",
+                    f"tag {tag} appears twice in the header",
                     offset=start,
                     expected="each header field once",
                 )
-            offsets.setdefault(element.tag, start)
-        elements.append(element)
-        if element.tag == Tag.HEADER_LENGTH and not element.single_byte:
-            header_end = _header_length(element, start, pos, len(data))
-    return _typed_header(tuple(elements), header_end, offsets, bytes(data[:pos]))
+        else:
+            offsets[tag] = start
+            first[tag] = element
+        if tag == _HEADER_LENGTH_TAG:
+            header_end = _header_length(element, start, pos, size)
+    return _typed_header(tuple(elements), header_end, offsets, bytes(data[:pos]), first)
 
 
 def _header_length(element: Element, start: int, pos: int, size: int) -> int:
@@ -290,17 +301,32 @@ def _container(element: Element, offset: int, what: str) -> tuple[Element, ...]:
     return element.children
 
 
+def _require_top(first: dict[int, Element], tag: Tag, offset: int, what: str) -> Element:
+    """:func:`_require` on the top level, from the parse loop's first-element-by-tag map
+    (the same element: find() returns the first non-padding element with the tag)."""
+    element = first.get(tag)
+    if element is None:
+        raise StructureError(f"no {what} (tag {int(tag)})", offset=offset, expected=what)
+    return element
+
+
 def _typed_header(
-    elements: tuple[Element, ...], length: int | None, offsets: dict[int, int], raw: bytes
+    elements: tuple[Element, ...],
+    length: int | None,
+    offsets: dict[int, int],
+    raw: bytes,
+    first: dict[int, Element],
 ) -> Header:
     assert length is not None  # the parse loop only ends once tag 2 was read
     at = offsets.get
-    version_el = _require(elements, Tag.VERSION, 0, "header version")
+    version_el = _require_top(first, Tag.VERSION, 0, "header version")
     version = _fixed(version_el, 2, at(Tag.VERSION, 0), "header version")
 
     signer_at = at(Tag.SIGNER_INFO, 0)
     signer = _container(
-        _require(elements, Tag.SIGNER_INFO, 0, "signer info container"), signer_at, "signer info"
+        _require_top(first, Tag.SIGNER_INFO, 0, "signer info container"),
+        signer_at,
+        "signer info",
     )
     name = _leaf_value(_require(signer, Tag.SIGNER_NAME, signer_at, "signer name"), signer_at, "")
     serial = _leaf_value(
@@ -316,7 +342,7 @@ def _typed_header(
 
     info_at = at(Tag.SIGNATURE_INFO, 0)
     info = _container(
-        _require(elements, Tag.SIGNATURE_INFO, 0, "signature info container"),
+        _require_top(first, Tag.SIGNATURE_INFO, 0, "signature info container"),
         info_at,
         "signature info",
     )
@@ -345,20 +371,20 @@ def _typed_header(
     )
 
     sig_at = at(Tag.SIGNATURE, 0)
-    signature = _leaf_value(_require(elements, Tag.SIGNATURE, 0, "signature"), sig_at, "signature")
+    signature = _leaf_value(_require_top(first, Tag.SIGNATURE, 0, "signature"), sig_at, "signature")
     if not signature:
         raise LengthError("signature element is empty", offset=sig_at, expected="signature bytes")
 
-    name_el = _require(elements, Tag.FILENAME, 0, "file name")
+    name_el = _require_top(first, Tag.FILENAME, 0, "file name")
     filename = decode_cstring(_leaf_value(name_el, at(Tag.FILENAME, 0), "file name"))
 
     timestamp: int | None = None
-    ts_el = find(elements, Tag.TIMESTAMP)
+    ts_el = first.get(Tag.TIMESTAMP)
     if ts_el is not None:
         timestamp = int.from_bytes(_fixed(ts_el, 4, at(Tag.TIMESTAMP, 0), "timestamp"), "big")
 
     signer_version: tuple[int, int] | None = None
-    sv_el = find(elements, Tag.SIGNER_VERSION)
+    sv_el = first.get(Tag.SIGNER_VERSION)
     if sv_el is not None:
         sv = _fixed(sv_el, 2, at(Tag.SIGNER_VERSION, 0), "signer version")
         signer_version = (sv[0], sv[1])
@@ -377,7 +403,7 @@ def _typed_header(
         filename=filename,
         timestamp=timestamp,
         signer_version=signer_version,
-        encryption=_encryption(elements, offsets),
+        encryption=_encryption(elements, offsets) if Tag.ENCRYPTION_INFO in first else None,
         offsets=offsets,
         raw=raw,
     )
@@ -448,27 +474,8 @@ def layout_header(spec: HeaderSpec, signature: bytes) -> tuple[Element, ...]:
     if len(signature) != spec.modulus_bytes:
         raise ValueError("signature length does not match the signer's modulus")
     body: list[Element] = [
-        container(
-            Tag.SIGNER_INFO,
-            (
-                leaf(Tag.SIGNER_NAME, cstring(spec.signer_name)),
-                leaf(Tag.SERIAL_NUMBER, spec.signer_serial),
-                leaf(Tag.ISSUER_NAME, cstring(spec.signer_issuer)),
-            ),
-        ),
-        container(
-            Tag.SIGNATURE_INFO,
-            (
-                leaf(Tag.DIGEST_ALGORITHM, u8(spec.digest)),
-                container(
-                    Tag.SIGNATURE_ALGORITHM_INFO,
-                    (
-                        leaf(Tag.SIGNATURE_ALGORITHM, u8(RSA_PKCS1)),
-                        leaf(Tag.SIGNATURE_MODULUS, u8(MODULUS_SIZES.index(spec.modulus_bytes))),
-                    ),
-                ),
-            ),
-        ),
+        _signer_info(spec.signer_name, spec.signer_serial, spec.signer_issuer),
+        _signature_info(spec.digest, spec.modulus_bytes),
         leaf(Tag.SIGNATURE, signature),
         leaf(Tag.FILENAME, cstring(spec.filename)),
     ]
@@ -487,6 +494,37 @@ def layout_header(spec: HeaderSpec, signature: bytes) -> tuple[Element, ...]:
     return (*lead, *signer_version, *body, *([PADDING] * padding))
 
 
+# The two containers that depend only on the signer (a TFTP node signs thousands of configs
+# with one key): built once per signer. Elements are immutable, so sharing them is safe.
+@functools.lru_cache(maxsize=64)
+def _signer_info(name: str, serial: bytes, issuer: str) -> Element:
+    return container(
+        Tag.SIGNER_INFO,
+        (
+            leaf(Tag.SIGNER_NAME, cstring(name)),
+            leaf(Tag.SERIAL_NUMBER, serial),
+            leaf(Tag.ISSUER_NAME, cstring(issuer)),
+        ),
+    )
+
+
+@functools.lru_cache(maxsize=64)
+def _signature_info(digest: Digest, modulus_bytes: int) -> Element:
+    return container(
+        Tag.SIGNATURE_INFO,
+        (
+            leaf(Tag.DIGEST_ALGORITHM, u8(digest)),
+            container(
+                Tag.SIGNATURE_ALGORITHM_INFO,
+                (
+                    leaf(Tag.SIGNATURE_ALGORITHM, u8(RSA_PKCS1)),
+                    leaf(Tag.SIGNATURE_MODULUS, u8(MODULUS_SIZES.index(modulus_bytes))),
+                ),
+            ),
+        ),
+    )
+
+
 def replace_signature(elements: Iterable[Element], signature: bytes) -> tuple[Element, ...]:
     """The same header elements with the top-level signature value replaced."""
     return tuple(
@@ -502,8 +540,51 @@ def sign_header(spec: HeaderSpec, body: bytes, sign: Callable[[bytes], bytes]) -
     ``sign`` maps those bytes to the raw signature of ``spec.modulus_bytes`` bytes.
     """
     placeholder = layout_header(spec, bytes(spec.modulus_bytes))
-    unsigned = encode_all(e for e in placeholder if e.tag != Tag.SIGNATURE or e.single_byte)
-    return header_from_elements(replace_signature(placeholder, sign(unsigned + body)))
+    places = [i for i, e in enumerate(placeholder) if e.tag == Tag.SIGNATURE and not e.single_byte]
+    if len(places) != 1:  # pragma: no cover - layout_header writes one signature element
+        unsigned = encode_all(e for e in placeholder if e.tag != Tag.SIGNATURE or e.single_byte)
+        return header_from_elements(replace_signature(placeholder, sign(unsigned + body)))
+    # The same bytes as above, encoded once: the placeholder's encoding with the signature
+    # element cut out is what gets signed, and with the real signature element spliced in
+    # it is encode_all(replace_signature(placeholder, signature)). That header is typed as
+    # parse_header would type it (see _typed_layout), or by parse_header itself.
+    at = places[0]
+    raw = encode_all(placeholder)
+    start = sum(e.size for e in placeholder[:at])
+    end = start + placeholder[at].size
+    signature = sign(raw[:start] + raw[end:] + body)
+    element = leaf(Tag.SIGNATURE, signature)
+    signed = raw[:start] + element.encode() + raw[end:]
+    if spec.extra:
+        # Elements from the caller (the .enc.sgn encryption block): typed by parsing.
+        return parse_header(signed)
+    return _typed_layout((*placeholder[:at], element, *placeholder[at + 1 :]), signed)
+
+
+def _typed_layout(elements: tuple[Element, ...], raw: bytes) -> Header:
+    """The header ``parse_header(raw)`` returns, for ``elements`` laid out by layout_header
+    without extra elements and ``raw`` their encoding, without reading the bytes back.
+
+    Such a header holds only what layout_header writes: leaves whose tags are no container
+    tags, the signer info and signature info containers, padding bytes, no tag twice, and a
+    header length (tag 2) equal to the length of the encoding. Parsing ``raw`` therefore reads
+    back ``elements`` themselves, each starting where the sizes before it end; so the offsets
+    are those running sizes, and the typed view comes from _typed_header, where the parser
+    ends too (with all of its checks). Should the length not add up (a signature of another
+    size than the placeholder), the parser decides after all.
+    """
+    offsets: dict[int, int] = {}
+    first: dict[int, Element] = {}
+    pos = 0
+    for element in elements:
+        if not element.single_byte and element.tag not in offsets:
+            offsets[element.tag] = pos
+            first[element.tag] = element
+        pos += element.size
+    length = first.get(Tag.HEADER_LENGTH)
+    if length is None or pos != len(raw) or int.from_bytes(length.value, "big") != pos:
+        return parse_header(raw)
+    return _typed_header(elements, pos, offsets, raw, first)
 
 
 def header_from_elements(elements: tuple[Element, ...]) -> Header:

@@ -26,6 +26,10 @@ MAX_DEPTH = 4
 
 _U16 = struct.Struct(">H")
 _U32 = struct.Struct(">I")
+_TAG_LENGTH = struct.Struct(">BH")  # an element's tag and length, as iter_encode writes them
+_TAG_BYTE = tuple(bytes((tag,)) for tag in range(256))
+_new = object.__new__
+_set = object.__setattr__  # how a frozen dataclass sets its own fields
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,19 +51,21 @@ class Element:
     def __post_init__(self) -> None:
         if not 0 <= self.tag <= 0xFF:
             raise ValueError(f"tag {self.tag} does not fit in one byte")
-        if self.children is None and len(self.value) > MAX_VALUE_LENGTH:
-            raise ValueError(f"tag {self.tag}: value of {len(self.value)} bytes exceeds 65535")
-        if self.single_byte:
-            size = 1
-        elif self.children is not None:
-            size = 3 + sum(child.size for child in self.children)
+        children = self.children
+        if children is None:
+            length = len(self.value)
+            if length > MAX_VALUE_LENGTH:
+                raise ValueError(f"tag {self.tag}: value of {length} bytes exceeds 65535")
+            size = 1 if self.single_byte else 3 + length
         else:
-            size = 3 + len(self.value)
-        object.__setattr__(self, "size", size)
+            size = 1 if self.single_byte else 3 + sum(child.size for child in children)
+        _set(self, "size", size)
 
     def encode(self) -> bytes:
         """Encode this element (and its children) to bytes."""
-        return b"".join(self.iter_encode())
+        pieces: list[bytes] = []
+        _encode_into(self, pieces)
+        return b"".join(pieces)
 
     def iter_encode(self) -> Iterator[bytes]:
         """Yield the encoded pieces of this element, avoiding repeated concatenation."""
@@ -85,6 +91,19 @@ class Element:
 PADDING = Element(PADDING_TAG, single_byte=True)
 
 
+def _parsed_leaf(tag: int, value: bytes) -> Element:
+    """``Element(tag, value)`` for the parser, without the checks ``__post_init__`` makes: a
+    parsed tag is one byte and a parsed value was announced by a u16, so both always hold.
+    Parsing creates every element of every file a phone reads, one call each."""
+    element: Element = _new(Element)
+    _set(element, "tag", tag)
+    _set(element, "value", value)
+    _set(element, "children", None)
+    _set(element, "single_byte", False)
+    _set(element, "size", 3 + len(value))
+    return element
+
+
 def leaf(tag: int, value: bytes) -> Element:
     """A plain element holding ``value``."""
     return Element(tag, value)
@@ -97,7 +116,30 @@ def container(tag: int, children: Iterable[Element]) -> Element:
 
 def encode_all(elements: Iterable[Element]) -> bytes:
     """Encode a sequence of elements back to back."""
-    return b"".join(piece for element in elements for piece in element.iter_encode())
+    pieces: list[bytes] = []
+    for element in elements:
+        _encode_into(element, pieces)
+    return b"".join(pieces)
+
+
+def _encode_into(element: Element, pieces: list[bytes]) -> None:
+    """Append the pieces :meth:`Element.iter_encode` yields (the same bytes, the same error
+    for an oversized container), without a generator per element: the lab encodes a header
+    of about twenty elements for every file it signs."""
+    if element.single_byte:
+        pieces.append(_TAG_BYTE[element.tag])
+        return
+    children = element.children
+    if children is not None:
+        inner = element.size - 3
+        if inner > MAX_VALUE_LENGTH:
+            raise ValueError(f"container {element.tag} holds {inner} bytes, more than 65535")
+        pieces.append(_TAG_LENGTH.pack(element.tag, inner))
+        for child in children:
+            _encode_into(child, pieces)
+        return
+    pieces.append(_TAG_LENGTH.pack(element.tag, len(element.value)))
+    pieces.append(element.value)
 
 
 def find(elements: Iterable[Element], tag: int) -> Element | None:
@@ -142,7 +184,7 @@ def read_element(
             data, start, stop, containers=containers, padding=padding, depth=depth + 1
         )
         return Element(tag, children=children), stop
-    return Element(tag, bytes(data[start:stop])), stop
+    return _parsed_leaf(tag, bytes(data[start:stop])), stop
 
 
 def parse_elements(

@@ -7,6 +7,7 @@ reproduces the input byte for byte; building writes CUCM's element orders.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import ipaddress
 import warnings
@@ -120,6 +121,25 @@ _CERTIFICATE_ERRORS = (
 )
 
 
+@functools.lru_cache(maxsize=256)
+def _load_certificate(der: bytes) -> x509.Certificate:
+    """The certificate in ``der``, extensions decoded.
+
+    Remembered per DER: certificates are immutable, and the phones of a fleet check the same
+    few records of their shared trust lists on every boot (about 10 us a load). A failure
+    is not remembered: it raises again on every call.
+    """
+    with warnings.catch_warnings():
+        # A zero or negative serial (RFC 5280 forbids it, some old device certificates have
+        # one) only draws a deprecation warning; the record is still usable.
+        warnings.simplefilter("ignore", CryptographyDeprecationWarning)
+        certificate = x509.load_der_x509_certificate(der)
+        # Extensions decode lazily (python-libraries.md 4.1); touch them here so a malformed
+        # extension is a format error of this record, not a crash later.
+        _ = certificate.extensions
+    return certificate
+
+
 @dataclass(frozen=True)
 class Record:
     """One trust-list record. ``elements`` is authoritative; the rest are typed views."""
@@ -171,14 +191,7 @@ class Record:
         if self.certificate_der is None:
             return None
         try:
-            with warnings.catch_warnings():
-                # A zero or negative serial (RFC 5280 forbids it, some old device certificates
-                # have one) only draws a deprecation warning; the record is still usable.
-                warnings.simplefilter("ignore", CryptographyDeprecationWarning)
-                certificate = x509.load_der_x509_certificate(self.certificate_der)
-                # Extensions decode lazily (python-libraries.md 4.1); touch them here so a
-                # malformed extension is a format error of this record, not a crash later.
-                _ = certificate.extensions
+            certificate = _load_certificate(self.certificate_der)
         except _CERTIFICATE_ERRORS as exc:
             raise ValueFormatError(
                 f"record certificate is not valid DER X.509 ({exc})",

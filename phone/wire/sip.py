@@ -26,6 +26,7 @@ not public. The phone's MAC travels as RFC 5626 ``+sip.instance`` in the Contact
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 from collections.abc import Callable, Iterator
@@ -105,6 +106,25 @@ def canonical_name(name: str) -> str:
     return _CANONICAL.get(lower, name)
 
 
+# Known names as spelled canonically. Their lower-case forms are pairwise distinct (they are
+# the keys of _CANONICAL), so a header named by one of them matches a look-up exactly when
+# it is the canonical name looked for: the look-ups below compare those without lower().
+_KNOWN_SET = frozenset(_KNOWN)
+_LOOKUP_LIMIT = 256
+_lookups: dict[str, tuple[str, str]] = {}
+
+
+def _lookup(name: str) -> tuple[str, str]:
+    """``(canonical_name(name), canonical_name(name).lower())``, remembered per name."""
+    found = _lookups.get(name)
+    if found is None:
+        canon = canonical_name(name)
+        found = (canon, canon.lower())
+        if len(_lookups) < _LOOKUP_LIMIT:  # names come from code; bound them all the same
+            _lookups[name] = found
+    return found
+
+
 def _check_value(name: str, value: str) -> None:
     if _CTL.search(value):
         raise ProtocolError(f"SIP header {name} holds a control character")
@@ -118,19 +138,21 @@ class _HeaderAccess:
 
     def get(self, name: str) -> str | None:
         """The first value of header ``name`` (any spelling, compact forms too), or None."""
-        key = canonical_name(name).lower()
+        canon, key = _lookup(name)
         for n, v in self.headers:
-            if n.lower() == key:
+            # The same test as n.lower() == key (see _KNOWN_SET), without the lower().
+            if n == canon or (n not in _KNOWN_SET and n.lower() == key):
                 return v
         return None
 
     def get_all(self, name: str) -> list[str]:
         """Every value of header ``name``, comma-separated lists split (Via, Contact ...)."""
-        key = canonical_name(name).lower()
+        canon, key = _lookup(name)
+        split = key in _LIST_HEADERS
         out: list[str] = []
         for n, v in self.headers:
-            if n.lower() == key:
-                out.extend(_split_list(v) if key in _LIST_HEADERS else [v])
+            if n == canon or (n not in _KNOWN_SET and n.lower() == key):
+                out.extend(_split_list(v) if split else (v,))
         return out
 
     def header(self, name: str) -> str:
@@ -401,44 +423,69 @@ class StreamReader:
 
 # A comma not inside <...> (no nesting in SIP name-addr values).
 _COMMA_OUTSIDE_ANGLES = re.compile(r",(?![^<]*>)")
+# The only characters that change the state of the list scanner below.
+_LIST_SPECIAL = re.compile(r'[",<>\\]')
+# Distinct header values each pure parser below remembers: a transaction brings a few new
+# values and asks about them again within the transaction, so a small cache keeps every hit.
+_PARSE_CACHE = 128
 
 
-def _split_list(value: str) -> list[str]:
+def _split_list(value: str) -> tuple[str, ...]:
     """Split a comma-separated header value, ignoring commas in quotes and angle brackets."""
+    # A pure function of an immutable string with an immutable result: the registrar and the
+    # client ask for the same Contact and Via values several times per transaction, so the
+    # answer is remembered (an error is not: a bad value raises again on every call).
+    return _split_list_cached(value)
+
+
+@functools.lru_cache(maxsize=_PARSE_CACHE)
+def _split_list_cached(value: str) -> tuple[str, ...]:
     if '"' not in value and value.count("<") == value.count(">"):
         # The common case (no quoted string, balanced brackets): only <...> can hide a comma,
-        # which a regular expression handles without the character loop below (that loop
-        # was a third of a registration's cost).
+        # which a regular expression handles without the scan below.
         pieces = value.split(",") if "<" not in value else _COMMA_OUTSIDE_ANGLES.split(value)
-        return [p for p in (piece.strip() for piece in pieces) if p]
+        return tuple(p for p in (piece.strip() for piece in pieces) if p)
+    # Quoted strings: a scan that visits only the characters that change its state (quote,
+    # backslash, angle brackets, comma); everything between them is copied by slicing. The
+    # states are those of a character-by-character scan: a backslash inside quotes escapes
+    # the next character, brackets and commas inside quotes are text, a comma outside quotes
+    # and brackets ends a piece.
     parts: list[str] = []
-    current: list[str] = []
-    quoted = angle = escaped = False
-    for ch in value:
-        if escaped:
-            escaped = False
-        elif quoted and ch == "\\":
-            escaped = True
-        elif ch == '"':
-            quoted = not quoted
-        elif not quoted and ch == "<":
-            angle = True
-        elif not quoted and ch == ">":
-            angle = False
-        elif ch == "," and not quoted and not angle:
-            parts.append("".join(current).strip())
-            current = []
+    start = 0
+    quoted = angle = False
+    escaped_at = -1  # the index of the character a backslash escapes
+    for match in _LIST_SPECIAL.finditer(value):
+        at = match.start()
+        if at == escaped_at:
             continue
-        current.append(ch)
+        ch = match[0]
+        if quoted:
+            if ch == "\\":
+                escaped_at = at + 1
+            elif ch == '"':
+                quoted = False
+        elif ch == '"':
+            quoted = True
+        elif ch == "<":
+            angle = True
+        elif ch == ">":
+            angle = False
+        elif ch == "," and not angle:
+            parts.append(value[start:at].strip())
+            start = at + 1
     if quoted:
         raise ProtocolError(f"unterminated quoted string in {value[:60]!r}")
-    parts.append("".join(current).strip())
-    return [p for p in parts if p]
+    parts.append(value[start:].strip())
+    return tuple(p for p in parts if p)
+
+
+_ESCAPED = re.compile(r"\\(.)")
 
 
 def _unquote(text: str) -> str:
     if len(text) >= 2 and text[0] == text[-1] == '"':
-        return re.sub(r"\\(.)", r"\1", text[1:-1])
+        inner = text[1:-1]
+        return _ESCAPED.sub(r"\1", inner) if "\\" in inner else inner  # no escape: no change
     return text
 
 
@@ -468,25 +515,37 @@ def _parse_params(text: str, what: str) -> Params:
 def _split_outside_quotes(text: str, sep: str) -> list[str]:
     if '"' not in text:
         return text.split(sep)  # no quoted string can hide a separator
+    # As in _split_list: visit only the quote, the backslash and the separator; a backslash
+    # inside quotes escapes the next character.
+    special = _SPECIAL_BY_SEP.get(sep)
+    if special is None:
+        special = _SPECIAL_BY_SEP[sep] = re.compile(f'["\\\\{re.escape(sep)}]')
     parts: list[str] = []
-    current: list[str] = []
-    quoted = escaped = False
-    for ch in text:
-        if escaped:
-            escaped = False
-        elif quoted and ch == "\\":
-            escaped = True
-        elif ch == '"':
-            quoted = not quoted
-        elif ch == sep and not quoted:
-            parts.append("".join(current))
-            current = []
+    start = 0
+    quoted = False
+    escaped_at = -1
+    for match in special.finditer(text):
+        at = match.start()
+        if at == escaped_at:
             continue
-        current.append(ch)
+        ch = match[0]
+        if quoted:
+            if ch == "\\":
+                escaped_at = at + 1
+            elif ch == '"':
+                quoted = False
+        elif ch == '"':
+            quoted = True
+        elif ch == sep:
+            parts.append(text[start:at])
+            start = at + 1
     if quoted:
         raise ProtocolError(f"unterminated quoted string in {text[:60]!r}")
-    parts.append("".join(current))
+    parts.append(text[start:])
     return parts
+
+
+_SPECIAL_BY_SEP: dict[str, re.Pattern[str]] = {}
 
 
 def _param(params: Params, name: str) -> str | None:
@@ -561,6 +620,12 @@ def parse_name_addr(text: str) -> NameAddr:
     Raises:
         ProtocolError: no URI, or unbalanced quotes or brackets.
     """
+    # Pure, with an immutable result: remembered per value (see _split_list).
+    return _parse_name_addr(text)
+
+
+@functools.lru_cache(maxsize=_PARSE_CACHE)
+def _parse_name_addr(text: str) -> NameAddr:
     value = text.strip()
     display: str | None = None
     if "<" in value:
@@ -615,8 +680,18 @@ def parse_via(value: str) -> Via:
     Raises:
         ProtocolError: not ``SIP/2.0/<transport> host[:port][;params]``.
     """
+    # Pure, with an immutable result: remembered per value (see _split_list). A transaction
+    # parses the same Via at the registrar and twice at the client.
+    return _parse_via(value)
+
+
+_VIA = re.compile(r"SIP[ \t]*/[ \t]*2\.0[ \t]*/[ \t]*([A-Za-z]+)[ \t]+([^;]+)(.*)")
+
+
+@functools.lru_cache(maxsize=_PARSE_CACHE)
+def _parse_via(value: str) -> Via:
     first = _split_list(value)[0] if value.strip() else ""
-    match = re.fullmatch(r"SIP[ \t]*/[ \t]*2\.0[ \t]*/[ \t]*([A-Za-z]+)[ \t]+([^;]+)(.*)", first)
+    match = _VIA.fullmatch(first)
     if match is None:
         raise ProtocolError(f"bad Via {value[:60]!r}")
     hostport = _HOSTPORT.fullmatch(match[2].strip())
@@ -866,12 +941,21 @@ def parse_itl_report(value: str) -> tuple[str, str, int]:
     return host, digest.lower(), int(stamp)
 
 
+_INSTANCE = re.compile(r"<?urn:uuid:00000000-0000-0000-0000-([0-9A-Fa-f]{12})>?")
+
+
 def instance_mac(contact: str) -> str | None:
     """The MAC in a Contact's ``+sip.instance="<urn:uuid:00000000-0000-0000-0000-MAC>"``."""
+    # Pure: remembered per value (see _split_list); the registrar asks twice per request.
+    return _instance_mac(contact)
+
+
+@functools.lru_cache(maxsize=_PARSE_CACHE)
+def _instance_mac(contact: str) -> str | None:
     instance = parse_name_addr(contact).param("+sip.instance")
     if not instance:
         return None
-    match = re.fullmatch(r"<?urn:uuid:00000000-0000-0000-0000-([0-9A-Fa-f]{12})>?", instance)
+    match = _INSTANCE.fullmatch(instance)
     return match[1].upper() if match else None
 
 
