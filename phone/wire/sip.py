@@ -421,8 +421,6 @@ class StreamReader:
 # --- header values ---------------------------------------------------------------------------
 
 
-# A comma not inside <...> (no nesting in SIP name-addr values).
-_COMMA_OUTSIDE_ANGLES = re.compile(r",(?![^<]*>)")
 # The only characters that change the state of the list scanner below.
 _LIST_SPECIAL = re.compile(r'[",<>\\]')
 # Distinct header values each pure parser below remembers: a transaction brings a few new
@@ -440,11 +438,9 @@ def _split_list(value: str) -> tuple[str, ...]:
 
 @functools.lru_cache(maxsize=_PARSE_CACHE)
 def _split_list_cached(value: str) -> tuple[str, ...]:
-    if '"' not in value and value.count("<") == value.count(">"):
-        # The common case (no quoted string, balanced brackets): only <...> can hide a comma,
-        # which a regular expression handles without the scan below.
-        pieces = value.split(",") if "<" not in value else _COMMA_OUTSIDE_ANGLES.split(value)
-        return tuple(p for p in (piece.strip() for piece in pieces) if p)
+    if '"' not in value and "<" not in value:
+        # The common case (Via, Allow, plain parameters): nothing can hide a comma.
+        return tuple(p for p in (piece.strip() for piece in value.split(",")) if p)
     # Quoted strings: a scan that visits only the characters that change its state (quote,
     # backslash, angle brackets, comma); everything between them is copied by slicing. The
     # states are those of a character-by-character scan: a backslash inside quotes escapes
