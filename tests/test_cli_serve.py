@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import select
 import signal
 import socket
 import subprocess
@@ -24,6 +23,7 @@ from typing import Any
 
 import pytest
 from keypool import pooled_keys
+from subprocs import read_until
 
 from phone.cli import main
 from phone.cluster.files import ClientInfo
@@ -63,30 +63,6 @@ def make_lab(path: Path) -> Path:
         capf_trust=manufacturing_cas(),
     )
     return path
-
-
-def read_until(process: subprocess.Popen[bytes], marker: str, deadline: float) -> list[str]:
-    """Lines of the server's stdout up to the one containing ``marker``.
-
-    Reads the pipe's file descriptor directly: select() on a buffered file object would miss
-    lines already sitting in its buffer.
-    """
-    assert process.stdout is not None
-    fd = process.stdout.fileno()
-    data = b""
-    while time.monotonic() < deadline:
-        ready, _, _ = select.select([fd], [], [], 0.1)
-        if not ready:
-            if process.poll() is not None:
-                break
-            continue
-        chunk = os.read(fd, 65536)
-        if not chunk:
-            break
-        data += chunk
-        if marker.encode() in data:
-            return data.decode().splitlines()
-    raise AssertionError(f"lab serve did not say {marker!r}: {data.decode()!r}")
 
 
 @pytest.fixture

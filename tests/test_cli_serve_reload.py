@@ -19,7 +19,6 @@ import json
 import logging
 import os
 import re
-import select
 import signal
 import socket
 import subprocess
@@ -34,6 +33,7 @@ from typing import Any
 
 import pytest
 from keypool import pooled_keys
+from subprocs import read_until
 
 from phone.cli import lab as lab_cli
 from phone.cli import main
@@ -133,26 +133,6 @@ class Served:
         return self.process.wait(10), rest.decode()
 
 
-def _read_until(process: subprocess.Popen[bytes], marker: str, deadline: float) -> list[str]:
-    # The pipe's descriptor directly: select() on a buffered file would miss buffered lines.
-    assert process.stdout is not None
-    fd = process.stdout.fileno()
-    data = b""
-    while time.monotonic() < deadline:
-        ready, _, _ = select.select([fd], [], [], 0.1)
-        if not ready:
-            if process.poll() is not None:
-                break
-            continue
-        chunk = os.read(fd, 65536)
-        if not chunk:
-            break
-        data += chunk
-        if marker.encode() in data:
-            return data.decode().splitlines()
-    raise AssertionError(f"lab serve did not say {marker!r}: {data.decode()!r}")
-
-
 @pytest.fixture
 def serve(tmp_path: Path) -> Iterator[Callable[[Path], Served]]:
     """Start ``vphone lab serve LAB`` in a subprocess; killed at teardown if still running."""
@@ -177,7 +157,7 @@ def serve(tmp_path: Path) -> Iterator[Callable[[Path], Served]]:
                 env={**os.environ, "PYTHONUNBUFFERED": "1"},
             )
         started.append(process)
-        lines = _read_until(process, "stops the servers", time.monotonic() + START_TIMEOUT)
+        lines = read_until(process, "stops the servers", time.monotonic() + START_TIMEOUT)
         return Served(process, lines, lab, host_map, log)
 
     yield start
