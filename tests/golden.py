@@ -1,4 +1,4 @@
-"""Behaviour snapshots: every library scenario's report and a set of boot traces (not a test module).
+"""Behaviour snapshots: library scenario reports and boot traces (not a test module).
 
 Issue 11 moved most modules of the package; these snapshots, taken before the move, prove it
 changed no behaviour. ``tests/test_golden.py`` compares them; after a deliberate change of
