@@ -19,12 +19,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import UTC, datetime
 
+from phone.catalog.models import DEFAULT_MODEL
 from phone.cluster.model import ClusterSpec, Lab
 from phone.device.flash import Flash
 from phone.device.machine import State
-from phone.device.models import DEFAULT_MODEL
 from phone.device.phone import VirtualPhone, utc_now
-from phone.net.backend import Backend
+from phone.device.port import Backend
 from phone.net.memory import MemoryBackend
 from phone.pki import FreshKeys, KeySource
 from phone.vendor import manufacturing_cas

@@ -34,11 +34,11 @@ from phone.device.capf import (
     pending_auth,
     sign_proof,
 )
+from phone.device.port import Requester
 from phone.errors import LabError, ProtocolError
 from phone.formats import Signer
 from phone.formats.configxml import DeviceConfig, parse_config
 from phone.formats.trustlist import Role, TrustList, build_trust_list, record_from_certificate
-from phone.net.backend import Requester
 from phone.net.memory import MemoryBackend
 from phone.pki import Identity, issue, make_ca, self_signed
 from phone.trust.lists import parse_shared

@@ -26,11 +26,11 @@ from phone.device import flash as names
 from phone.device.flash import DirectoryFlash, MemoryFlash
 from phone.device.machine import State
 from phone.device.phone import TraceEntry, VirtualPhone
+from phone.device.port import Backend, RegisterRequest, RegisterResult, Requester
 from phone.device.view import flash_view
 from phone.errors import NetworkError
 from phone.formats.signed import md5_hex
 from phone.formats.trustlist import Role, build_trust_list, record_from_certificate
-from phone.net.backend import Backend, RegisterRequest, RegisterResult, Requester
 from phone.net.directory import DirectoryBackend
 from phone.net.faults import Fault, FaultKind, FaultyBackend
 from phone.net.memory import MemoryBackend

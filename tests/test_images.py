@@ -1,6 +1,6 @@
 """Firmware images and the phone's decision on them (phone-behaviour.md items 36-39).
 
-Tests are grouped by item number. Images come from phone.device.loads (the same bytes as the
+Tests are grouped by item number. Images come from phone.catalog.loads (the same bytes as the
 committed firmware_images/), keys a phone does not know from the test key pool.
 """
 
@@ -16,7 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from keypool import pooled_keys
 
-from phone.device.loads import (
+from phone.catalog.loads import (
     CATALOGUE,
     LEGACY_SIGNER_ISSUER,
     LEGACY_SIGNER_NAME,
@@ -28,7 +28,7 @@ from phone.device.loads import (
     sign_image,
     sign_payload,
 )
-from phone.device.models import MODELS, ImageFormat, get_model
+from phone.catalog.models import MODELS, ImageFormat, get_model
 from phone.errors import FormatError, StructureError, ValueFormatError
 from phone.formats.firmware import CONTAINER_HEADER_LENGTH, MAGIC, parse_container
 from phone.formats.header import Digest

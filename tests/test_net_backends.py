@@ -16,10 +16,10 @@ from keypool import pooled_keys
 
 import phone.net.sockets as sockets_module
 from phone.api import ClusterSpec, Lab, State, create_lab, create_phone
+from phone.catalog.models import Transport, get_model
 from phone.cluster.files import ClientInfo
-from phone.device.models import Transport, get_model
+from phone.device.port import RegisterRequest, RegisterResult, Requester
 from phone.errors import FileNotFoundOnServer, NetworkError, UsageError
-from phone.net.backend import RegisterRequest, RegisterResult, Requester
 from phone.net.directory import DirectoryBackend
 from phone.net.hostmap import HostEntry, HostMap, parse_host_maps
 from phone.net.servers import LabServer

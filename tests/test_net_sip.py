@@ -14,13 +14,13 @@ from clusterlab import NOW, make_lab, phone_mic
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from phone.cluster.model import Cluster, ClusterSpec, Device, Lab, SecurityMode
-from phone.errors import NetworkError
-from phone.net.backend import (
+from phone.device.port import (
     ItlReport,
     RegisterRequest,
     Requester,
     certificate_check_for,
 )
+from phone.errors import NetworkError
 from phone.net.sip import SipRegistrar, sip_register
 from phone.pki import CertKind, Identity
 from phone.trust.tvs import TlsRefused

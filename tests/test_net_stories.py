@@ -24,14 +24,14 @@ import pytest
 from keypool import pooled_keys
 
 from phone.api import ClusterSpec, Lab, State, VirtualPhone, create_lab, create_phone
+from phone.catalog.models import Transport
 from phone.cluster.certops import export_certificates, import_certificates, regenerate
 from phone.cluster.files import ClientInfo
 from phone.cluster.model import Device
 from phone.device import flash as flash_names
 from phone.device.machine import TERMINAL
-from phone.device.models import Transport
 from phone.device.phone import TraceEntry
-from phone.net.backend import Backend
+from phone.device.port import Backend
 from phone.net.faults import Fault, FaultKind, FaultyBackend
 from phone.net.hostmap import HostEntry, HostMap
 from phone.net.http import FileRequestHandler

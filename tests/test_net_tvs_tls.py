@@ -17,9 +17,9 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from phone.cluster.model import Cluster, Lab
+from phone.device.port import certificate_check_for
 from phone.errors import NetworkError
 from phone.formats.certfields import cucm_name, serial_bytes
-from phone.net.backend import certificate_check_for
 from phone.net.tvs_tls import TvsTlsServer, client_context, tvs_query_tls
 from phone.pki import CertKind, Identity, self_signed
 from phone.trust.tvs import ServerCheck, TlsRefused

@@ -15,9 +15,9 @@ from phone.api import ClusterSpec, Lab, State, VirtualPhone, create_lab, create_
 from phone.cluster.certops import export_certificates, import_certificates, regenerate
 from phone.device.machine import TERMINAL
 from phone.device.phone import StateChanged, TraceEntry
+from phone.device.port import Requester
 from phone.errors import FileNotFoundOnServer, TransferTimeout
 from phone.formats import parse_trust_list
-from phone.net.backend import Requester
 from phone.net.memory import MemoryBackend
 from phone.pki import CertKind
 from phone.trust.decision import Status

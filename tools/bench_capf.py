@@ -30,7 +30,7 @@ from phone.cluster import capf
 from phone.cluster.capf import CapfAuth, CapfKeyType, CapfOperation
 from phone.cluster.model import Device, Lab
 from phone.device.capf import CapfClient, CapfServerTrust
-from phone.net.backend import Requester
+from phone.device.port import Requester
 from phone.net.capf_tls import CapfTlsServer, capf_exchange_tls
 from phone.net.memory import MemoryBackend
 from phone.pki import FreshKeys, Identity, KeySource, issue

@@ -28,10 +28,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from phone.api import State, create_phone
+from phone.catalog.models import Transport
 from phone.cluster.model import ClusterSpec, Lab
 from phone.cluster.store import init_lab, load_lab
-from phone.device.models import Transport
-from phone.net.backend import Backend
+from phone.device.port import Backend
 from phone.net.hostmap import HostMap
 from phone.net.memory import MemoryBackend
 from phone.net.servers import LabServer

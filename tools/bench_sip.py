@@ -28,7 +28,7 @@ from pathlib import Path
 from phone.cluster.model import ClusterSpec, Device
 from phone.cluster.registrar import Registrar, Source
 from phone.cluster.store import edit_lab, init_lab
-from phone.net.backend import RegisterRequest, Requester
+from phone.device.port import RegisterRequest, Requester
 from phone.net.sip import register_with, sip_register
 from phone.vendor import manufacturing_cas
 

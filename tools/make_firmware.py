@@ -3,7 +3,7 @@
 The images are emulated firmware signed with vphone's emulated vendor image-signing keys
 (phone/vendor_data/, see docs/firmware.md). The output is deterministic, so running this again
 rewrites the same bytes; tests/test_images.py fails when the committed files drift from
-phone.device.loads.build_image(). Use ``--check`` to compare without writing.
+phone.catalog.loads.build_image(). Use ``--check`` to compare without writing.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from phone.device.loads import CATALOGUE, LOADS_SUFFIX, build_image
+from phone.catalog.loads import CATALOGUE, LOADS_SUFFIX, build_image
 
 DEFAULT_OUT = Path(__file__).resolve().parent.parent / "firmware_images"
 
@@ -42,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
     if out.is_dir():
         for stray in sorted(out.glob(f"*{LOADS_SUFFIX}")):
             if stray.name not in expected:
-                drift.append(f"{stray} is not in the catalogue (phone/device/loads.py)")
+                drift.append(f"{stray} is not in the catalogue (phone/catalog/loads.py)")
     for line in drift:
         print(line, file=sys.stderr)
     return 1 if args.check and drift else 0

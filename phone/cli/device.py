@@ -17,15 +17,15 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from phone.catalog.models import DEFAULT_MODEL, MODELS
 from phone.cluster.model import ClusterSpec, Device, Lab
 from phone.cluster.store import edit_lab, init_lab, is_lab
 from phone.device.flash import DirectoryFlash, Flash, MemoryFlash
 from phone.device.machine import State
-from phone.device.models import DEFAULT_MODEL, MODELS
 from phone.device.phone import PhoneEvent, StateChanged, VirtualPhone
+from phone.device.port import Backend
 from phone.device.view import flash_view
 from phone.errors import LabError, UsageError
-from phone.net.backend import Backend
 from phone.net.faults import FaultyBackend, parse_fault
 from phone.net.memory import MemoryBackend
 from phone.pki import FreshKeys

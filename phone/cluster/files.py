@@ -39,7 +39,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.serialization import Encoding
 
-from phone.device.models import MODELS
+from phone.catalog.models import MODELS
 from phone.errors import VphoneError
 from phone.formats.configxml import CAPF_PORT, DeviceConfig, render_config
 from phone.formats.signed import build_encrypted, build_signed, md5_hex

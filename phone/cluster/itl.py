@@ -228,7 +228,7 @@ def itl_hash(data: bytes) -> str:
     """The ITL hash the cluster stores and phones report: lowercase hex SHA-1 of the file.
 
     The seed calls the checksum "SHA-1 or MD5"; SHA-1 is what phones display as the ITL
-    signature and what the phone side reports (``phone.net.backend.ItlReport``).
+    signature and what the phone side reports (``phone.device.port.ItlReport``).
     """
     return hashlib.sha1(data).hexdigest()
 

@@ -43,6 +43,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.serialization import Encoding
 
+from phone.catalog.loads import catalogue_images
 from phone.cluster.capf import CapfPending, CapfResult, CapfService
 from phone.cluster.files import FileService
 from phone.cluster.itl import (
@@ -65,7 +66,6 @@ from phone.cluster.trunk import (
     TrunkConfig,
     TrunkSecurityProfile,
 )
-from phone.device.loads import catalogue_images
 from phone.errors import LabError, UsageError
 from phone.formats.configxml import SIP_PORT, SIP_TLS_PORT, TVS_PORT
 from phone.formats.signature import Signer

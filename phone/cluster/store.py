@@ -68,6 +68,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
+from phone.catalog.loads import catalogue_images
 from phone.cluster import capf
 from phone.cluster.itl import DeviceHashRow, ItlHashDatabase, TftpHashRow
 from phone.cluster.model import (
@@ -93,7 +94,6 @@ from phone.cluster.trunk import (
     TrunkConfig,
     TrunkSecurityProfile,
 )
-from phone.device.loads import catalogue_images
 from phone.errors import FormatError, LabError, UsageError, VphoneError
 from phone.pki import (
     Identity,

@@ -22,12 +22,13 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.serialization import Encoding
 
+from phone.catalog.loads import CATALOGUE, build_image, image_filename
+from phone.catalog.models import DEFAULT_MODEL, Model, get_model
 from phone.device import flash as names
 from phone.device.capf import CapfClient, CapfServerTrust, ec_keys_allowed, pending_auth
 from phone.device.flash import Flash, MemoryFlash
-from phone.device.loads import CATALOGUE, build_image, image_filename
 from phone.device.machine import TERMINAL, MachineMisuse, State, fire
-from phone.device.models import DEFAULT_MODEL, Model, get_model
+from phone.device.port import Backend, ItlReport, RegisterRequest, Requester
 from phone.errors import (
     FileNotFoundOnServer,
     FormatError,
@@ -40,7 +41,6 @@ from phone.formats.configxml import DeviceConfig, parse_config
 from phone.formats.signed import md5_hex
 from phone.formats.trustlist import Role, TrustList
 from phone.mac import normalize_mac
-from phone.net.backend import Backend, ItlReport, RegisterRequest, Requester
 from phone.pki import (
     FreshKeys,
     Identity,
@@ -140,7 +140,7 @@ class VirtualPhone:
         mac: the phone's MAC address (12 hex digits; separators are removed).
         backend: the network the phone talks to (see :mod:`phone.net`).
         tftp: the TFTP server host the phone's option 150 points to.
-        model: a model number from :data:`phone.device.models.MODELS`.
+        model: a model number from :data:`phone.catalog.models.MODELS`.
         flash: the phone's storage; in memory when omitted.
         clock: returns the current UTC time; tests pass a fixed clock.
         keys: where the phone's RSA keys for CAPF come from (tests pass pooled keys).

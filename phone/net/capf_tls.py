@@ -29,8 +29,8 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 
 from phone.cluster.model import Lab
+from phone.device.port import CapfConversation
 from phone.errors import NetworkError
-from phone.net.backend import CapfConversation
 from phone.net.service import DropConnection, ThreadedTcpService, tls_connect
 from phone.net.tvs_tls import client_context, server_context
 from phone.trust.tvs import ServerCheck

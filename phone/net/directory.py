@@ -26,9 +26,9 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from phone.device.models import Transport
+from phone.catalog.models import Transport
+from phone.device.port import CapfConversation, RegisterRequest, RegisterResult, Requester
 from phone.errors import FileNotFoundOnServer, NetworkError, UsageError
-from phone.net.backend import CapfConversation, RegisterRequest, RegisterResult, Requester
 from phone.pki import Identity
 from phone.trust.tvs import ServerCheck, TvsAnswer, TvsServer
 
@@ -75,7 +75,7 @@ def unsafe_name_reason(name: str) -> str | None:
 
 
 class DirectoryBackend:
-    """A :class:`phone.net.backend.Backend` over a folder of files (module docstring).
+    """A :class:`phone.device.port.Backend` over a folder of files (module docstring).
 
     Raises:
         UsageError: ``folder`` is not a folder.

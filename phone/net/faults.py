@@ -12,15 +12,15 @@ import fnmatch
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-from phone.device.models import Transport
-from phone.errors import FileNotFoundOnServer, NetworkError, TransferTimeout, UsageError
-from phone.net.backend import (
+from phone.catalog.models import Transport
+from phone.device.port import (
     Backend,
     CapfConversation,
     RegisterRequest,
     RegisterResult,
     Requester,
 )
+from phone.errors import FileNotFoundOnServer, NetworkError, TransferTimeout, UsageError
 from phone.pki import Identity
 from phone.trust.tvs import ServerCheck, TvsAnswer, TvsServer
 
@@ -75,7 +75,7 @@ def parse_fault(text: str) -> Fault:
 
 @dataclass
 class FaultyBackend:
-    """A :class:`phone.net.backend.Backend` that applies ``faults`` to what ``inner`` returns."""
+    """A :class:`phone.device.port.Backend` that applies ``faults`` to what ``inner`` returns."""
 
     inner: Backend
     faults: list[Fault] = field(default_factory=list)

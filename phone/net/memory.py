@@ -11,13 +11,13 @@ from datetime import datetime
 
 from cryptography import x509
 
+from phone.catalog.models import Transport
 from phone.cluster.files import ClientInfo
 from phone.cluster.model import Lab
 from phone.cluster.registrar import Registrar, Source
-from phone.device.models import Transport
+from phone.device.port import CapfConversation, RegisterRequest, RegisterResult, Requester
 from phone.errors import FileNotFoundOnServer, NetworkError, ProtocolError, TransferTimeout
 from phone.formats.configxml import SIP_PORT
-from phone.net.backend import CapfConversation, RegisterRequest, RegisterResult, Requester
 from phone.net.sip import register_with
 from phone.pki import CertKind, Identity
 from phone.trust.tvs import ServerCheck, TlsRefused, TvsAnswer, TvsServer
@@ -26,7 +26,7 @@ from phone.wire.capf import decode_frame, encode_frame
 
 
 class MemoryBackend:
-    """A :class:`phone.net.backend.Backend` over a :class:`phone.cluster.model.Lab`."""
+    """A :class:`phone.device.port.Backend` over a :class:`phone.cluster.model.Lab`."""
 
     def __init__(self, lab: Lab, *, clock: Callable[[], datetime]) -> None:
         self.lab = lab

@@ -31,8 +31,8 @@ from datetime import UTC, datetime
 from phone.cluster.model import Lab, TrustStore
 from phone.cluster.registrar import Registrar, Source
 from phone.cluster.trunk import ApplicationUser, SipTrunk
+from phone.device.port import RegisterRequest, RegisterResult
 from phone.errors import NetworkError, ProtocolError
-from phone.net.backend import RegisterRequest, RegisterResult
 from phone.net.service import (
     STOP_POLL,
     Service,

@@ -1,7 +1,7 @@
 """The socket backend: a phone talking to real servers (a lab served by ``vphone lab serve``,
 or a real Unified CM).
 
-:class:`SocketBackend` implements :class:`phone.net.backend.Backend`:
+:class:`SocketBackend` implements :class:`phone.device.port.Backend`:
 
 * ``fetch`` over the transport the phone asks for: :attr:`Transport.HTTP` is HTTP on the TFTP
   server's port 6970, :attr:`Transport.TFTP` is TFTP on port 69 (item 4). The phone loops over
@@ -23,9 +23,9 @@ one): the HTTP client is thread-safe and every TFTP transfer has its own socket.
 
 from __future__ import annotations
 
-from phone.device.models import Transport, get_model
+from phone.catalog.models import Transport, get_model
+from phone.device.port import CapfConversation, RegisterRequest, RegisterResult, Requester
 from phone.errors import NetworkError, UsageError
-from phone.net.backend import CapfConversation, RegisterRequest, RegisterResult, Requester
 from phone.net.capf_tls import capf_exchange_tls
 from phone.net.hostmap import HostMap
 from phone.net.http import DEFAULT_HTTP_PORT, HttpFetcher
@@ -39,7 +39,7 @@ __all__ = ["SocketBackend"]
 
 
 class SocketBackend:
-    """A :class:`phone.net.backend.Backend` over real sockets (module docstring).
+    """A :class:`phone.device.port.Backend` over real sockets (module docstring).
 
     Args:
         hosts: where lab host names are reached (default: the system resolver).

@@ -24,9 +24,9 @@ from pathlib import Path
 from types import MappingProxyType
 from urllib.parse import urlsplit
 
-from phone.device.models import Model, Transport
+from phone.catalog.models import Model, Transport
+from phone.device.port import Backend
 from phone.errors import UsageError
-from phone.net.backend import Backend
 from phone.net.directory import DirectoryBackend
 from phone.net.hostmap import DEFAULT_PORTS, HostEntry, HostMap
 from phone.net.sockets import SocketBackend

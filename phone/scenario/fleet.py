@@ -39,8 +39,8 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
 
+from phone.catalog.loads import catalogue_images
 from phone.cluster.store import load_lab, save_lab
-from phone.device.loads import catalogue_images
 from phone.errors import UsageError, VphoneError
 from phone.pki import FreshKeys, KeySource, PooledKeys, key_from_pem, key_to_pem
 from phone.scenario.model import Scenario, ScenarioError

@@ -20,11 +20,11 @@ from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Any
 
+from phone.catalog.models import MODELS
 from phone.cluster.capf import CapfAuth, CapfKeyType, CapfOperation, CapfPending
 from phone.cluster.model import PARAMETERS, parse_parameter
 from phone.cluster.profiles import PROFILES, get_profile
 from phone.device.machine import State
-from phone.device.models import MODELS
 from phone.errors import LabError
 from phone.net.faults import FaultKind
 from phone.scenario.model import (

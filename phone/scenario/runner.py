@@ -45,10 +45,10 @@ from phone.cluster.certops import (
 from phone.cluster.model import Cluster, ClusterSpec, Device, Lab, SecurityMode
 from phone.device.machine import State
 from phone.device.phone import TraceEntry, VirtualPhone
+from phone.device.port import Backend
 from phone.errors import UsageError, VphoneError
 from phone.formats.certfields import serial_bytes
 from phone.formats.trustlist import Role, TrustList
-from phone.net.backend import Backend
 from phone.net.faults import Fault, FaultKind, FaultyBackend
 from phone.net.memory import MemoryBackend
 from phone.pki import CertKind, Identity, KeySource

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from phone.device.loads import (
+from phone.catalog.loads import (
     CATALOGUE,
     LOADS_SUFFIX,
     PAYLOAD_FAMILY,
@@ -37,7 +37,7 @@ from phone.device.loads import (
     PAYLOAD_LOAD_ID,
     image_filename,
 )
-from phone.device.models import ImageFormat
+from phone.catalog.models import ImageFormat
 from phone.errors import FormatError, SignatureError, StructureError, ValueFormatError
 from phone.formats.firmware import ContainerImage, parse_container
 from phone.formats.signature import verify_signature
@@ -203,7 +203,7 @@ def evaluate_image(
 def parse_load_info(payload: bytes) -> LoadInfo:
     """Read the load name, family and built-in image keys from an image payload.
 
-    The payload is the emulated ``.loads`` INI text of :func:`phone.device.loads.render_payload`:
+    The payload is the emulated ``.loads`` INI text of :func:`phone.catalog.loads.render_payload`:
     ``[section]`` lines, ``;``/``#`` comments and ``KEY=VALUE`` lines; unknown keys are ignored.
 
     Raises:

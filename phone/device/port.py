@@ -12,7 +12,7 @@ from typing import Protocol
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
-from phone.device.models import Transport
+from phone.catalog.models import Transport
 from phone.pki import Identity
 from phone.trust.tvs import ServerCheck, TvsAnswer, TvsServer
 from phone.wire.capf import Frame as CapfFrame

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
-from phone.device.models import ImageFormat
+from phone.catalog.models import ImageFormat
 from phone.formats.firmware import build_container
 from phone.formats.header import (
     Digest,
