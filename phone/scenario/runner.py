@@ -22,46 +22,49 @@ The phones share everything immutable: one state machine (``phone.device.machine
 parsed copy of each trust list (``phone.trust.lists.parse_shared``), the lab's signed files and
 the firmware images (served as the same ``bytes`` objects), and one backend object per
 process (one per tampered group).
+
+This module runs the phone steps and keeps the fleet; the lab steps, the clock and the lab
+builder are :mod:`phone.scenario.lab`, the expectation checks and the reasons
+:mod:`phone.scenario.checks`, the result types :mod:`phone.scenario.tallies`.
 """
 
 from __future__ import annotations
 
-import hashlib
-import re
 from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-from datetime import datetime, timedelta
-from random import Random
 
 from phone.cluster.capf import CapfAuth, CapfKeyType, CapfOperation, clear_pending, set_pending
-from phone.cluster.certops import (
-    PER_NODE,
-    export_certificates,
-    import_certificates,
-    itl_reset,
-    regenerate,
-)
-from phone.cluster.model import Cluster, ClusterSpec, Device, Lab, SecurityMode
+from phone.cluster.model import Cluster, Device, Lab, SecurityMode
 from phone.device.machine import State
-from phone.device.phone import TraceEntry, VirtualPhone
+from phone.device.phone import VirtualPhone
 from phone.device.port import Backend
 from phone.errors import UsageError, VphoneError
-from phone.formats.certfields import serial_bytes
-from phone.formats.trustlist import Role, TrustList
 from phone.net.faults import Fault, FaultKind, FaultyBackend
 from phone.net.memory import MemoryBackend
-from phone.pki import CertKind, Identity, KeySource
-from phone.scenario.model import (
-    ExpectDef,
-    GroupDef,
-    Scenario,
-    ScenarioError,
-    StepDef,
+from phone.pki import KeySource
+from phone.scenario.checks import Checks, Slot, mask
+from phone.scenario.lab import (
+    LabSteps,
+    SimClock,
+    build_lab,
+    cluster_of,
+    registered_cluster,
+    seeded_random,
 )
-from phone.scenario.parse import CERT_KINDS
-from phone.vendor import manufacturing_cas
+from phone.scenario.model import GroupDef, Scenario, ScenarioError, StepDef
+from phone.scenario.tallies import (
+    EXAMPLES,
+    ClusterTally,
+    Example,
+    ExpectTally,
+    GroupTally,
+    ShardResult,
+    StepTally,
+)
 
+# Re-exported: the result types (phone.scenario.tallies), the clock and the lab builder
+# (phone.scenario.lab) and mask (phone.scenario.checks) are imported from here by
+# phone.scenario.report, phone.scenario.fleet and the pytest plugin.
 __all__ = [
     "EXAMPLES",
     "ClusterTally",
@@ -74,170 +77,11 @@ __all__ = [
     "StepTally",
     "build_lab",
     "mask",
+    "seeded_random",
 ]
-
-EXAMPLES = 3
-"""How many example phones an expectation keeps, on each side (matching / not matching)."""
 
 Progress = Callable[[int], None]
 """Called with the number of phone operations done since the last call."""
-
-
-class SimClock:
-    """The scenario's clock: shared by the lab and every phone, moved only by the runner."""
-
-    def __init__(self, start: datetime) -> None:
-        self.now = start
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, seconds: int) -> None:
-        """Move the clock forward."""
-        self.now += timedelta(seconds=seconds)
-
-
-# --- results (picklable, merged by addition) -----------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class Example:
-    """A phone shown in a report: its global index, MAC and what was found."""
-
-    index: int
-    mac: str
-    detail: str
-
-
-@dataclass(frozen=True, slots=True)
-class ExpectTally:
-    """How many phones met an expectation (phone expectations) in one shard."""
-
-    line: int
-    matched: int = 0
-    total: int = 0
-    matching: tuple[Example, ...] = ()
-    failing: tuple[Example, ...] = ()
-
-
-@dataclass(frozen=True, slots=True)
-class ClusterTally:
-    """The value of one cluster check in one shard (a count, or 1/0 for ``log_contains``)."""
-
-    line: int
-    key: str
-    value: int
-
-
-@dataclass(frozen=True, slots=True)
-class GroupTally:
-    """What a step did to one group: phones acted on, skipped, and the states afterwards."""
-
-    acted: int = 0
-    skipped: int = 0
-    states: dict[str, int] = field(default_factory=dict)
-
-
-@dataclass(frozen=True, slots=True)
-class StepTally:
-    """One step's outcome in one shard (step 0 is the setup)."""
-
-    index: int
-    line: int
-    action: str
-    description: str
-    notes: tuple[str, ...] = ()
-    groups: dict[str, GroupTally] = field(default_factory=dict)
-    expects: tuple[ExpectTally, ...] = ()
-    clusters: tuple[ClusterTally, ...] = ()
-    at: str = ""
-
-
-@dataclass(frozen=True, slots=True)
-class ShardResult:
-    """Everything one shard reports: per-step tallies, final tallies and the reason table."""
-
-    shard: int
-    shards: int
-    steps: tuple[StepTally, ...]
-    final: StepTally
-    reasons: dict[tuple[str, str, str], int]
-    phone_operations: int = 0
-
-
-# --- the lab -------------------------------------------------------------------------------------
-
-
-def build_lab(
-    scenario: Scenario, keys: KeySource, *, random: Callable[[int], bytes] | None = None
-) -> Lab:
-    """The scenario's lab, installed at the scenario's start time.
-
-    ``random`` (the AES keys of encrypted configs) defaults to a source seeded from the
-    scenario's name, so that two runs serve the same bytes.
-    """
-    specs = [
-        ClusterSpec(
-            name=c.name,
-            profile=c.release,
-            tvs_nodes=c.tvs_nodes,
-            tftp_nodes=c.tftp_nodes,
-            mixed_mode=c.mixed_mode,
-            key_size=c.key_size,
-        )
-        for c in scenario.clusters
-    ]
-    try:
-        return Lab.create(
-            specs,
-            now=scenario.start,
-            keys=keys,
-            capf_trust=manufacturing_cas(),
-            random=random or seeded_random(scenario.name),
-        )
-    except VphoneError as exc:
-        raise ScenarioError(f"cannot build the lab: {exc}", path=scenario.path) from None
-
-
-def seeded_random(seed: str) -> Callable[[int], bytes]:
-    """A deterministic byte source (never for real secrets: the lab's keys protect a lab)."""
-    generator = Random(seed)
-    return generator.randbytes
-
-
-# --- masking reasons -----------------------------------------------------------------------------
-
-_HEX = re.compile(r"\b[0-9a-fA-F]{16,}\b")
-
-
-def mask(reason: str, mac: str) -> str:
-    """``reason`` with the phone's MAC and long hex strings (serials, hashes) masked.
-
-    Phones that fail for the same cause then share one reason text in the summary table, and
-    the table does not depend on the random serials a lab was built with.
-    """
-    return _HEX.sub("<hex>", reason.replace(mac, "<MAC>"))
-
-
-# --- the runner ----------------------------------------------------------------------------------
-
-
-class _Slot:
-    """One phone of the fleet and the bookkeeping the runner keeps about it."""
-
-    __slots__ = ("cycle_start", "group", "index", "phone")
-
-    def __init__(self, index: int, group: GroupDef, phone: VirtualPhone) -> None:
-        self.index = index
-        self.group = group
-        self.phone = phone
-        self.cycle_start = -1  # where the current boot cycle's trace starts; -1: never booted
-
-
-_PROBLEMS = frozenset({"rejected", "failed", "timeout"})
-_TRANSPORT = re.compile(r"/(tls|tcp|udp)\b")
-_FILE_STEPS = frozenset({"ctl", "itl", "config", "image"})
-_TFTP_ROLES = frozenset({Role.TFTP, Role.CCM_TFTP})
 
 
 class ScenarioRunner:
@@ -274,13 +118,10 @@ class ScenarioRunner:
         self._progress = progress
         self._backend = MemoryBackend(self.lab, clock=self.clock)
         self._faults: dict[str, list[Fault]] = {}
-        self._exports: dict[str, dict[str, bytes]] = {}
-        self._previous: dict[tuple[str, str, str], Identity] = {}
-        self._slots: dict[str, list[_Slot]] = {}
+        self._lab_steps = LabSteps(self.lab, self.clock, keys)
+        self._checks = Checks(self.lab, self._lab_steps.previous)
+        self._slots: dict[str, list[Slot]] = {}
         self._operations = 0
-        # host -> (the ITL bytes it served, their SHA-1): a reference, not an id(), so a
-        # rebuilt file can never be mistaken for the old one.
-        self._itl_hashes: dict[str, tuple[bytes, str]] = {}
 
     # --- public --------------------------------------------------------------------------
 
@@ -310,14 +151,18 @@ class ScenarioRunner:
             action="final",
             description="final expectations",
             groups=self._group_tallies({}),
-            expects=tuple(self._tally(e) for e in self.scenario.expects if not e.cluster),
-            clusters=tuple(t for e in self.scenario.expects if e.cluster for t in self._cluster(e)),
+            expects=tuple(
+                self._checks.tally(e, self._slots) for e in self.scenario.expects if not e.cluster
+            ),
+            clusters=tuple(
+                t for e in self.scenario.expects if e.cluster for t in self._checks.cluster(e)
+            ),
             at=self.clock.now.isoformat(),
         )
         reasons: Counter[tuple[str, str, str]] = Counter()
         for group, slots in self._slots.items():
             for slot in slots:
-                reasons[(group, slot.phone.state.value, self._reason(slot))] += 1
+                reasons[(group, slot.phone.state.value, self._checks.reason(slot))] += 1
         return ShardResult(
             shard=self.shard[0],
             shards=self.shard[1],
@@ -338,7 +183,7 @@ class ScenarioRunner:
             cluster = self.lab.cluster(group.cluster)
             host = cluster.tftp_hosts[0]
             offset = self.scenario.group_offset(group.name)
-            slots: list[_Slot] = []
+            slots: list[Slot] = []
             for number in range(group.count):
                 index = offset + number
                 if not self._mine(index):
@@ -354,7 +199,7 @@ class ScenarioRunner:
                     clock=self.clock,
                     keys=self.phone_keys,
                 )
-                slots.append(_Slot(index, group, phone))
+                slots.append(Slot(index, group, phone))
             self._slots[group.name] = slots
             booted = 0
             if group.powered:
@@ -402,7 +247,7 @@ class ScenarioRunner:
                 for name in step.groups:
                     acted[name] = self._phone_step(step, name)
             else:
-                notes = self._lab_step(step)
+                notes = self._lab_steps.run(step)
         except ScenarioError:
             raise
         except VphoneError as exc:
@@ -419,8 +264,10 @@ class ScenarioRunner:
             description=step.describe() + (f" - {step.text}" if step.text else ""),
             notes=tuple(notes),
             groups=self._group_tallies(acted),
-            expects=tuple(self._tally(e) for e in step.expects if not e.cluster),
-            clusters=tuple(t for e in step.expects if e.cluster for t in self._cluster(e)),
+            expects=tuple(
+                self._checks.tally(e, self._slots) for e in step.expects if not e.cluster
+            ),
+            clusters=tuple(t for e in step.expects if e.cluster for t in self._checks.cluster(e)),
             at=self.clock.now.isoformat(),
         )
 
@@ -456,7 +303,7 @@ class ScenarioRunner:
         if action == "upgrade-firmware":
             load = step.param("load")
             for slot in slots:
-                cluster = self._cluster_of(slot.phone)
+                cluster = cluster_of(self.lab, slot.phone)
                 if cluster.device(slot.phone.mac) is None:
                     device = Device(slot.phone.mac, model=slot.group.model, load=load)
                     cluster.add_device(device, now=self.clock.now)
@@ -497,19 +344,19 @@ class ScenarioRunner:
             self._count()
         return acted, skipped
 
-    def _ensure_device(self, slot: _Slot) -> Cluster:
+    def _ensure_device(self, slot: Slot) -> Cluster:
         """The cluster the phone's TFTP option names, with a device record for the phone.
 
         A record is added (as the group's ``[[group]]`` table describes it) when there is none:
         the administrator adds the device in order to configure it, as ``upgrade-firmware``
         does.
         """
-        cluster = self._cluster_of(slot.phone)
+        cluster = cluster_of(self.lab, slot.phone)
         if cluster.device(slot.phone.mac) is None:
             cluster.add_device(self._device(slot.group, slot.phone.mac), now=self.clock.now)
         return cluster
 
-    def _capf(self, step: StepDef, slots: Sequence[_Slot]) -> None:
+    def _capf(self, step: StepDef, slots: Sequence[Slot]) -> None:
         """Set (or cancel) the CAPF operation of each phone's device record; type the string.
 
         The operation goes on the record of the cluster each phone's TFTP option names: that
@@ -545,98 +392,10 @@ class ScenarioRunner:
         of that device is deleted", so a phone that is off is not in the ITL File Status report
         until it registers again (with whatever ITL it then holds).
         """
-        registered = self._registered_cluster(phone)
+        registered = registered_cluster(self.lab, phone)
         phone.power_off()
         if registered is not None:
             self.lab.cluster(registered).unregister(phone.mac, now=self.clock.now)
-
-    def _cluster_of(self, phone: VirtualPhone) -> Cluster:
-        endpoint = self.lab.resolve(phone.tftp)
-        if endpoint is None:
-            raise ScenarioError(f"phone SEP{phone.mac} points at {phone.tftp}, which is no node")
-        return endpoint.cluster
-
-    def _lab_step(self, step: StepDef) -> list[str]:
-        now = self.clock.now
-        action = step.action
-        if action == "wait":
-            return [f"clock now {now.isoformat()}"]
-        if action in ("export-certs", "import-certs") and "cluster" not in step.params:
-            clusters = list(self.lab.clusters)
-        else:
-            clusters = [self.lab.cluster(step.param("cluster"))]
-        cluster = clusters[0]
-        notes: list[str] = []
-        match action:
-            case "set-param":
-                cluster.set_parameter(step.param("name"), step.param("value"), now=now)
-                notes.append(f"{cluster.name}: {step.param('name')} = {step.param('value')}")
-            case "regenerate":
-                notes.extend(self._regenerate(cluster, step))
-            case "export-certs":
-                password = step.param("password", "scenario").encode()
-                for source in clusters:
-                    self._exports[source.name] = export_certificates(source, password=password)
-                    notes.append(f"{source.name}: certificates exported (PKCS#12, item 34)")
-            case "import-certs":
-                password = step.param("password", "scenario").encode()
-                for target in clusters:
-                    result = import_certificates(target, self._exports, password=password, now=now)
-                    sources = sorted(n for n in self._exports if n != target.name)
-                    notes.append(
-                        f"{target.name}: {len(result.added)} trust-store entries imported from "
-                        f"{', '.join(sources) or 'nothing'}"
-                    )
-                    notes.extend(f"{target.name}: {w}" for w in result.warnings)
-            case "itl-reset":
-                mode = step.param("mode")
-                remote = None
-                if mode == "remotekey":
-                    remote = self._previous[
-                        (cluster.name, "itlrecovery", cluster.publisher.hostname)
-                    ]
-                itl_reset(cluster, mode, now=now, remote=remote)
-                notes.append(
-                    f"{cluster.name}: utils itl reset {mode}: ITLs re-signed until TFTP restarts "
-                    "(item 29)"
-                )
-            case "restart-tftp":
-                node = step.params.get("node")
-                cluster.restart_tftp(now=now, host=str(node) if node else None)
-                notes.append(f"{cluster.name}: TFTP restarted on {node or 'every TFTP node'}")
-            case "stop-node" | "start-node":
-                host = step.param("node", cluster.publisher.hostname)
-                if action == "stop-node":
-                    cluster.stop_node(host, now=now)
-                else:
-                    cluster.start_node(host, now=now)
-                notes.append(f"{cluster.name}: {host} {action.removesuffix('-node')}ed")
-            case "set-mode":
-                mixed = step.param("mode") == "mixed"
-                cluster.set_mixed_mode(mixed, now=now)
-                notes.append(f"{cluster.name}: cluster security mode {step.param('mode')}")
-            case "ctl-update":
-                cluster.update_ctl(now=now)
-                notes.append(f"{cluster.name}: CTL rebuilt")
-        return notes
-
-    def _regenerate(self, cluster: Cluster, step: StepDef) -> list[str]:
-        cert = step.param("cert")
-        kind = CertKind(CERT_KINDS[cert])
-        node = step.params.get("node")
-        if node is not None:
-            hosts = [str(node)]
-        elif kind in PER_NODE:
-            hosts = [n.hostname for n in cluster.nodes]  # every node's own certificate
-        else:
-            hosts = [cluster.publisher.hostname]
-        notes: list[str] = []
-        for host in hosts:
-            self._previous[(cluster.name, cert, host)] = cluster.identity(kind, host)
-            result = regenerate(cluster, kind, now=self.clock.now, keys=self.keys, host=host)
-            notes.append(f"{cluster.name}: {kind} certificate of {result.host} regenerated")
-            notes.extend(f"{cluster.name}: WARNING {w}" for w in result.warnings)
-        return notes
 
     def _group_tallies(self, acted: dict[str, tuple[int, int]]) -> dict[str, GroupTally]:
         tallies: dict[str, GroupTally] = {}
@@ -645,268 +404,6 @@ class ScenarioRunner:
             done, skipped = acted.get(group, (0, 0))
             tallies[group] = GroupTally(done, skipped, dict(sorted(states.items())))
         return tallies
-
-    # --- expectations --------------------------------------------------------------------
-
-    def _tally(self, expect: ExpectDef) -> ExpectTally:
-        matched = total = 0
-        matching: list[Example] = []
-        failing: list[Example] = []
-        slots = sorted((s for g in expect.groups for s in self._slots[g]), key=lambda s: s.index)
-        for slot in slots:
-            total += 1
-            problem = self._check_phone(expect, slot)
-            if problem is None:
-                matched += 1
-                if len(matching) < EXAMPLES:
-                    matching.append(self._example(slot, self._brief(slot)))
-            elif len(failing) < EXAMPLES:
-                failing.append(self._example(slot, problem))
-        return ExpectTally(expect.line, matched, total, tuple(matching), tuple(failing))
-
-    def _example(self, slot: _Slot, detail: str) -> Example:
-        return Example(slot.index, slot.phone.mac, detail)
-
-    def _brief(self, slot: _Slot) -> str:
-        return f"{slot.phone.state.value}; {self._reason(slot)}"
-
-    def _cluster(self, expect: ExpectDef) -> list[ClusterTally]:
-        cluster = self.lab.cluster(expect.cluster)
-        tallies: list[ClusterTally] = []
-        for check in expect.cluster_checks:
-            if check.key == "itl_mismatches":
-                value = len(cluster.hashes.mismatches())
-            else:
-                value = int(any(check.text in str(entry) for entry in cluster.log))
-            tallies.append(ClusterTally(check.line, check.key, value))
-        return tallies
-
-    def _check_phone(self, expect: ExpectDef, slot: _Slot) -> str | None:
-        for check in expect.checks:
-            problem = self._check(check.key, check.value, slot)
-            if problem is not None:
-                return problem
-        return None
-
-    def _check(self, key: str, value: str | bool | tuple[str, ...], slot: _Slot) -> str | None:
-        phone = slot.phone
-        match key:
-            case "state":
-                actual = phone.state.value
-                return None if actual == value else f"state is {actual} ({self._reason(slot)})"
-            case "registered_with":
-                cluster = self._registered_cluster(phone)
-                actual = cluster or "none"
-                return None if actual == value else f"registered with {actual}"
-            case "itl_signer":
-                return self._check_signer(phone, str(value))
-            case "has_itl":
-                return _bool_problem(("has an ITL", "has no ITL"), phone.itl is not None, value)
-            case "has_ctl":
-                return _bool_problem(("has a CTL", "has no CTL"), phone.ctl is not None, value)
-            case "itl_empty":
-                empty = phone.itl is not None and _empty(phone.itl)
-                texts = ("holds the empty rollback ITL", "does not hold the empty rollback ITL")
-                return _bool_problem(texts, empty, value, self._reason(slot))
-            case "itl_matches_cluster":
-                match = self._itl_matches(phone, [phone.tftp])
-                texts = (
-                    f"its ITL is the one {phone.tftp} serves",
-                    f"its ITL is not the one {phone.tftp} serves",
-                )
-                return _bool_problem(texts, match, value, self._reason(slot))
-            case "itl_matches":
-                hosts = list(self.lab.cluster(str(value)).tftp_hosts)
-                if self._itl_matches(phone, hosts):
-                    return None
-                return f"ITL is not one cluster {value} serves ({self._reason(slot)})"
-            case "itl_status":
-                actual = self._itl_status(phone)
-                if actual == value:
-                    return None
-                return f"ITL File Status: {actual} ({self._reason(slot)})"
-            case "status_contains":
-                if any(str(value) in text for text in phone.status):
-                    return None
-                return f"no status message contains {value!r} (last: {phone.status[-1:]})"
-            case "trace_contains":
-                if any(str(value) in entry.reason for entry in phone.trace):
-                    return None
-                return f"no decision reason contains {value!r}"
-            case "load":
-                actual = phone.running_load
-                return None if actual == value else f"runs {actual}"
-            case "lsc":
-                texts = ("holds an LSC", "holds no LSC")
-                return _bool_problem(texts, phone.lsc() is not None, value, self._reason(slot))
-            case "registered_over":
-                transport = self._transport(phone)
-                if transport == value:
-                    return None
-                return f"registered over {transport or 'nothing'} ({self._reason(slot)})"
-            case "capf_pending":
-                device = self._cluster_of(phone).device(phone.mac)
-                pending = device.capf if device is not None else None
-                actual = pending.operation.value if pending is not None else "none"
-                return None if actual == value else f"CAPF pending: {actual}"
-            case "capf_result":
-                return self._check_capf_result(phone, str(value))
-        # last_ctl, last_itl, last_config, last_image, last_register
-        step = key.removeprefix("last_")
-        entry = _last(phone.trace, step)
-        wanted = value if isinstance(value, tuple) else (str(value),)
-        if entry is None:
-            return f"made no {step} decision"
-        for option in wanted:
-            verdict, _, rule = option.partition(" by ")
-            if entry.decision == verdict.strip() and (
-                not rule or entry.rule.lower() == rule.strip().lower()
-            ):
-                return None
-        return f"last {step} {entry.decision} by {entry.rule}: {mask(entry.reason, phone.mac)}"
-
-    def _transport(self, phone: VirtualPhone) -> str | None:
-        """How a registered phone registered (``tls``, ``tcp``); None when it is not.
-
-        Read from the phone's latest accepted registration, whose reason names
-        ``host:port/transport`` (phone.device.phone): the transport the phone actually used,
-        not the one its security mode implies.
-        """
-        if phone.state is not State.REGISTERED:
-            return None
-        for entry in reversed(phone.trace):
-            if entry.step == "register" and entry.decision == "accepted":
-                found = _TRANSPORT.search(entry.reason)
-                return found[1] if found else None
-        return None
-
-    def _check_capf_result(self, phone: VirtualPhone, value: str) -> str | None:
-        """The last CAPF outcome on the device record of the cluster the phone's TFTP option
-        names (the cluster whose config announced the operation)."""
-        device = self._cluster_of(phone).device(phone.mac)
-        result = device.capf_result if device is not None else None
-        if result is None:
-            return None if value == "none" else "no CAPF outcome recorded for the device"
-        outcome = "succeeded" if result.ok else "failed"
-        if value in (outcome, f"{result.operation.value} {outcome}"):
-            return None
-        return f"CAPF last: {result.operation.value} {outcome}: {mask(result.reason, phone.mac)}"
-
-    def _registered_cluster(self, phone: VirtualPhone) -> str | None:
-        if phone.state is not State.REGISTERED or phone.registered_with is None:
-            return None
-        endpoint = self.lab.resolve(phone.registered_with)
-        return endpoint.cluster.name if endpoint is not None else phone.registered_with
-
-    def _itl_status(self, phone: VirtualPhone) -> str:
-        """The phone's row in the ITL File Status report of the cluster it is registered with
-        (else the one its TFTP option names): ``match``, ``mismatch`` or ``none`` (item 30)."""
-        name = self._registered_cluster(phone)
-        cluster = self.lab.cluster(name) if name is not None else self._cluster_of(phone)
-        row = cluster.hashes.devices.get(phone.mac)
-        if row is None:
-            return "none"
-        return "match" if cluster.hashes.matches(row) else "mismatch"
-
-    def _check_signer(self, phone: VirtualPhone, value: str) -> str | None:
-        itl = phone.itl
-        if value == "none":
-            return None if itl is None else f"holds an ITL signed by {itl.header.signer_name}"
-        if itl is None:
-            return "has no ITL"
-        header = itl.header
-        if ":" not in value:
-            if value.lower() in header.signer_name.lower():
-                return None
-            return f"ITL signed by {header.signer_name}"
-        cluster_name, cert, *previous = value.split(":")
-        cluster = self.lab.cluster(cluster_name)
-        kind = CertKind(CERT_KINDS[cert])
-        if previous:
-            candidates = [
-                identity
-                for (name, label, _), identity in self._previous.items()
-                if name == cluster_name and label == cert
-            ]
-        else:
-            hosts = [n.hostname for n in cluster.nodes] if kind in PER_NODE else [None]
-            candidates = [cluster.identity(kind, host) for host in hosts]
-        # Serials are random 159-bit numbers: equal serials are the same certificate.
-        if any(
-            serial_bytes(i.certificate.serial_number) == header.signer_serial for i in candidates
-        ):
-            return None
-        which = "the previous" if previous else "the current"
-        return f"ITL signed by {header.signer_name}, not {which} {cert} of {cluster_name}"
-
-    def _itl_matches(self, phone: VirtualPhone, hosts: Sequence[str]) -> bool:
-        digest = phone.itl_hash()
-        if digest is None:
-            return False
-        for host in hosts:
-            endpoint = self.lab.resolve(host)
-            if endpoint is None:
-                continue
-            data = endpoint.cluster.itl_file(endpoint.node.hostname)
-            if data is None:
-                continue
-            cached = self._itl_hashes.get(endpoint.node.hostname)
-            if cached is None or cached[0] is not data:
-                cached = (data, hashlib.sha1(data).hexdigest())
-                self._itl_hashes[endpoint.node.hostname] = cached
-            if cached[1] == digest:
-                return True
-        return False
-
-    # --- reasons -------------------------------------------------------------------------
-
-    def _reason(self, slot: _Slot) -> str:
-        """Why the phone is where it is: the first problem of its latest boot cycle."""
-        phone = slot.phone
-        if phone.state is State.OFF:
-            return "never powered on" if slot.cycle_start < 0 else "powered off"
-        cycle = phone.trace[max(slot.cycle_start, 0) :]
-        # After a CAPF session the phone reads its config again from the stub, whatever the
-        # outcome (docs/capf.md): a config it could not read before the session (no LSC yet)
-        # is not why it ends where it is. Start at the session, so a CAPF failure is named
-        # and a successful enrollment leaves only what came after it.
-        first_capf = next((i for i, e in enumerate(cycle) if e.step == "capf"), 0)
-        problems = [
-            entry
-            for entry in cycle[first_capf:]
-            if entry.decision in _PROBLEMS
-            or (entry.decision == "not-found" and entry.step == "image")
-        ]
-        # A TVS answer is logged before the decision it fed: name the decision, which also
-        # carries the TVS reason.
-        decisive = [e for e in problems if e.step != "tvs"] or problems
-        if decisive:
-            entry = decisive[0]
-            return f"{entry.step} {entry.decision} by {entry.rule}: {mask(entry.reason, phone.mac)}"
-        if phone.state is State.REGISTERED:
-            return "no problem in the latest boot"
-        return str(phone.state.value)
-
-
-def _bool_problem(
-    texts: tuple[str, str],
-    actual: bool,
-    wanted: str | bool | tuple[str, ...],
-    reason: str = "",
-) -> str | None:
-    """None when ``actual`` is what was wanted, else what is true instead (and why)."""
-    if actual == wanted:
-        return None
-    text = texts[0] if actual else texts[1]
-    return f"{text} ({reason})" if reason else text
-
-
-def _empty(itl: TrustList) -> bool:
-    """An independent reading of item 16: no TFTP or TVS record carries a certificate."""
-    return not any(
-        r.certificate_der is not None and (r.role in _TFTP_ROLES or r.role == Role.TVS)
-        for r in itl.records
-    )
 
 
 def _device_changes(step: StepDef) -> dict[str, object]:
@@ -923,16 +420,3 @@ def _device_changes(step: StepDef) -> dict[str, object]:
             case _:  # encrypt_config, exclude_digest_credentials, load: the field itself
                 changes[key] = value
     return changes
-
-
-def _last(trace: Sequence[TraceEntry], step: str) -> TraceEntry | None:
-    """The latest decision of ``step``; for file steps the latest one about a file."""
-    fallback: TraceEntry | None = None
-    for entry in reversed(trace):
-        if entry.step != step:
-            continue
-        if step not in _FILE_STEPS or entry.file is not None:
-            return entry
-        if fallback is None:
-            fallback = entry
-    return fallback
