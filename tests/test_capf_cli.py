@@ -13,9 +13,8 @@ import pytest
 from keypool import pooled_keys
 
 import phone.cli.device as device_cli
-import phone.cli.lab as lab_cli
 import phone.device.phone as phone_module
-from phone.cli import main
+from phone.cli import lab_edge, main
 from phone.pki import KeySource
 
 MAC = "001122334455"
@@ -35,8 +34,8 @@ def fast_edges(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[None
     monkeypatch.setenv("VPHONE_HOME", str(tmp_path / "home"))
     clock = Clock()
     keys: KeySource = pooled_keys()
-    monkeypatch.setattr(lab_cli, "now", clock)
-    monkeypatch.setattr(lab_cli, "key_source", lambda: keys)
+    monkeypatch.setattr(lab_edge, "now", clock)
+    monkeypatch.setattr(lab_edge, "key_source", lambda: keys)
     monkeypatch.setattr(device_cli, "now", clock)
     # The phone's own CAPF key generation: pooled too (the CLI default is fresh keys).
     monkeypatch.setattr(phone_module, "FreshKeys", lambda: keys)

@@ -12,8 +12,7 @@ from clusterlab import NOW, phone_mic
 from cryptography.hazmat.primitives.serialization import Encoding
 from keypool import pooled_keys
 
-from phone.cli import lab as lab_cli
-from phone.cli import main
+from phone.cli import lab_edge, main
 from phone.cluster.model import Lab, TrustStore
 from phone.formats.configxml import parse_config
 from phone.formats.signed import parse_signed
@@ -43,8 +42,8 @@ def edge(monkeypatch: pytest.MonkeyPatch) -> Clock:
     def keys() -> KeySource:
         return pooled_keys()
 
-    monkeypatch.setattr(lab_cli, "now", clock)
-    monkeypatch.setattr(lab_cli, "key_source", keys)
+    monkeypatch.setattr(lab_edge, "now", clock)
+    monkeypatch.setattr(lab_edge, "key_source", keys)
     return clock
 
 

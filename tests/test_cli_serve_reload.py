@@ -35,8 +35,7 @@ import pytest
 from keypool import pooled_keys
 from subprocs import read_until
 
-from phone.cli import lab as lab_cli
-from phone.cli import main
+from phone.cli import lab_edge, main
 from phone.cli.serve import _Follower
 from phone.cluster import certops
 from phone.cluster.itl import itl_hash
@@ -84,7 +83,7 @@ def make_lab(path: Path, profile: str, *, now: datetime | None = None) -> Path:
 def pooled_cli_keys(monkeypatch: pytest.MonkeyPatch) -> None:
     """The lab commands run in this process regenerate with pooled keys (fast)."""
     keys = pooled_keys()
-    monkeypatch.setattr(lab_cli, "key_source", lambda: keys)
+    monkeypatch.setattr(lab_edge, "key_source", lambda: keys)
 
 
 # --- lab serve in a subprocess ----------------------------------------------------------------

@@ -16,8 +16,7 @@ import pytest
 from keypool import pooled_keys
 
 import phone.cli.device as device_cli
-import phone.cli.lab as lab_cli
-from phone.cli import main
+from phone.cli import lab_edge, main
 from phone.pki import KeySource
 
 
@@ -35,8 +34,8 @@ def fast_edges(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[None
     monkeypatch.setenv("VPHONE_HOME", str(tmp_path / "home"))  # never the user's real lab
     clock = Clock()
     keys: KeySource = pooled_keys()
-    monkeypatch.setattr(lab_cli, "now", clock)
-    monkeypatch.setattr(lab_cli, "key_source", lambda: keys)
+    monkeypatch.setattr(lab_edge, "now", clock)
+    monkeypatch.setattr(lab_edge, "key_source", lambda: keys)
     monkeypatch.setattr(device_cli, "now", clock)
     yield
 

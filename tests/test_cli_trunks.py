@@ -16,7 +16,7 @@ from clusterlab import NOW
 from keypool import pooled_keys
 
 from phone.cli import lab as lab_cli
-from phone.cli import main
+from phone.cli import lab_edge, main
 from phone.cluster.model import Lab
 from phone.net.servers import LabServer
 from phone.pki import KeySource
@@ -55,8 +55,8 @@ def edge(monkeypatch: pytest.MonkeyPatch) -> None:
     def keys() -> KeySource:
         return pooled_keys()
 
-    monkeypatch.setattr(lab_cli, "now", Clock())
-    monkeypatch.setattr(lab_cli, "key_source", keys)
+    monkeypatch.setattr(lab_edge, "now", Clock())
+    monkeypatch.setattr(lab_edge, "key_source", keys)
     monkeypatch.delenv(lab_cli.APP_PASSWORD_ENV, raising=False)
     monkeypatch.delenv(lab_cli.REALM_PASSWORD_ENV, raising=False)
 
