@@ -39,8 +39,10 @@ from phone.cli import lab as lab_cli
 from phone.cli import main
 from phone.cli.serve import _Follower
 from phone.cluster import certops
+from phone.cluster.cluster import Cluster
 from phone.cluster.itl import itl_hash
-from phone.cluster.model import Cluster, ClusterSpec, Device, Lab
+from phone.cluster.lab import Lab
+from phone.cluster.records import ClusterSpec, Device
 from phone.cluster.store import (
     baseline,
     edit_lab,

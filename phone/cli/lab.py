@@ -25,19 +25,12 @@ from cryptography.hazmat.primitives import hashes
 
 from phone.cli import serve
 from phone.cluster import capf, certops
+from phone.cluster.cluster import Cluster
 from phone.cluster.files import ClientInfo
 from phone.cluster.itl import itl_hash
-from phone.cluster.model import (
-    PARAMETERS,
-    Cluster,
-    ClusterSpec,
-    Device,
-    Lab,
-    SecurityMode,
-    TrustStore,
-    normalize_mac,
-)
+from phone.cluster.lab import Lab
 from phone.cluster.profiles import DEFAULT_PROFILE, PROFILES
+from phone.cluster.records import PARAMETERS, ClusterSpec, Device, SecurityMode, TrustStore
 from phone.cluster.store import edit_lab, init_lab, load_lab
 from phone.cluster.trunk import (
     ApplicationUser,
@@ -50,6 +43,7 @@ from phone.cluster.trunk import (
 from phone.errors import FileNotFoundOnServer, LabError, UsageError
 from phone.formats.certfields import serial_bytes
 from phone.formats.trustlist import parse_trust_list
+from phone.mac import normalize_mac
 from phone.pki import (
     CertKind,
     FreshKeys,
@@ -426,7 +420,7 @@ def cmd_get(args: argparse.Namespace) -> int:
             raise LabError(f"no TFTP node of cluster {cluster.name} is running")
         host = running[0]
     node = cluster.node(host)
-    service = cluster.file_service(node.hostname)
+    service = lab.file_service(node.hostname)
     if service is None:
         raise LabError(f"{node.hostname} serves no files (no TFTP service, or stopped)")
     client = ClientInfo("127.0.0.1", model=args.model)

@@ -48,8 +48,9 @@ from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, TypeAlias
 
+from phone.cluster.cluster import Cluster
 from phone.cluster.itl import itl_hash
-from phone.cluster.model import Cluster, Lab
+from phone.cluster.lab import Lab
 from phone.cluster.store import (
     Baseline,
     LabVersion,

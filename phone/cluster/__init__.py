@@ -11,16 +11,16 @@ disk, the only module here that does I/O. See ``docs/cluster.md``.
 
 from __future__ import annotations
 
+from phone.cluster.cluster import Cluster
 from phone.cluster.files import ClientInfo, FileService, FileStats
 from phone.cluster.itl import ItlHashDatabase, itl_hash
-from phone.cluster.model import (
+from phone.cluster.lab import Endpoint, Lab
+from phone.cluster.profiles import DEFAULT_PROFILE, PROFILES, ReleaseProfile, get_profile
+from phone.cluster.records import (
     PARAMETERS,
-    Cluster,
     ClusterSpec,
     Device,
-    Endpoint,
     ItlReset,
-    Lab,
     LogEntry,
     Node,
     Parameters,
@@ -28,10 +28,9 @@ from phone.cluster.model import (
     SecurityMode,
     TrustEntry,
     TrustStore,
-    normalize_mac,
 )
-from phone.cluster.profiles import DEFAULT_PROFILE, PROFILES, ReleaseProfile, get_profile
 from phone.cluster.tvs import DEFAULT_TTL, TvsService, TvsVerdict
+from phone.mac import normalize_mac
 
 __all__ = [
     "DEFAULT_PROFILE",

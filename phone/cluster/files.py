@@ -45,7 +45,8 @@ from phone.formats.configxml import CAPF_PORT, DeviceConfig, render_config
 from phone.formats.signed import build_encrypted, build_signed, md5_hex
 
 if TYPE_CHECKING:
-    from phone.cluster.model import Cluster, ConfigContext, Device
+    from phone.cluster.cluster import Cluster
+    from phone.cluster.records import ConfigContext, Device
 
 __all__ = [
     "RING_LIST",

@@ -70,15 +70,15 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from phone.catalog.loads import catalogue_images
 from phone.cluster import capf
+from phone.cluster.cluster import Cluster
 from phone.cluster.itl import DeviceHashRow, ItlHashDatabase, TftpHashRow
-from phone.cluster.model import (
+from phone.cluster.lab import Lab
+from phone.cluster.records import (
     LOG_LIMIT,
-    Cluster,
     ClusterSpec,
     ClusterState,
     Device,
     ItlReset,
-    Lab,
     LogEntry,
     Node,
     Parameters,

@@ -22,8 +22,8 @@ from typing import Any
 
 from phone.catalog.models import MODELS
 from phone.cluster.capf import CapfAuth, CapfKeyType, CapfOperation, CapfPending
-from phone.cluster.model import PARAMETERS, parse_parameter
 from phone.cluster.profiles import PROFILES, get_profile
+from phone.cluster.records import PARAMETERS, parse_parameter
 from phone.device.machine import State
 from phone.errors import LabError
 from phone.net.faults import FaultKind
@@ -751,7 +751,7 @@ class _Parser:
                 settings[key] = r.choice(key, _SECURITY_MODES)
             else:
                 value = r.text(key)
-                # Device records refuse these (phone.cluster.model.Device); say so here, with
+                # Device records refuse these (phone.cluster.records.Device); say so here, with
                 # the line, rather than when the step runs.
                 if value != value.strip() or not value.isprintable():
                     raise r.error("must be printable text without surrounding spaces", key)

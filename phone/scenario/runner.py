@@ -42,7 +42,9 @@ from phone.cluster.certops import (
     itl_reset,
     regenerate,
 )
-from phone.cluster.model import Cluster, ClusterSpec, Device, Lab, SecurityMode
+from phone.cluster.cluster import Cluster
+from phone.cluster.lab import Lab
+from phone.cluster.records import ClusterSpec, Device, SecurityMode
 from phone.device.machine import State
 from phone.device.phone import TraceEntry, VirtualPhone
 from phone.device.port import Backend
@@ -910,7 +912,7 @@ def _empty(itl: TrustList) -> bool:
 
 
 def _device_changes(step: StepDef) -> dict[str, object]:
-    """A ``set-device`` step's keys as :class:`~phone.cluster.model.Device` field changes."""
+    """A ``set-device`` step's keys as :class:`~phone.cluster.records.Device` field changes."""
     changes: dict[str, object] = {}
     for key, value in step.params.items():
         match key:

@@ -1,4 +1,4 @@
-"""The emulated Unified CM lab: clusters, nodes, devices, parameters and trust stores.
+"""One emulated Unified CM cluster: its state and every change to it.
 
 Pure and in memory: every operation that changes state takes ``now`` (a timezone-aware
 ``datetime``) and nothing here reads the clock, opens a file or a socket. The on-disk lab
@@ -27,25 +27,17 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import hashlib
 import ipaddress
 import os
-import re
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from enum import IntEnum, StrEnum
+from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any
 
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import rsa
-from cryptography.hazmat.primitives.serialization import Encoding
 
 from phone.catalog.loads import catalogue_images
-from phone.cluster.capf import CapfPending, CapfResult, CapfService
-from phone.cluster.files import FileService
 from phone.cluster.itl import (
     CTL_FILENAME,
     ITL_FILENAME,
@@ -58,7 +50,32 @@ from phone.cluster.itl import (
     itl_hash,
     itl_records,
 )
-from phone.cluster.profiles import DEFAULT_PROFILE, ReleaseProfile, get_profile
+from phone.cluster.profiles import ReleaseProfile, get_profile
+from phone.cluster.records import (
+    CALLMANAGER_GROUP_SIZE,
+    DEFAULT_MODEL,
+    LOG_LIMIT,
+    MAX_NODES,
+    MODEL_RE,
+    NAME_RE,
+    ClusterSpec,
+    ClusterState,
+    ConfigContext,
+    Device,
+    ItlReport,
+    ItlReset,
+    LogEntry,
+    Node,
+    Parameters,
+    RandomBytes,
+    Registration,
+    TrustEntry,
+    TrustStore,
+    der,
+    parse_parameter,
+    sha256_hex,
+    unix_time,
+)
 from phone.cluster.trunk import (
     ApplicationUser,
     SipRealm,
@@ -66,482 +83,11 @@ from phone.cluster.trunk import (
     TrunkConfig,
     TrunkSecurityProfile,
 )
-from phone.errors import LabError, UsageError
+from phone.errors import LabError
 from phone.formats.configxml import SIP_PORT, SIP_TLS_PORT, TVS_PORT
 from phone.formats.signature import Signer
 from phone.mac import normalize_mac
 from phone.pki import CertKind, Identity, KeySource, node_certificate
-
-if TYPE_CHECKING:
-    from pathlib import Path
-
-    from phone.cluster.tvs import TvsService
-
-__all__ = [
-    "DEFAULT_MODEL",
-    "PARAMETERS",
-    "Cluster",
-    "ClusterSpec",
-    "ClusterState",
-    "ConfigContext",
-    "Device",
-    "Endpoint",
-    "ItlReport",
-    "ItlReset",
-    "Lab",
-    "LogEntry",
-    "Node",
-    "ParameterInfo",
-    "Parameters",
-    "RandomBytes",
-    "Registration",
-    "SecurityMode",
-    "TrustEntry",
-    "TrustStore",
-    "normalize_mac",
-    "unix_time",
-]
-
-RandomBytes = Callable[[int], bytes]
-"""Where randomness comes from (``os.urandom`` at the edge, a seeded source in tests)."""
-
-DEFAULT_MODEL = "8841"
-CALLMANAGER_GROUP_SIZE = 3  # a CUCM CallManager group has at most three members
-LOG_LIMIT = 1000  # log entries kept per cluster
-MAX_NODES = 64  # far above CUCM's 21; the 40-certificate ITL test needs 36 TVS nodes
-_NAME = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,28}[a-z0-9])?")
-_MAC_HEX = re.compile(r"[0-9A-F]{12}")
-_MODEL = re.compile(r"[A-Za-z0-9-]{1,16}")
-
-
-def unix_time(now: datetime) -> int:
-    """``now`` as integral Unix time.
-
-    Raises:
-        UsageError: ``now`` is naive (the core never guesses a time zone).
-    """
-    # A step of a simulated fleet passes the same datetime object thousands of times (four
-    # times per registration alone); datetimes are immutable, so the last answer is kept
-    # (one tuple, read and replaced whole: safe with the socket servers' threads).
-    global _last_unix_time  # noqa: PLW0603 - a one-entry cache
-    last = _last_unix_time
-    if last[0] is now:
-        return last[1]
-    if now.tzinfo is None or now.utcoffset() is None:
-        raise UsageError(f"now must be timezone-aware, got the naive {now.isoformat()}")
-    stamp = int(now.timestamp())
-    _last_unix_time = (now, stamp)
-    return stamp
-
-
-_last_unix_time: tuple[datetime | None, int] = (None, 0)  # the datetime last converted
-
-
-@functools.lru_cache(maxsize=1024)
-def _sha256(certificate: x509.Certificate) -> str:
-    # Certificates are immutable and hashable; the config context asks for the same few
-    # fingerprints after every change of the cluster (every registration, in a fleet).
-    return certificate.fingerprint(hashes.SHA256()).hex()
-
-
-def _der(certificate: x509.Certificate) -> bytes:
-    return certificate.public_bytes(Encoding.DER)
-
-
-# --- records ---------------------------------------------------------------------------------
-
-
-class SecurityMode(IntEnum):
-    """Device security mode, as written in ``<deviceSecurityMode>``."""
-
-    NON_SECURE = 1
-    AUTHENTICATED = 2
-    ENCRYPTED = 3
-
-    @property
-    def label(self) -> str:
-        """``non-secure``, ``authenticated`` or ``encrypted``."""
-        return self.name.lower().replace("_", "-")
-
-    @classmethod
-    def parse(cls, text: str) -> SecurityMode:
-        """Accept a label or the number.
-
-        Raises:
-            LabError: anything else.
-        """
-        for mode in cls:
-            if text.strip().lower() in (mode.label, str(int(mode)), mode.name.lower()):
-                return mode
-        raise LabError(f"unknown security mode {text!r} (non-secure, authenticated, encrypted)")
-
-
-class TrustStore(StrEnum):
-    """The cluster's trust stores that matter to phones (item 34)."""
-
-    CALLMANAGER = "callmanager-trust"
-    PHONE_SAST = "phone-sast-trust"
-    CAPF = "capf-trust"
-    TOMCAT = "tomcat-trust"
-
-    @classmethod
-    def parse(cls, text: str) -> TrustStore:
-        """Accept ``callmanager-trust`` or ``CallManager-trust``.
-
-        Raises:
-            LabError: no such store.
-        """
-        for store in cls:
-            if store.value == text.strip().lower():
-                return store
-        raise LabError(f"unknown trust store {text!r} ({', '.join(s.value for s in cls)})")
-
-
-@dataclass(frozen=True)
-class TrustEntry:
-    """A certificate in a trust store, with where it came from."""
-
-    certificate: x509.Certificate
-    source: str
-
-    @property
-    def sha256(self) -> str:
-        """Hex SHA-256 of the DER certificate."""
-        return _sha256(self.certificate)
-
-
-@dataclass(frozen=True)
-class Node:
-    """One Unified CM server: its services, power state and per-node certificates.
-
-    The cluster-wide ITLRecovery and CAPF certificates belong to the publisher (the first
-    node) and live on :class:`ClusterState`.
-    """
-
-    hostname: str
-    ip: str
-    callmanager: Identity
-    tvs: Identity
-    tomcat: Identity
-    runs_callmanager: bool = True
-    runs_tftp: bool = False
-    runs_tvs: bool = True
-    running: bool = True
-
-    @property
-    def services(self) -> tuple[str, ...]:
-        """Names of the services the node runs: CallManager, TFTP, TVS."""
-        flags = (
-            ("CallManager", self.runs_callmanager),
-            ("TFTP", self.runs_tftp),
-            ("TVS", self.runs_tvs),
-        )
-        return tuple(name for name, on in flags if on)
-
-
-@dataclass(frozen=True)
-class Device:
-    """A phone known to the cluster (Phone Configuration plus its security profile).
-
-    ``certificate`` is the phone's LSC (or MIC) as CAPF knows it: encrypted configs are
-    encrypted to its public key (trust-file-formats.md section 8). ``changed_at`` is the Unix
-    time of the record's last change and dates its signed config. ``digest_authentication`` is
-    the phone security profile's "Enable Digest Authentication" (items 40-42): the registrar
-    then challenges the phone's requests and needs ``digest_user`` and ``digest_password``.
-    """
-
-    mac: str
-    model: str = DEFAULT_MODEL
-    security_mode: SecurityMode = SecurityMode.NON_SECURE
-    digest_user: str | None = None
-    digest_password: str | None = None
-    exclude_digest_credentials: bool = False
-    load: str = ""
-    encrypt_config: bool = False
-    certificate: x509.Certificate | None = None
-    autoregistered: bool = False
-    changed_at: int = 0
-    # CAPF (phone.cluster.capf): the certificate operation waiting for the phone's next boot,
-    # and the outcome of the last CAPF session (``vphone lab show``).
-    capf: CapfPending | None = None
-    capf_result: CapfResult | None = None
-    digest_authentication: bool = False
-
-    def __post_init__(self) -> None:
-        if not _MAC_HEX.fullmatch(self.mac):
-            raise LabError(f"device MAC must be 12 upper-case hex digits, got {self.mac!r}")
-        if not _MODEL.fullmatch(self.model):
-            raise LabError(f"invalid phone model {self.model!r}")
-        for label, text in (
-            ("digest user", self.digest_user),
-            ("digest password", self.digest_password),
-            ("load", self.load),
-        ):
-            if text is not None and (text != text.strip() or not text.isprintable()):
-                raise LabError(f"the {label} must be printable without surrounding spaces")
-
-    @property
-    def name(self) -> str:
-        """``SEP<MAC>``."""
-        return f"SEP{self.mac}"
-
-
-@dataclass(frozen=True)
-class Parameters:
-    """Enterprise and service parameters the emulation uses (seed; items 16, 33, 40-43)."""
-
-    prepare_cluster_for_rollback: bool = False
-    itl_recovery_validity_years: int = 5
-    cluster_id: str = "StandAloneCluster"
-    autoregistration: bool = True
-    sip_station_realm: str = "ccmsipline"
-    nonce_validity: int = 600
-    tvs_ttl: int = 86400
-
-
-@dataclass(frozen=True)
-class ParameterInfo:
-    """A settable parameter: its CLI name, the :class:`Parameters` field, kind and meaning."""
-
-    name: str
-    field: str
-    kind: str  # "enterprise", "service" or "callmanager"
-    description: str
-
-
-PARAMETERS: Mapping[str, ParameterInfo] = MappingProxyType(
-    {
-        p.name: p
-        for p in (
-            ParameterInfo(
-                "prepare-cluster-for-rollback",
-                "prepare_cluster_for_rollback",
-                "enterprise",
-                "Prepare Cluster for Rollback to pre-8.0: serve the empty ITL (items 16, 33)",
-            ),
-            ParameterInfo(
-                "itl-recovery-validity-years",
-                "itl_recovery_validity_years",
-                "enterprise",
-                "validity of a regenerated ITLRecovery certificate (5; 5/10/15/20 on 14.x)",
-            ),
-            ParameterInfo(
-                "cluster-id",
-                "cluster_id",
-                "enterprise",
-                "Cluster ID: the realm of SIP trunk digest challenges (item 43)",
-            ),
-            ParameterInfo(
-                "autoregistration",
-                "autoregistration",
-                "callmanager",
-                "unknown phones may register and get a device record (item 6)",
-            ),
-            ParameterInfo(
-                "sip-station-realm",
-                "sip_station_realm",
-                "service",
-                "SIP Station Realm of line-side digest challenges (item 40)",
-            ),
-            ParameterInfo(
-                "nonce-validity",
-                "nonce_validity",
-                "service",
-                "nonce validity time in seconds (item 41)",
-            ),
-            ParameterInfo(
-                "tvs-ttl",
-                "tvs_ttl",
-                "service",
-                "seconds a phone may cache a positive TVS answer (item 23)",
-            ),
-        )
-    }
-)
-"""Every parameter ``vphone lab set`` accepts, by name."""
-
-
-def _parse_bool(text: str) -> bool:
-    value = text.strip().lower()
-    if value in ("true", "yes", "on", "1"):
-        return True
-    if value in ("false", "no", "off", "0"):
-        return False
-    raise LabError(f"expected true or false, got {text!r}")
-
-
-def _parse_int(text: str, *, minimum: int, maximum: int) -> int:
-    try:
-        value = int(text.strip(), 10)
-    except ValueError:
-        raise LabError(f"expected a whole number, got {text!r}") from None
-    if not minimum <= value <= maximum:
-        raise LabError(f"{value} is out of range ({minimum} to {maximum})")
-    return value
-
-
-def _parse_token(text: str) -> str:
-    value = text.strip()
-    if not re.fullmatch(r"[A-Za-z0-9._-]{1,64}", value):
-        raise LabError(f"expected 1 to 64 letters, digits, '.', '_' or '-', got {text!r}")
-    return value
-
-
-def parse_parameter(name: str, text: str, profile: ReleaseProfile) -> tuple[str, bool | int | str]:
-    """Validate ``text`` for parameter ``name``; return the field name and typed value.
-
-    Raises:
-        LabError: unknown parameter or invalid value.
-    """
-    info = PARAMETERS.get(name.strip().lower())
-    if info is None:
-        raise LabError(f"unknown parameter {name!r} (known: {', '.join(PARAMETERS)})")
-    value: bool | int | str
-    match info.field:
-        case "prepare_cluster_for_rollback" | "autoregistration":
-            value = _parse_bool(text)
-        case "itl_recovery_validity_years":
-            value = _parse_int(text, minimum=1, maximum=20)
-            if value not in profile.itlrecovery_years:
-                allowed = ", ".join(map(str, profile.itlrecovery_years))
-                raise LabError(
-                    f"release {profile.name} offers an ITLRecovery validity of {allowed} years"
-                )
-        case "nonce_validity":
-            value = _parse_int(text, minimum=1, maximum=86400)
-        case "tvs_ttl":
-            value = _parse_int(text, minimum=0, maximum=10 * 86400)
-        case _:
-            value = _parse_token(text)
-    return info.field, value
-
-
-@dataclass(frozen=True)
-class LogEntry:
-    """One line of a node's service log (TFTP, TVS, CallManager, CLI, ...)."""
-
-    seq: int
-    time: int
-    host: str
-    service: str
-    message: str
-
-    def __str__(self) -> str:
-        stamp = datetime.fromtimestamp(self.time, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-        return f"{stamp} {self.host} {self.service}: {self.message}"
-
-
-@dataclass(frozen=True)
-class ItlReset:
-    """``utils itl reset`` in progress (item 29).
-
-    ``hosts`` are the TFTP nodes still serving the ITL signed by the reset key; restarting a
-    node's TFTP service removes it and restores normal signing there. ``remote`` is the
-    identity given to ``remotekey``; ``localkey`` uses the profile's other SAST key.
-    """
-
-    mode: str  # "localkey" or "remotekey"
-    hosts: frozenset[str]
-    remote: Identity | None = None
-
-
-class ItlReport(Protocol):
-    """What a 14.x phone reports about its ITL at registration (item 30)."""
-
-    @property
-    def tftp_host(self) -> str:
-        """The TFTP server the ITL came from."""
-        ...
-
-    @property
-    def itl_hash(self) -> str:
-        """Lowercase hex SHA-1 of the installed ITL."""
-        ...
-
-    @property
-    def timestamp(self) -> int:
-        """Unix time the phone applied it."""
-        ...
-
-
-@dataclass(frozen=True)
-class Registration:
-    """The outcome of a registration attempt (what the ITL hash database did with the report)."""
-
-    accepted: bool
-    reason: str
-    created: bool = False
-    itl: HashOutcome | None = None
-
-
-@dataclass(frozen=True)
-class ConfigContext:
-    """Everything a device config depends on besides the device record itself."""
-
-    callmanagers: tuple[tuple[str, int, int], ...]
-    tvs_members: tuple[tuple[str, int], ...]
-    tftp_servers: tuple[str, ...]
-    capf_host: str
-    mixed_mode: bool
-    autoregistration: bool
-    signers: tuple[tuple[str, str], ...]  # (TFTP host, SHA-256 of its CallManager certificate)
-
-    def key(self) -> str:
-        """A digest that changes when (and only when) the context does."""
-        return hashlib.sha256(repr(self).encode()).hexdigest()
-
-
-@dataclass(frozen=True)
-class ClusterSpec:
-    """What ``vphone lab init`` asks for.
-
-    ``tvs_nodes`` is the number of Unified CM nodes (TVS runs on every node, seed);
-    the first ``tftp_nodes`` of them also run TFTP.
-    """
-
-    name: str = "cluster1"
-    profile: str = DEFAULT_PROFILE
-    tvs_nodes: int = 1
-    tftp_nodes: int = 1
-    mixed_mode: bool = False
-    key_size: int = 2048
-    itlrecovery_years: int = 5
-    domain: str = "lab"
-
-
-@dataclass
-class ClusterState:
-    """Everything about a cluster that is persisted (see :mod:`phone.cluster.store`)."""
-
-    name: str
-    profile: str
-    domain: str
-    nodes: list[Node]
-    itlrecovery: Identity
-    capf: Identity
-    parameters: Parameters = field(default_factory=Parameters)
-    mixed_mode: bool = False
-    devices: dict[str, Device] = field(default_factory=dict)
-    trust: dict[TrustStore, list[TrustEntry]] = field(default_factory=dict)
-    itl_files: dict[str, bytes] = field(default_factory=dict)
-    ctl_file: bytes | None = None
-    hashes: ItlHashDatabase = field(default_factory=ItlHashDatabase)
-    itl_reset: ItlReset | None = None
-    registrations: dict[str, int] = field(default_factory=dict)
-    log: list[LogEntry] = field(default_factory=list)
-    # SIP trunk side (items 43-44; phone.cluster.trunk), each by name (SIP realms by realm).
-    trunk_profiles: dict[str, TrunkSecurityProfile] = field(default_factory=dict)
-    trunks: dict[str, TrunkConfig] = field(default_factory=dict)
-    application_users: dict[str, ApplicationUser] = field(default_factory=dict)
-    sip_realms: dict[str, SipRealm] = field(default_factory=dict)
-    created_at: int = 0
-    updated_at: int = 0
-    context_changed_at: int = 0
-    context_key: str = ""
-    next_seq: int = 1
-
-
-# --- the cluster -----------------------------------------------------------------------------
 
 
 class Cluster:
@@ -575,8 +121,9 @@ class Cluster:
         self._context: tuple[tuple[list[Node], bool, bool], ConfigContext] | None = None
         self._context_key: tuple[ConfigContext, str] | None = None
         self._node_index: tuple[list[Node], dict[str, Node]] | None = None
-        self._file_services: dict[str, FileService] = {}
-        self._capf_service: CapfService | None = None
+        # Called with a MAC when that device's record is removed (the lab's file services
+        # drop what they cached for it); the cluster knows no service, only this hook.
+        self.device_removed: list[Callable[[str], None]] = []
         self._signers: dict[str, tuple[Identity, Signer]] = {}
         self._itl_problems: dict[str, tuple[bytes, str | None]] = {}
         self._sip_trunks: tuple[int, tuple[SipTrunk, ...]] | None = None
@@ -606,12 +153,12 @@ class Cluster:
         """
         stamp = unix_time(now)
         profile = get_profile(spec.profile)
-        if not _NAME.fullmatch(spec.name):
+        if not NAME_RE.fullmatch(spec.name):
             raise LabError(
                 f"invalid cluster name {spec.name!r}: use 1 to 30 lower-case letters, digits "
                 "and '-', starting and ending with a letter or digit"
             )
-        if not _NAME.fullmatch(spec.domain):
+        if not NAME_RE.fullmatch(spec.domain):
             raise LabError(f"invalid lab domain {spec.domain!r}")
         if not 1 <= spec.tvs_nodes <= MAX_NODES:
             raise LabError(f"a cluster has 1 to {MAX_NODES} nodes, not {spec.tvs_nodes}")
@@ -658,7 +205,7 @@ class Cluster:
         trust: dict[TrustStore, list[TrustEntry]] = {store: [] for store in TrustStore}
         trust[TrustStore.CAPF].append(TrustEntry(capf.certificate, "own CAPF"))
         for ca in capf_trust:
-            if _der(ca) != _der(capf.certificate):
+            if der(ca) != der(capf.certificate):
                 trust[TrustStore.CAPF].append(TrustEntry(ca, "manufacturing CA"))
         state = ClusterState(
             name=spec.name,
@@ -892,7 +439,7 @@ class Cluster:
             mixed_mode=self.state.mixed_mode,
             autoregistration=self.state.parameters.autoregistration,
             signers=tuple(
-                (n.hostname, _sha256(n.callmanager.certificate))
+                (n.hostname, sha256_hex(n.callmanager.certificate))
                 for n in self.state.nodes
                 if n.runs_tftp
             ),
@@ -1006,38 +553,6 @@ class Cluster:
     def ctl_file(self) -> bytes | None:
         """The CTL the TFTP nodes serve: only in mixed mode (item 2: otherwise not found)."""
         return self.state.ctl_file if self.state.mixed_mode else None
-
-    # --- services ----------------------------------------------------------------------------
-
-    def file_service(self, host: str) -> FileService | None:
-        """The TFTP file service of node ``host``; None if it runs no TFTP or is stopped."""
-        node = self.find_node(host)
-        if node is None or not node.runs_tftp or not node.running:
-            return None
-        service = self._file_services.get(node.hostname)
-        if service is None:
-            service = FileService(self, node.hostname)
-            self._file_services[node.hostname] = service
-        return service
-
-    def capf_service(self, host: str) -> CapfService | None:
-        """The CAPF of the cluster if ``host`` is its publisher and it runs; else None."""
-        node = self.find_node(host)
-        if node is None or node.hostname != self.publisher.hostname or not node.running:
-            return None
-        if self._capf_service is None:
-            self._capf_service = CapfService(self, node.hostname)
-        return self._capf_service
-
-    def tvs_service(self, host: str) -> TvsService | None:
-        """The TVS of node ``host``; None if it runs no TVS or is stopped."""
-        # tvs imports this module's TrustStore, so it is imported when first needed.
-        from phone.cluster.tvs import TvsService  # noqa: PLC0415
-
-        node = self.find_node(host)
-        if node is None or not node.runs_tvs or not node.running:
-            return None
-        return TvsService(self, node.hostname)
 
     # --- changes -----------------------------------------------------------------------------
 
@@ -1201,7 +716,8 @@ class Cluster:
         del self.state.devices[device.mac]
         self.state.registrations.pop(device.mac, None)
         self.state.hashes.delete_device(device.mac)
-        self._file_services_forget(device.mac)
+        for listener in self.device_removed:
+            listener(device.mac)
         self._commit(now)
 
     # --- SIP trunk side (items 43-44) ---------------------------------------------------------
@@ -1326,10 +842,6 @@ class Cluster:
         self.note(now, f"SIP realm {realm} removed")
         self._commit(now)
 
-    def _file_services_forget(self, mac: str) -> None:
-        for service in self._file_services.values():
-            service.forget_device(mac)
-
     def register(
         self,
         mac: str,
@@ -1355,7 +867,7 @@ class Cluster:
                     False, f"SEP{key} is not configured and auto-registration is disabled"
                 )
             clean_model = (model or DEFAULT_MODEL).upper().removeprefix("CP-")
-            if not _MODEL.fullmatch(clean_model):
+            if not MODEL_RE.fullmatch(clean_model):
                 clean_model = DEFAULT_MODEL  # whatever the phone sent, it gets a record
             self.state.devices[key] = Device(
                 key, clean_model, autoregistered=True, changed_at=stamp
@@ -1456,8 +968,8 @@ class Cluster:
 
     def _add_trusted(self, store: TrustStore, certificate: x509.Certificate, source: str) -> bool:
         entries = self.state.trust.setdefault(store, [])
-        der = _der(certificate)
-        if any(_der(e.certificate) == der for e in entries):
+        new = der(certificate)
+        if any(der(e.certificate) == new for e in entries):
             return False
         entries.append(TrustEntry(certificate, source))
         return True
@@ -1531,174 +1043,3 @@ def _signer(identity: Identity) -> CachedSigner:
 
 
 # --- the lab ---------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Endpoint:
-    """What a lab host name resolves to."""
-
-    cluster: Cluster
-    node: Node
-
-
-class Lab:
-    """A lab network: one or more clusters whose nodes resolve by host name.
-
-    ``clock``, when set, is what TVS uses for client-certificate validity when a caller passes
-    no ``now`` (a scenario runner sets it to its simulated clock); unset, TVS uses the time of
-    the cluster's last change.
-    """
-
-    def __init__(
-        self,
-        clusters: Iterable[Cluster] = (),
-        *,
-        random: RandomBytes = os.urandom,
-        firmware: Mapping[str, bytes] | None = None,
-        path: Path | None = None,
-    ) -> None:
-        self._clusters: dict[str, Cluster] = {}
-        self.random = random
-        # Without a firmware folder a lab serves the built-in load catalogue (item 36).
-        self.firmware: Mapping[str, bytes] = (
-            firmware if firmware is not None else catalogue_images()
-        )
-        self.path = path
-        self._clock: Callable[[], datetime] | None = None
-        for cluster in clusters:
-            self._attach(cluster)
-
-    def _attach(self, cluster: Cluster) -> None:
-        if cluster.name in self._clusters:
-            raise LabError(f"the lab already has a cluster called {cluster.name}")
-        cluster.random = self.random
-        cluster.firmware = self.firmware
-        cluster.clock = self._clock
-        self._clusters[cluster.name] = cluster
-
-    @property
-    def clock(self) -> Callable[[], datetime] | None:
-        """The clock TVS falls back on (see the class docstring)."""
-        return self._clock
-
-    @clock.setter
-    def clock(self, clock: Callable[[], datetime] | None) -> None:
-        self._clock = clock
-        for cluster in self._clusters.values():
-            cluster.clock = clock
-
-    @classmethod
-    def create(
-        cls,
-        clusters: Sequence[ClusterSpec] = (ClusterSpec(),),
-        *,
-        now: datetime,
-        keys: KeySource,
-        capf_trust: Sequence[x509.Certificate] = (),
-        firmware: Mapping[str, bytes] | None = None,
-        random: RandomBytes = os.urandom,
-    ) -> Lab:
-        """An in-memory lab with ``clusters`` installed at ``now`` (fast with pooled keys)."""
-        lab = cls(random=random, firmware=firmware)
-        for spec in clusters:
-            lab.add_cluster(spec, now=now, keys=keys, capf_trust=capf_trust)
-        return lab
-
-    @classmethod
-    def load(cls, path: Path, *, random: RandomBytes = os.urandom) -> Lab:
-        """Load a lab folder written by :mod:`phone.cluster.store` (the one I/O entry point)."""
-        # The store (the only I/O module) imports this one; import it only when used.
-        from phone.cluster.store import load_lab  # noqa: PLC0415
-
-        return load_lab(path, random=random)
-
-    def add_cluster(
-        self,
-        spec: ClusterSpec,
-        *,
-        now: datetime,
-        keys: KeySource,
-        capf_trust: Sequence[x509.Certificate] = (),
-    ) -> Cluster:
-        """Install another cluster in the lab (for migrations); it gets the next /16.
-
-        Raises:
-            LabError: the name is taken, or the spec is invalid.
-        """
-        if spec.name in self._clusters:
-            raise LabError(f"the lab already has a cluster called {spec.name}")
-        used = {int(c.publisher.ip.split(".")[1]) for c in self._clusters.values()}
-        second = next(i for i in range(1, 255) if i not in used)
-        cluster = Cluster.create(
-            spec,
-            now=now,
-            keys=keys,
-            ip_prefix=f"10.{second}",
-            capf_trust=capf_trust,
-            random=self.random,
-            firmware=self.firmware,
-        )
-        self._attach(cluster)
-        return cluster
-
-    @property
-    def clusters(self) -> tuple[Cluster, ...]:
-        """Every cluster, in creation order."""
-        return tuple(self._clusters.values())
-
-    def cluster(self, name: str | None = None) -> Cluster:
-        """The cluster called ``name``; without a name, the only cluster.
-
-        Raises:
-            LabError: no such cluster, or no name given while the lab holds several.
-        """
-        if name is None:
-            if len(self._clusters) == 1:
-                return next(iter(self._clusters.values()))
-            if not self._clusters:
-                raise LabError("the lab holds no cluster")
-            names = ", ".join(self._clusters)
-            raise LabError(f"the lab holds several clusters ({names}): name one with --cluster")
-        cluster = self._clusters.get(name)
-        if cluster is None:
-            names = ", ".join(self._clusters) or "none"
-            raise LabError(f"the lab has no cluster {name!r} (clusters: {names})")
-        return cluster
-
-    def resolve(self, host: str) -> Endpoint | None:
-        """Which cluster and node answer at ``host``, or None.
-
-        ``host`` is a full host name or an IP address; a short name (``cucm1``) resolves only
-        when a single cluster has a node by that name, as a DNS search domain would not pick
-        one of several.
-        """
-        # One pass: the first cluster whose node answers to ``host`` exactly wins; otherwise
-        # the only cluster with a node answering to it (by short name), if there is one.
-        key = host.strip().lower().rstrip(".")
-        found: Endpoint | None = None
-        count = 0
-        for cluster in self._clusters.values():
-            node = cluster._nodes_by_name().get(key)
-            if node is None:
-                continue
-            if key in (node.hostname, node.ip):
-                return Endpoint(cluster, node)
-            count += 1
-            if found is None:
-                found = Endpoint(cluster, node)
-        return found if count == 1 else None
-
-    def file_service(self, host: str) -> FileService | None:
-        """The TFTP service at ``host``, or None if nothing serves files there."""
-        endpoint = self.resolve(host)
-        return None if endpoint is None else endpoint.cluster.file_service(endpoint.node.hostname)
-
-    def capf_service(self, host: str) -> CapfService | None:
-        """The CAPF at ``host`` (a cluster's publisher), or None if none answers there."""
-        endpoint = self.resolve(host)
-        return None if endpoint is None else endpoint.cluster.capf_service(endpoint.node.hostname)
-
-    def tvs_service(self, host: str) -> TvsService | None:
-        """The TVS at ``host``, or None if no running TVS answers there."""
-        endpoint = self.resolve(host)
-        return None if endpoint is None else endpoint.cluster.tvs_service(endpoint.node.hostname)
