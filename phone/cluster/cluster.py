@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import ipaddress
 import os
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
@@ -38,6 +37,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from phone.catalog.loads import catalogue_images
+from phone.cluster.install import new_cluster_state
 from phone.cluster.itl import (
     CTL_FILENAME,
     ITL_FILENAME,
@@ -55,9 +55,7 @@ from phone.cluster.records import (
     CALLMANAGER_GROUP_SIZE,
     DEFAULT_MODEL,
     LOG_LIMIT,
-    MAX_NODES,
     MODEL_RE,
-    NAME_RE,
     ClusterSpec,
     ClusterState,
     ConfigContext,
@@ -77,20 +75,17 @@ from phone.cluster.records import (
     unix_time,
 )
 from phone.cluster.trunk import (
-    ApplicationUser,
-    SipRealm,
     SipTrunk,
-    TrunkConfig,
-    TrunkSecurityProfile,
 )
+from phone.cluster.trunkadmin import TrunkAdmin
 from phone.errors import LabError
 from phone.formats.configxml import SIP_PORT, SIP_TLS_PORT, TVS_PORT
 from phone.formats.signature import Signer
 from phone.mac import normalize_mac
-from phone.pki import CertKind, Identity, KeySource, node_certificate
+from phone.pki import CertKind, Identity, KeySource
 
 
-class Cluster:
+class Cluster(TrunkAdmin):
     """One emulated Unified CM cluster (see the module docstring).
 
     Build one with :meth:`create` (or :meth:`Lab.create`), or from a persisted
@@ -151,76 +146,11 @@ class Cluster:
         Raises:
             LabError: bad name, node counts, profile, key size or ITLRecovery validity.
         """
-        stamp = unix_time(now)
+        state = new_cluster_state(
+            spec, now=now, keys=keys, ip_prefix=ip_prefix, capf_trust=capf_trust
+        )
+        publisher = state.nodes[0].hostname
         profile = get_profile(spec.profile)
-        if not NAME_RE.fullmatch(spec.name):
-            raise LabError(
-                f"invalid cluster name {spec.name!r}: use 1 to 30 lower-case letters, digits "
-                "and '-', starting and ending with a letter or digit"
-            )
-        if not NAME_RE.fullmatch(spec.domain):
-            raise LabError(f"invalid lab domain {spec.domain!r}")
-        if not 1 <= spec.tvs_nodes <= MAX_NODES:
-            raise LabError(f"a cluster has 1 to {MAX_NODES} nodes, not {spec.tvs_nodes}")
-        if not 1 <= spec.tftp_nodes <= spec.tvs_nodes:
-            raise LabError(
-                f"--tftp-nodes must be between 1 and the number of nodes ({spec.tvs_nodes})"
-            )
-        if spec.itlrecovery_years not in profile.itlrecovery_years:
-            allowed = ", ".join(map(str, profile.itlrecovery_years))
-            raise LabError(f"release {profile.name} offers ITLRecovery validity {allowed} years")
-        try:
-            network = ipaddress.IPv4Network(f"{ip_prefix}.0.0/16")
-        except ValueError:
-            raise LabError(f"invalid IP prefix {ip_prefix!r}") from None
-        nodes: list[Node] = []
-        for index in range(spec.tvs_nodes):
-            host = f"cucm{index + 1}.{spec.name}.{spec.domain}"
-
-            def cert(kind: CertKind, host: str = host) -> Identity:
-                return node_certificate(kind, host, now=now, keys=keys, key_size=spec.key_size)
-
-            nodes.append(
-                Node(
-                    hostname=host,
-                    ip=str(network.network_address + 10 + index),
-                    callmanager=cert(CertKind.CALLMANAGER),
-                    tvs=cert(CertKind.TVS),
-                    tomcat=cert(CertKind.TOMCAT),
-                    runs_tftp=index < spec.tftp_nodes,
-                )
-            )
-        publisher = nodes[0].hostname
-        itlrecovery = node_certificate(
-            CertKind.ITLRECOVERY,
-            publisher,
-            now=now,
-            keys=keys,
-            key_size=spec.key_size,
-            validity_years=spec.itlrecovery_years,
-        )
-        capf = node_certificate(
-            CertKind.CAPF, publisher, now=now, keys=keys, key_size=spec.key_size
-        )
-        trust: dict[TrustStore, list[TrustEntry]] = {store: [] for store in TrustStore}
-        trust[TrustStore.CAPF].append(TrustEntry(capf.certificate, "own CAPF"))
-        for ca in capf_trust:
-            if der(ca) != der(capf.certificate):
-                trust[TrustStore.CAPF].append(TrustEntry(ca, "manufacturing CA"))
-        state = ClusterState(
-            name=spec.name,
-            profile=profile.name,
-            domain=spec.domain,
-            nodes=nodes,
-            itlrecovery=itlrecovery,
-            capf=capf,
-            parameters=Parameters(itl_recovery_validity_years=spec.itlrecovery_years),
-            mixed_mode=spec.mixed_mode,
-            trust=trust,
-            created_at=stamp,
-            updated_at=stamp,
-            context_changed_at=stamp,
-        )
         cluster = cls(state, random=random, firmware=firmware)
         cluster._log(
             now, publisher, "CLI", f"cluster {spec.name} installed, release {profile.name}"
@@ -355,43 +285,6 @@ class Cluster:
     def trust(self, store: TrustStore) -> tuple[TrustEntry, ...]:
         """The entries of one trust store."""
         return tuple(self.state.trust.get(store, ()))
-
-    # SIP trunk side (items 43-44): read-only views; change them through the methods below.
-
-    @property
-    def trunk_profiles(self) -> Mapping[str, TrunkSecurityProfile]:
-        """SIP trunk security profiles by name."""
-        return MappingProxyType(self.state.trunk_profiles)
-
-    @property
-    def trunks(self) -> Mapping[str, TrunkConfig]:
-        """SIP trunks by name, as stored (their profile by name)."""
-        return MappingProxyType(self.state.trunks)
-
-    @property
-    def application_users(self) -> Mapping[str, ApplicationUser]:
-        """Application users by name (digest hash only, never a password)."""
-        return MappingProxyType(self.state.application_users)
-
-    @property
-    def sip_realms(self) -> Mapping[str, SipRealm]:
-        """The SIP Realm credentials the cluster answers trunk challenges with, by realm."""
-        return MappingProxyType(self.state.sip_realms)
-
-    def sip_trunks(self) -> tuple[SipTrunk, ...]:
-        """Every trunk with its profile resolved, in configuration order (cached per revision;
-        what :class:`phone.cluster.registrar.Registrar` matches requests against)."""
-        cached = self._sip_trunks
-        if cached is not None and cached[0] == self.revision:
-            return cached[1]
-        profiles = self.state.trunk_profiles
-        trunks = tuple(t.resolve(profiles[t.profile]) for t in self.state.trunks.values())
-        self._sip_trunks = (self.revision, trunks)
-        return trunks
-
-    def trunks_using(self, profile: str) -> tuple[str, ...]:
-        """Names of the trunks whose security profile is ``profile``."""
-        return tuple(t.name for t in self.state.trunks.values() if t.profile == profile)
 
     def identity(self, kind: CertKind, host: str | None = None) -> Identity:
         """A certificate of the cluster: per node for CallManager/TVS/Tomcat (``host``),
@@ -718,128 +611,6 @@ class Cluster:
         self.state.hashes.delete_device(device.mac)
         for listener in self.device_removed:
             listener(device.mac)
-        self._commit(now)
-
-    # --- SIP trunk side (items 43-44) ---------------------------------------------------------
-
-    def add_trunk_profile(
-        self, profile: TrunkSecurityProfile, *, now: datetime, replace: bool = False
-    ) -> TrunkSecurityProfile:
-        """Add (or with ``replace`` overwrite) a SIP trunk security profile.
-
-        Replacing a profile changes every trunk that uses it at once, as on CUCM.
-
-        Raises:
-            LabError: the name exists and ``replace`` is false.
-        """
-        if profile.name in self.state.trunk_profiles and not replace:
-            raise LabError(f"trunk security profile {profile.name} already exists in {self.name}")
-        self.state.trunk_profiles[profile.name] = profile
-        self.note(now, f"SIP trunk security profile {profile.name} saved")
-        self._commit(now)
-        return profile
-
-    def remove_trunk_profile(self, name: str, *, now: datetime) -> None:
-        """Delete a SIP trunk security profile.
-
-        Raises:
-            LabError: no such profile, or trunks still use it (CUCM refuses that too).
-        """
-        if name not in self.state.trunk_profiles:
-            raise LabError(f"cluster {self.name} has no trunk security profile {name!r}")
-        users = self.trunks_using(name)
-        if users:
-            raise LabError(
-                f"trunk security profile {name} is used by trunk {', '.join(users)}: "
-                "remove or change those first"
-            )
-        del self.state.trunk_profiles[name]
-        self.note(now, f"SIP trunk security profile {name} removed")
-        self._commit(now)
-
-    def add_trunk(self, trunk: TrunkConfig, *, now: datetime, replace: bool = False) -> TrunkConfig:
-        """Add (or with ``replace`` overwrite) a SIP trunk.
-
-        Raises:
-            LabError: the name exists and ``replace`` is false, the profile does not exist, or
-                another trunk already has one of the addresses (the peer would be ambiguous).
-        """
-        if trunk.name in self.state.trunks and not replace:
-            raise LabError(f"trunk {trunk.name} already exists in cluster {self.name}")
-        if trunk.profile not in self.state.trunk_profiles:
-            raise LabError(
-                f"cluster {self.name} has no trunk security profile {trunk.profile!r} "
-                "(add it with `vphone lab trunk-profile add`)"
-            )
-        for other in self.state.trunks.values():
-            shared = sorted(trunk.addresses & other.addresses)
-            if other.name != trunk.name and shared:
-                raise LabError(f"trunk {other.name} already has address {', '.join(shared)}")
-        self.state.trunks[trunk.name] = trunk
-        addresses = ", ".join(sorted(trunk.addresses))
-        self.note(now, f"SIP trunk {trunk.name} saved: {addresses}, profile {trunk.profile}")
-        self._commit(now)
-        return trunk
-
-    def remove_trunk(self, name: str, *, now: datetime) -> None:
-        """Delete a SIP trunk.
-
-        Raises:
-            LabError: no such trunk.
-        """
-        if self.state.trunks.pop(name, None) is None:
-            raise LabError(f"cluster {self.name} has no trunk {name!r}")
-        self.note(now, f"SIP trunk {name} removed")
-        self._commit(now)
-
-    def add_application_user(
-        self, user: ApplicationUser, *, now: datetime, replace: bool = False
-    ) -> ApplicationUser:
-        """Add (or with ``replace`` overwrite) an application user (its HA1, never a password).
-
-        Raises:
-            LabError: the name exists and ``replace`` is false.
-        """
-        if user.name in self.state.application_users and not replace:
-            raise LabError(f"application user {user.name} already exists in cluster {self.name}")
-        self.state.application_users[user.name] = user
-        self.note(now, f"application user {user.name} saved (digest realm {user.realm})")
-        self._commit(now)
-        return user
-
-    def remove_application_user(self, name: str, *, now: datetime) -> None:
-        """Delete an application user.
-
-        Raises:
-            LabError: no such user.
-        """
-        if self.state.application_users.pop(name, None) is None:
-            raise LabError(f"cluster {self.name} has no application user {name!r}")
-        self.note(now, f"application user {name} removed")
-        self._commit(now)
-
-    def add_sip_realm(self, realm: SipRealm, *, now: datetime, replace: bool = False) -> SipRealm:
-        """Add (or with ``replace`` overwrite) the SIP Realm credentials for ``realm.realm``.
-
-        Raises:
-            LabError: the realm exists and ``replace`` is false (one set per realm, seed).
-        """
-        if realm.realm in self.state.sip_realms and not replace:
-            raise LabError(f"SIP realm {realm.realm} already exists in cluster {self.name}")
-        self.state.sip_realms[realm.realm] = realm
-        self.note(now, f"SIP realm {realm.realm} saved (user {realm.user})")
-        self._commit(now)
-        return realm
-
-    def remove_sip_realm(self, realm: str, *, now: datetime) -> None:
-        """Delete the SIP Realm credentials for ``realm``.
-
-        Raises:
-            LabError: no such realm.
-        """
-        if self.state.sip_realms.pop(realm, None) is None:
-            raise LabError(f"cluster {self.name} has no SIP realm {realm!r}")
-        self.note(now, f"SIP realm {realm} removed")
         self._commit(now)
 
     def register(
