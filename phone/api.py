@@ -20,7 +20,8 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 
 from phone.catalog.models import DEFAULT_MODEL
-from phone.cluster.model import ClusterSpec, Lab
+from phone.cluster.lab import Lab
+from phone.cluster.records import ClusterSpec
 from phone.device.flash import Flash
 from phone.device.machine import State
 from phone.device.phone import VirtualPhone, utc_now

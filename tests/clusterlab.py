@@ -8,7 +8,11 @@ from datetime import UTC, datetime
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
 from keypool import pooled_keys
 
-from phone.cluster.model import ClusterSpec, Lab, RandomBytes
+from phone.cluster.cluster import Cluster
+from phone.cluster.files import FileService
+from phone.cluster.lab import Lab
+from phone.cluster.records import ClusterSpec, RandomBytes
+from phone.cluster.tvs import TvsService
 from phone.pki import Identity, issue
 from phone.vendor import manufacturing_ca, manufacturing_cas
 
@@ -37,3 +41,20 @@ def phone_mic(mac: str, *, family: str = "88xx", now: datetime = NOW) -> Identit
     assert isinstance(key, RSAPrivateKey)
     certificate = issue(manufacturing_ca(family), f"CP-8841-SEP{mac}", key.public_key(), now=now)
     return Identity(certificate, key)
+
+
+def file_service(cluster: Cluster, host: str) -> FileService | None:
+    """A file service for ``host`` of ``cluster`` alone (the lab's ``file_service`` caches one
+    per node; a test that holds only a cluster builds its own, with the same None rules)."""
+    node = cluster.find_node(host)
+    if node is None or not node.runs_tftp or not node.running:
+        return None
+    return FileService(cluster, node.hostname)
+
+
+def tvs_service(cluster: Cluster, host: str) -> TvsService | None:
+    """The TVS of ``host`` in ``cluster``, or None where no TVS runs (as ``Lab.tvs_service``)."""
+    node = cluster.find_node(host)
+    if node is None or not node.runs_tvs or not node.running:
+        return None
+    return TvsService(cluster, node.hostname)

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 
 import pytest
-from clusterlab import NOW, make_lab, phone_mic
+from clusterlab import NOW, file_service, make_lab, phone_mic
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
@@ -25,8 +25,10 @@ from keypool import pooled_keys
 
 from phone.cluster import capf
 from phone.cluster.capf import CapfAuth, CapfKeyType, CapfOperation, CapfPending
+from phone.cluster.cluster import Cluster
 from phone.cluster.files import ClientInfo
-from phone.cluster.model import Cluster, Device, Lab, TrustStore
+from phone.cluster.lab import Lab
+from phone.cluster.records import Device, TrustStore
 from phone.device.capf import (
     CapfClient,
     CapfServerTrust,
@@ -165,7 +167,7 @@ def device(lab: Lab) -> Device:
 
 def config(lab: Lab) -> DeviceConfig:
     cluster = cluster_of(lab)
-    service = cluster.file_service(cluster.tftp_hosts[0])
+    service = file_service(cluster, cluster.tftp_hosts[0])
     assert service is not None
     data = service.get(f"{NAME}.cnf.xml", ClientInfo("127.0.0.1"))
     assert data is not None
@@ -332,7 +334,7 @@ def test_delete_removes_the_lsc_and_capf_forgets_it(lab: Lab) -> None:
     pending(lab, CapfOperation.INSTALL, CapfAuth.NULL)
     phone = Phone()
     run(lab, phone, AuthType.NO_PASSWORD)
-    service = cluster.file_service(cluster.tftp_hosts[0])
+    service = file_service(cluster, cluster.tftp_hosts[0])
     assert service is not None and service.get(f"{NAME}.cnf.xml.enc.sgn") is not None
     pending(lab, CapfOperation.DELETE, CapfAuth.MIC)
     session = run(lab, phone, AuthType.MIC)
@@ -401,7 +403,7 @@ def test_unknown_device_is_told_so(lab: Lab) -> None:
 
 
 def _open(lab: Lab) -> tuple[capf.CapfSession, int]:
-    service = cluster_of(lab).capf_service(cluster_of(lab).publisher.hostname)
+    service = lab.capf_service(cluster_of(lab).publisher.hostname)
     assert service is not None
     session = service.open(now=NOW)
     (auth_req,) = session.start()
@@ -418,11 +420,11 @@ def _auth(session_id: int, *extra: tuple[int, bytes], name: str = NAME) -> Frame
 
 
 def test_session_ids_are_chosen_by_the_server_and_increase_per_connection(lab: Lab) -> None:
-    service = cluster_of(lab).capf_service(cluster_of(lab).publisher.hostname)
+    service = lab.capf_service(cluster_of(lab).publisher.hostname)
     assert service is not None
     ids = [service.open(now=NOW).session_id for _ in range(3)]
     assert ids == [ids[0], ids[0] + 1, ids[0] + 2]
-    assert cluster_of(lab).capf_service(cluster_of(lab).tftp_hosts[0]) is service
+    assert lab.capf_service(cluster_of(lab).tftp_hosts[0]) is service
     other = make_lab().cluster()
     assert lab.capf_service(other.publisher.hostname) is None or other.name == "cluster1"
 

@@ -21,7 +21,9 @@ from keypool import pooled_keys
 from phone.api import create_lab, create_phone
 from phone.cluster import capf
 from phone.cluster.capf import CapfAuth, CapfKeyType, CapfOperation
-from phone.cluster.model import Cluster, Device, Lab, SecurityMode
+from phone.cluster.cluster import Cluster
+from phone.cluster.lab import Lab
+from phone.cluster.records import Device, SecurityMode
 from phone.device import flash as names
 from phone.device.flash import DirectoryFlash, MemoryFlash
 from phone.device.machine import State

@@ -17,7 +17,8 @@ from keypool import pooled_keys
 from phone.api import State, create_lab, create_phone
 from phone.cluster import capf
 from phone.cluster.capf import CapfAuth, CapfOperation
-from phone.cluster.model import Device, Lab, SecurityMode
+from phone.cluster.lab import Lab
+from phone.cluster.records import Device, SecurityMode
 from phone.device.capf import CapfClient, CapfServerTrust
 from phone.errors import NetworkError
 from phone.net.capf_tls import CapfTlsServer, capf_exchange_tls

@@ -13,7 +13,8 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from keypool import pooled_keys
 
 from phone.cli import lab_edge, main
-from phone.cluster.model import Lab, TrustStore
+from phone.cluster.records import TrustStore
+from phone.cluster.store import load_lab
 from phone.formats.configxml import parse_config
 from phone.formats.signed import parse_signed
 from phone.formats.trustlist import parse_trust_list, verify_with_certificate
@@ -170,7 +171,7 @@ def test_cli_devices_and_signed_configs(cli: Cli) -> None:
     cli.lab("init")
     cli.lab("add-device", MAC, "--digest-user", "alice", "--digest-password", "pw")
     signed = parse_signed(cli.get(f"SEP{MAC}.cnf.xml.sgn"))
-    lab = Lab.load(Path(cli.dir))
+    lab = load_lab(Path(cli.dir))
     signed.verify(lab.cluster().publisher.callmanager.certificate)
     assert parse_config(signed.payload).digest_user == "alice"
     assert cli.get(f"SEP{MAC}.cnf.xml.sgn") == signed.encode()  # same state, same bytes
@@ -226,7 +227,7 @@ def test_cli_bulk_certificate_management(cli: Cli) -> None:
     report = cli.show("--cluster", "old")["clusters"][0]
     sast = [e["subject"] for e in report["trust_stores"]["phone-sast-trust"]]
     assert any("ITLRECOVERY_cucm1.new.lab" in s for s in sast)
-    lab = Lab.load(Path(cli.dir))
+    lab = load_lab(Path(cli.dir))
     old, new = lab.cluster("old"), lab.cluster("new")
     assert [e.source for e in old.trust(TrustStore.PHONE_SAST)] == [
         "new CallManager (bulk import)",
@@ -252,7 +253,7 @@ def test_cli_itl_reset_localkey_until_tftp_restart(cli: Cli) -> None:
 
 def test_cli_itl_reset_remotekey_with_a_saved_itlrecovery_key(cli: Cli) -> None:
     cli.lab("init")
-    saved = Lab.load(Path(cli.dir)).cluster().itlrecovery
+    saved = load_lab(Path(cli.dir)).cluster().itlrecovery
     backup = cli.tmp / "itlrecovery.p12"
     backup.write_bytes(identity_to_pkcs12(saved, b"ITLRecovery", b"pw"))
     cli.lab("regenerate", "itlrecovery", "--yes")

@@ -27,7 +27,7 @@ from subprocs import read_until
 
 from phone.cli import main
 from phone.cluster.files import ClientInfo
-from phone.cluster.model import ClusterSpec
+from phone.cluster.records import ClusterSpec
 from phone.cluster.store import init_lab, load_lab
 from phone.vendor import manufacturing_cas
 

@@ -7,7 +7,7 @@ ITL reports) must survive those changes, and a request must see one lab or the o
 * End to end: ``lab serve`` in a subprocess on port 0 (as in tests/test_cli_serve.py); the
   test process boots phones over TFTP with a flash folder and changes the folder with the
   ordinary CLI commands (pooled keys), waiting (bounded) for the server to log each reload.
-* In process: the carry-over rule (:func:`phone.cluster.store.rebase`), the switch
+* In process: the carry-over rule (:func:`phone.cluster.rebase.rebase`), the switch
   (:meth:`phone.net.servers.LabServer.swap`: ports kept, no server left on the old lab,
   requests never failing or mixing labs) and the follower's handling of a damaged folder and
   of a session finishing on a replaced lab.
@@ -38,18 +38,12 @@ from subprocs import read_until
 from phone.cli import lab_edge, main
 from phone.cli.serve import _Follower
 from phone.cluster import certops
+from phone.cluster.cluster import Cluster
 from phone.cluster.itl import itl_hash
-from phone.cluster.model import Cluster, ClusterSpec, Device, Lab
-from phone.cluster.store import (
-    baseline,
-    edit_lab,
-    init_lab,
-    lab_version,
-    load_lab,
-    read_lab,
-    rebase,
-    save_lab,
-)
+from phone.cluster.lab import Lab
+from phone.cluster.rebase import baseline, rebase
+from phone.cluster.records import ClusterSpec, Device
+from phone.cluster.store import edit_lab, init_lab, lab_version, load_lab, read_lab, save_lab
 from phone.formats.trustlist import parse_trust_list
 from phone.net.http import HttpFetcher
 from phone.net.servers import LabServer

@@ -17,7 +17,7 @@ from keypool import pooled_keys
 
 from phone.cli import lab as lab_cli
 from phone.cli import lab_edge, main
-from phone.cluster.model import Lab
+from phone.cluster.store import load_lab
 from phone.net.servers import LabServer
 from phone.pki import KeySource
 from phone.wire.sip import (
@@ -209,7 +209,7 @@ def test_cli_passwords_may_come_from_the_environment(
     monkeypatch.setenv("VPHONE_REALM_PASSWORD", REALM_PASSWORD)
     cli.ok("app-user add", "app")
     cli.ok("sip-realm add", "cube.example", "--user", "cucm")
-    cluster = Lab.load(Path(cli.dir)).cluster()
+    cluster = load_lab(Path(cli.dir)).cluster()
     assert cluster.application_users["app"].ha1 == digest_ha1(
         "app", "StandAloneCluster", APP_PASSWORD
     )
@@ -331,7 +331,7 @@ def authorized(request: SipRequest, challenge: SipResponse, password: str) -> Si
 @contextmanager
 def served(folder: str) -> Iterator[tuple[LabServer, str]]:
     """``LabServer`` over the lab folder as saved by the CLI; every server stopped after."""
-    lab = Lab.load(Path(folder))
+    lab = load_lab(Path(folder))
     server = LabServer(lab, clock=lambda: NOW + timedelta(minutes=5))
     server.start()
     try:

@@ -5,13 +5,15 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
-from clusterlab import NOW, make_lab, phone_mic
+from clusterlab import NOW, make_lab, phone_mic, tvs_service
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 from keypool import pooled_keys
 
 from phone.cluster import certops
-from phone.cluster.model import Cluster, ClusterSpec, Lab, TrustStore
+from phone.cluster.cluster import Cluster
+from phone.cluster.lab import Lab
+from phone.cluster.records import ClusterSpec, TrustStore
 from phone.cluster.tvs import TvsService
 from phone.errors import DecryptionError, LabError, SignatureError
 from phone.formats.trustlist import Role, TrustList, parse_trust_list, verify_with_certificate
@@ -32,7 +34,7 @@ def _itl(cluster: Cluster, host: str | None = None) -> TrustList:
 
 
 def _tvs(cluster: Cluster) -> TvsService:
-    tvs = cluster.tvs_service(cluster.publisher.hostname)
+    tvs = tvs_service(cluster, cluster.publisher.hostname)
     assert tvs is not None
     return tvs
 

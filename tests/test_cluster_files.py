@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
-from clusterlab import NOW, make_lab, phone_mic
+from clusterlab import NOW, file_service, make_lab, phone_mic
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding
 from hypothesis import given, settings
@@ -13,8 +13,9 @@ from hypothesis import strategies as st
 from keypool import pooled_keys
 
 from phone.cluster import certops
+from phone.cluster.cluster import Cluster
 from phone.cluster.files import RING_LIST, ClientInfo, FileService
-from phone.cluster.model import Cluster, ClusterSpec, Device, SecurityMode, TrustStore
+from phone.cluster.records import ClusterSpec, Device, SecurityMode, TrustStore
 from phone.errors import SignatureError
 from phone.formats.configxml import DeviceConfig, parse_config
 from phone.formats.signed import decrypt, md5_hex, parse_signed
@@ -26,7 +27,7 @@ MAC = "001122AABBCC"
 
 def _setup(spec: ClusterSpec | None = None) -> tuple[Cluster, FileService]:
     cluster = make_lab(spec or ClusterSpec()).cluster()
-    service = cluster.file_service(cluster.tftp_hosts[0])
+    service = file_service(cluster, cluster.tftp_hosts[0])
     assert service is not None
     return cluster, service
 
@@ -97,7 +98,7 @@ def test_names_listing_matches_what_is_served() -> None:
 def test_stopped_node_serves_nothing() -> None:
     cluster, service = _setup()
     cluster.stop_node(cluster.tftp_hosts[0], now=LATER)
-    assert cluster.file_service(cluster.tftp_hosts[0]) is None
+    assert file_service(cluster, cluster.tftp_hosts[0]) is None
     assert service.get("ITLFile.tlv") is None  # a service obtained earlier goes quiet too
     cluster.start_node(cluster.tftp_hosts[0], now=LATER)
     assert service.get("ITLFile.tlv") is not None
@@ -130,7 +131,7 @@ def test_seed_config_fields_and_signature_by_tftp_callmanager() -> None:
     assert (config.digest_user, config.digest_password) == ("alice", "s3cret")
     assert config.capf_host == first.hostname and not config.encrypted_config
     # Each TFTP node signs with its own CallManager key.
-    other = cluster.file_service(second.hostname)
+    other = file_service(cluster, second.hostname)
     assert other is not None
     signed = parse_signed(_get(other, f"SEP{MAC}.cnf.xml.sgn"))
     signed.verify(second.callmanager.certificate)

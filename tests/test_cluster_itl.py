@@ -6,12 +6,13 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 import pytest
-from clusterlab import NOW, make_lab
+from clusterlab import NOW, file_service, make_lab
 from keypool import pooled_keys
 
 from phone.cluster import certops
+from phone.cluster.cluster import Cluster
 from phone.cluster.itl import HashOutcome, ItlHashDatabase, itl_hash
-from phone.cluster.model import Cluster, ClusterSpec, Device
+from phone.cluster.records import ClusterSpec, Device
 from phone.errors import LabError, SignatureError
 from phone.formats.trustlist import Role, TrustList, parse_trust_list, verify_with_certificate
 from phone.pki import CertKind
@@ -21,7 +22,7 @@ LATER = NOW + timedelta(hours=1)
 
 
 def _itl(cluster: Cluster, host: str | None = None) -> TrustList:
-    service = cluster.file_service(host or cluster.tftp_hosts[0])
+    service = file_service(cluster, host or cluster.tftp_hosts[0])
     assert service is not None
     data = service.get("ITLFile.tlv")
     assert data is not None
@@ -71,13 +72,13 @@ def test_seed_itl_one_per_tftp_node() -> None:
     assert itl1.records[2].certificate() == first.callmanager.certificate
     assert itl2.records[2].certificate() == second.callmanager.certificate
     assert itl1.encode() != itl2.encode()
-    assert cluster.file_service(third.hostname) is None  # no TFTP on the third node
+    assert file_service(cluster, third.hostname) is None  # no TFTP on the third node
     assert set(cluster.hashes.tftp) == {first.hostname, second.hostname}
 
 
 def test_item2_itlsep_name_serves_the_same_itl() -> None:
     cluster = _one()
-    service = cluster.file_service(cluster.tftp_hosts[0])
+    service = file_service(cluster, cluster.tftp_hosts[0])
     assert service is not None
     assert service.get("ITLSEP001122334455.tlv") == service.get("ITLFile.tlv") is not None
 
@@ -160,7 +161,7 @@ def test_item18_forty_certificates_refused() -> None:
     # 36 TVS nodes: ITLRecovery + CallManager x2 + CAPF + 36 TVS = 40 certificates.
     cluster = _one(ClusterSpec(tvs_nodes=36, key_size=1024))
     host = cluster.tftp_hosts[0]
-    service = cluster.file_service(host)
+    service = file_service(cluster, host)
     assert service is not None
     assert service.get("ITLFile.tlv") is None
     problem = cluster.itl_problem(host)
@@ -226,7 +227,7 @@ def test_item33_rollback_parameter_off_restores_the_normal_itl() -> None:
 
 def test_item2_no_ctl_in_non_secure_mode() -> None:
     cluster = _one()
-    service = cluster.file_service(cluster.tftp_hosts[0])
+    service = file_service(cluster, cluster.tftp_hosts[0])
     assert service is not None
     assert service.get("CTLFile.tlv") is None
     assert service.get("CTLSEP001122334455.tlv") is None
@@ -246,7 +247,7 @@ def test_mixed_mode_tokenless_ctl(release: str, signer: CertKind) -> None:
     cluster = _one(ClusterSpec(profile=release, tvs_nodes=2))
     assert cluster.ctl_file is None
     cluster.set_mixed_mode(True, now=LATER)
-    service = cluster.file_service(cluster.tftp_hosts[0])
+    service = file_service(cluster, cluster.tftp_hosts[0])
     assert service is not None
     data = service.get("CTLFile.tlv")
     assert data is not None and service.get("ctlsep001122334455.tlv") == data

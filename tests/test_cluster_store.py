@@ -9,11 +9,13 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from clusterlab import NOW, make_lab, phone_mic, seeded_random
+from clusterlab import NOW, file_service, make_lab, phone_mic, seeded_random
 from keypool import pooled_keys
 
 from phone.cluster import certops
-from phone.cluster.model import Cluster, ClusterSpec, Device, Lab, Node, SecurityMode
+from phone.cluster.cluster import Cluster
+from phone.cluster.lab import Lab
+from phone.cluster.records import ClusterSpec, Device, Node, SecurityMode
 from phone.cluster.store import CLUSTER_FILE, edit_lab, init_lab, load_lab, save_lab
 from phone.errors import LabError, UsageError
 from phone.pki import CertKind, write_private_file
@@ -32,7 +34,7 @@ class _Report:
 def _served(cluster: Cluster) -> dict[str, bytes | None]:
     out: dict[str, bytes | None] = {}
     for host in cluster.tftp_hosts:
-        service = cluster.file_service(host)
+        service = file_service(cluster, host)
         if service is None:
             assert not cluster.node(host).running
             continue

@@ -5,13 +5,15 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
-from clusterlab import NOW, make_lab, phone_mic
+from clusterlab import NOW, make_lab, phone_mic, tvs_service
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 from keypool import pooled_keys
 
 from phone.cluster import certops
-from phone.cluster.model import Cluster, ClusterSpec, Lab, TrustStore
+from phone.cluster.cluster import Cluster
+from phone.cluster.lab import Lab
+from phone.cluster.records import ClusterSpec, TrustStore
 from phone.cluster.tvs import DEFAULT_TTL, TvsService
 from phone.formats.certfields import cucm_name, serial_bytes
 from phone.formats.trustlist import Role
@@ -110,7 +112,7 @@ def test_item25_roles_of_the_clusters_own_certificates(lab: Lab, mic: x509.Certi
 
 def test_item25_mixed_mode_callmanager_is_ccm_tftp(mic: x509.Certificate) -> None:
     cluster = make_lab(ClusterSpec(mixed_mode=True)).cluster()
-    tvs = cluster.tvs_service(cluster.publisher.hostname)
+    tvs = tvs_service(cluster, cluster.publisher.hostname)
     assert tvs is not None
     verdict = tvs.verify(_der(cluster.publisher.callmanager.certificate), client=mic, now=NOW)
     assert verdict.roles == (Role.SAST, Role.CCM_TFTP)

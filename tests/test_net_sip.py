@@ -13,7 +13,9 @@ import pytest
 from clusterlab import NOW, make_lab, phone_mic
 from cryptography.hazmat.primitives.serialization import Encoding
 
-from phone.cluster.model import Cluster, ClusterSpec, Device, Lab, SecurityMode
+from phone.cluster.cluster import Cluster
+from phone.cluster.lab import Lab
+from phone.cluster.records import ClusterSpec, Device, SecurityMode
 from phone.device.port import (
     ItlReport,
     RegisterRequest,

@@ -27,7 +27,7 @@ from phone.api import ClusterSpec, Lab, State, VirtualPhone, create_lab, create_
 from phone.catalog.models import Transport
 from phone.cluster.certops import export_certificates, import_certificates, regenerate
 from phone.cluster.files import ClientInfo
-from phone.cluster.model import Device
+from phone.cluster.records import Device
 from phone.device import flash as flash_names
 from phone.device.machine import TERMINAL
 from phone.device.phone import TraceEntry

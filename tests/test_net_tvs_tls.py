@@ -16,7 +16,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import Encoding
 
-from phone.cluster.model import Cluster, Lab
+from phone.cluster.cluster import Cluster
+from phone.cluster.lab import Lab
 from phone.device.port import certificate_check_for
 from phone.errors import NetworkError
 from phone.formats.certfields import cucm_name, serial_bytes

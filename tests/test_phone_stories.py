@@ -271,7 +271,7 @@ def test_tampered_config_on_a_phone_with_no_previous_config_cannot_register() ->
     clock = Clock()
     lab = lab_of(ClusterSpec("c1"))
     cluster = lab.cluster()
-    from phone.cluster.model import Device
+    from phone.cluster.records import Device
 
     cluster.add_device(Device(MAC), now=clock())
     phone = create_phone(lab, mac=MAC, clock=clock, backend=TamperingBackend(lab, clock=clock))
@@ -336,7 +336,7 @@ def test_secure_mode_without_ctl_never_registers_insecurely() -> None:
     clock = Clock()
     lab = lab_of(ClusterSpec("c1", mixed_mode=True))
     cluster = lab.cluster()
-    from phone.cluster.model import Device, SecurityMode
+    from phone.cluster.records import Device, SecurityMode
 
     cluster.add_device(Device(MAC, security_mode=SecurityMode.AUTHENTICATED), now=clock())
     phone = create_phone(lab, mac=MAC, clock=clock, backend=NoCtl(lab, clock=clock))
@@ -351,7 +351,7 @@ def test_secure_mode_with_ctl_registers_over_tls() -> None:
     clock = Clock()
     lab = lab_of(ClusterSpec("c1", mixed_mode=True))
     cluster = lab.cluster()
-    from phone.cluster.model import Device, SecurityMode
+    from phone.cluster.records import Device, SecurityMode
 
     cluster.add_device(Device(MAC, security_mode=SecurityMode.AUTHENTICATED), now=clock())
     phone = phone_on(lab, clock)
@@ -389,7 +389,7 @@ def test_models_boot(model: str) -> None:
 
 
 def phone_with_load(load: str, model: str, clock: Clock) -> tuple[Lab, VirtualPhone]:
-    from phone.cluster.model import Device
+    from phone.cluster.records import Device
 
     lab = lab_of(ClusterSpec("c1"))
     lab.cluster().add_device(Device(MAC, model=model, load=load), now=clock())

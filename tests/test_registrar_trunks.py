@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 from clusterlab import NOW, make_lab, seeded_random
 
-from phone.cluster.model import Cluster, Lab
+from phone.cluster.cluster import Cluster
+from phone.cluster.lab import Lab
 from phone.cluster.registrar import Registrar, Source
 from phone.cluster.store import CLUSTER_FILE, edit_lab, load_lab, save_lab
 from phone.cluster.trunk import (

@@ -14,7 +14,7 @@ import pytest
 from keypool import pooled_keys
 
 from phone.cluster import TrustStore
-from phone.cluster.model import SecurityMode
+from phone.cluster.records import SecurityMode
 from phone.device.machine import State
 from phone.errors import UsageError
 from phone.scenario import (

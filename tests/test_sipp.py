@@ -27,7 +27,7 @@ import pytest
 from clusterlab import NOW
 from keypool import pooled_keys
 
-from phone.cluster.model import ClusterSpec, Device
+from phone.cluster.records import ClusterSpec, Device
 from phone.cluster.store import edit_lab, init_lab
 from phone.vendor import manufacturing_cas
 

@@ -28,7 +28,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from phone.api import create_lab
 from phone.cluster import capf
 from phone.cluster.capf import CapfAuth, CapfKeyType, CapfOperation
-from phone.cluster.model import Device, Lab
+from phone.cluster.lab import Lab
+from phone.cluster.records import Device
 from phone.device.capf import CapfClient, CapfServerTrust
 from phone.device.port import Requester
 from phone.net.capf_tls import CapfTlsServer, capf_exchange_tls

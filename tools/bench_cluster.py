@@ -21,7 +21,8 @@ from datetime import UTC, datetime, timedelta
 
 from cryptography.hazmat.primitives.asymmetric import padding
 
-from phone.cluster.model import ClusterSpec, Device, Lab
+from phone.cluster.lab import Lab
+from phone.cluster.records import ClusterSpec, Device
 from phone.pki import FreshKeys
 
 
@@ -35,7 +36,7 @@ def run(devices: int, key_size: int) -> dict[str, float | int]:
     lab = Lab.create([ClusterSpec(key_size=key_size)], now=now, keys=FreshKeys())
     cluster = lab.cluster()
     host = cluster.tftp_hosts[0]
-    service = cluster.file_service(host)
+    service = lab.file_service(host)
     assert service is not None
     macs = [f"{index:012X}" for index in range(devices)]
     started = time.perf_counter()

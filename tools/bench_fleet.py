@@ -77,7 +77,7 @@ def run_in_process(phones: int) -> tuple[float, Counted, ScenarioRunner, bool]:
             setattr(module, "verify_signature", real_verify)  # noqa: B010
     for cluster in runner.lab.clusters:
         for host in cluster.tftp_hosts:
-            service = cluster.file_service(host)
+            service = runner.lab.file_service(host)
             if service is not None:
                 counted.signatures += service.stats.signatures
     ok = merge(scenario, [result]).ok
@@ -88,7 +88,7 @@ def floor_seconds(runner: ScenarioRunner, counted: Counted, sample: int) -> tupl
     """Seconds for ``counted`` bare verifications and signatures (timed on up to ``sample``
     of each, scaled): the verify of a served signed config, the sign of its payload."""
     cluster = runner.lab.cluster("old")
-    service = cluster.file_service(cluster.tftp_hosts[0])
+    service = runner.lab.file_service(cluster.tftp_hosts[0])
     assert service is not None
     data = service.get("XMLDefault.cnf.xml.sgn")
     assert data is not None

@@ -29,7 +29,8 @@ from pathlib import Path
 
 from phone.api import State, create_phone
 from phone.catalog.models import Transport
-from phone.cluster.model import ClusterSpec, Lab
+from phone.cluster.lab import Lab
+from phone.cluster.records import ClusterSpec
 from phone.cluster.store import init_lab, load_lab
 from phone.device.port import Backend
 from phone.net.hostmap import HostMap

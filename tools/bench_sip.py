@@ -25,7 +25,7 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
 
-from phone.cluster.model import ClusterSpec, Device
+from phone.cluster.records import ClusterSpec, Device
 from phone.cluster.registrar import Registrar, Source
 from phone.cluster.store import edit_lab, init_lab
 from phone.device.port import RegisterRequest, Requester

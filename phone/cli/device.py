@@ -18,7 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from phone.catalog.models import DEFAULT_MODEL, MODELS
-from phone.cluster.model import ClusterSpec, Device, Lab
+from phone.cluster.lab import Lab
+from phone.cluster.records import ClusterSpec, Device
 from phone.cluster.store import edit_lab, init_lab, is_lab
 from phone.device.flash import DirectoryFlash, Flash, MemoryFlash
 from phone.device.machine import State

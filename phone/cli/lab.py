@@ -66,8 +66,8 @@ from phone.cli.lab_sip import (
     sip_report,
 )
 from phone.cluster import capf
-from phone.cluster.model import PARAMETERS, SecurityMode
 from phone.cluster.profiles import DEFAULT_PROFILE, PROFILES
+from phone.cluster.records import PARAMETERS, SecurityMode
 
 __all__ = [
     "APP_PASSWORD_ENV",

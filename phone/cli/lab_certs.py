@@ -18,7 +18,7 @@ from pathlib import Path
 from phone.cli import lab_edge
 from phone.cli.lab_edge import chosen_cluster, emit, iso, mutate
 from phone.cluster import certops
-from phone.cluster.model import Cluster
+from phone.cluster.cluster import Cluster
 from phone.cluster.store import load_lab
 from phone.errors import UsageError
 from phone.pki import CertKind, identity_from_pkcs12, write_private_file

@@ -12,8 +12,9 @@ from pathlib import Path
 
 from phone.cli import lab_edge
 from phone.cli.lab_edge import chosen_cluster, emit, mutate, print_log
+from phone.cluster.cluster import Cluster
 from phone.cluster.files import ClientInfo
-from phone.cluster.model import Cluster, ClusterSpec
+from phone.cluster.records import ClusterSpec
 from phone.cluster.store import edit_lab, init_lab, load_lab
 from phone.errors import FileNotFoundOnServer, LabError
 
@@ -63,7 +64,7 @@ def cmd_get(args: argparse.Namespace) -> int:
             raise LabError(f"no TFTP node of cluster {cluster.name} is running")
         host = running[0]
     node = cluster.node(host)
-    service = cluster.file_service(node.hostname)
+    service = lab.file_service(node.hostname)
     if service is None:
         raise LabError(f"{node.hostname} serves no files (no TFTP service, or stopped)")
     client = ClientInfo("127.0.0.1", model=args.model)

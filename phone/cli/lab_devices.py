@@ -12,8 +12,10 @@ from pathlib import Path
 
 from phone.cli.lab_edge import mutate
 from phone.cluster import capf
-from phone.cluster.model import Cluster, Device, SecurityMode, normalize_mac
+from phone.cluster.cluster import Cluster
+from phone.cluster.records import Device, SecurityMode
 from phone.errors import LabError, UsageError
+from phone.mac import normalize_mac
 from phone.pki import cert_from_pem
 
 

@@ -21,7 +21,8 @@ from typing import TypeAlias
 
 from cryptography import x509
 
-from phone.cluster.model import Cluster, Lab
+from phone.cluster.cluster import Cluster
+from phone.cluster.lab import Lab
 from phone.cluster.store import edit_lab
 from phone.pki import FreshKeys, KeySource
 from phone.vendor import manufacturing_cas

@@ -18,8 +18,9 @@ from cryptography.hazmat.primitives import hashes
 
 from phone.cli.lab_edge import emit, iso
 from phone.cli.lab_sip import SIP_SECTIONS, sip_report
+from phone.cluster.cluster import Cluster
 from phone.cluster.itl import itl_hash
-from phone.cluster.model import PARAMETERS, Cluster, TrustStore
+from phone.cluster.records import PARAMETERS, TrustStore
 from phone.cluster.store import load_lab
 from phone.formats.certfields import serial_bytes
 from phone.formats.trustlist import parse_trust_list

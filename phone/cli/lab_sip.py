@@ -16,7 +16,7 @@ from datetime import datetime
 from typing import Any
 
 from phone.cli.lab_edge import Sub, add_command, chosen_cluster, emit, lab_arguments, mutate
-from phone.cluster.model import Cluster
+from phone.cluster.cluster import Cluster
 from phone.cluster.store import load_lab
 from phone.cluster.trunk import (
     ApplicationUser,

@@ -48,20 +48,16 @@ from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, TypeAlias
 
+from phone.cluster.cluster import Cluster
 from phone.cluster.itl import itl_hash
-from phone.cluster.model import Cluster, Lab
+from phone.cluster.lab import Lab
+from phone.cluster.rebase import Baseline, Rebased, baseline, changed_since, rebase, save_changes
 from phone.cluster.store import (
-    Baseline,
     LabVersion,
-    Rebased,
-    baseline,
-    changed_since,
     is_lab,
     lab_lock,
     lab_version,
     read_lab,
-    rebase,
-    save_changes,
     save_lab,
 )
 from phone.errors import NetworkError, UsageError, VphoneError

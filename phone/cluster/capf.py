@@ -40,10 +40,9 @@ manufacturing CAs and this CAPF), valid at ``now``.
 from __future__ import annotations
 
 import hmac
-import re
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
-from enum import Enum, StrEnum
+from datetime import datetime, timedelta
+from enum import Enum
 from typing import TYPE_CHECKING
 
 from cryptography import x509
@@ -53,6 +52,9 @@ from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.serialization import Encoding, load_der_public_key
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
+from phone.cluster.capf_ops import CapfAuth, CapfKeyType, CapfOperation, CapfPending, CapfResult
+from phone.cluster.records import TrustStore
+from phone.cluster.tvs import authenticate_client
 from phone.errors import LabError, ProtocolError
 from phone.formats.certfields import serial_bytes
 from phone.pki import issue
@@ -72,7 +74,8 @@ from phone.wire.capf import (
 )
 
 if TYPE_CHECKING:
-    from phone.cluster.model import Cluster, Device
+    from phone.cluster.cluster import Cluster
+    from phone.cluster.records import Device
 
 __all__ = [
     "LSC_BACKDATE",
@@ -96,127 +99,7 @@ __all__ = [
 
 LSC_DAYS = 1826  # five years, as certops.issue_lsc
 LSC_BACKDATE = timedelta(hours=1)
-_AUTH_STRING = re.compile(r"[0-9]{4,10}")  # CUCM's authentication string: 4 to 10 digits
 _SERVICE = "CAPF"
-
-
-class CapfOperation(StrEnum):
-    """A certificate operation CAPF can perform on a phone."""
-
-    INSTALL = "install"
-    UPGRADE = "upgrade"
-    DELETE = "delete"
-    TROUBLESHOOT = "troubleshoot"
-
-
-class CapfAuth(StrEnum):
-    """How the phone proves who it is (CUCM's "Authentication Mode")."""
-
-    NULL = "null"  # by null string
-    STRING = "string"  # by authentication string
-    LSC = "lsc"  # by existing certificate, precedence to LSC
-    MIC = "mic"  # by existing certificate, precedence to MIC
-
-    @property
-    def code(self) -> AuthType:
-        """The element 8 value (also ``capfAuthMode`` in the config [G])."""
-        return {
-            CapfAuth.NULL: AuthType.NO_PASSWORD,
-            CapfAuth.STRING: AuthType.PASSWORD,
-            CapfAuth.LSC: AuthType.LSC,
-            CapfAuth.MIC: AuthType.MIC,
-        }[self]
-
-    @classmethod
-    def parse(cls, text: str) -> tuple[CapfAuth, str | None]:
-        """``null``, ``string:SECRET``, ``mic`` or ``lsc`` -> (mode, secret).
-
-        Raises:
-            LabError: anything else, or a secret that is not 4 to 10 digits.
-        """
-        word, sep, secret = text.strip().partition(":")
-        try:
-            auth = cls(word.lower())
-        except ValueError:
-            raise LabError(
-                f"unknown CAPF authentication {text!r} (null, string:SECRET, mic or lsc)"
-            ) from None
-        if auth is CapfAuth.STRING:
-            if not sep:
-                raise LabError("authentication by string needs the string: string:SECRET")
-            return auth, secret
-        if sep:
-            raise LabError(f"only string authentication takes a value, not {auth.value}")
-        return auth, None
-
-
-class CapfKeyType(StrEnum):
-    """The key the phone generates for its LSC."""
-
-    RSA_2048 = "rsa-2048"
-    EC_P256 = "ec-p256"
-
-    @classmethod
-    def parse(cls, text: str) -> CapfKeyType:
-        """``rsa``/``rsa-2048`` or ``ec``/``ec-p256``.
-
-        Raises:
-            LabError: another key type.
-        """
-        value = text.strip().lower()
-        if value in ("rsa", "rsa-2048", "rsa2048"):
-            return cls.RSA_2048
-        if value in ("ec", "ec-p256", "p256", "ecdsa"):
-            return cls.EC_P256
-        raise LabError(f"unknown key type {text!r} (rsa-2048 or ec-p256)")
-
-
-@dataclass(frozen=True)
-class CapfPending:
-    """A certificate operation waiting for the phone's next boot.
-
-    Raises:
-        LabError: an authentication string that is not 4 to 10 digits, a string with another
-            mode, or a key type on an operation that generates no key.
-    """
-
-    operation: CapfOperation
-    auth: CapfAuth
-    secret: str | None = None
-    key_type: CapfKeyType = CapfKeyType.RSA_2048
-    set_at: int = 0
-
-    def __post_init__(self) -> None:
-        if self.auth is CapfAuth.STRING:
-            if self.secret is None or not _AUTH_STRING.fullmatch(self.secret):
-                raise LabError("a CAPF authentication string is 4 to 10 digits")
-        elif self.secret is not None:
-            raise LabError(f"authentication {self.auth.value} takes no string")
-
-    def describe(self) -> str:
-        """``install (string, rsa-2048)``: never shows the secret."""
-        parts = [self.auth.value]
-        if self.operation in (CapfOperation.INSTALL, CapfOperation.UPGRADE):
-            parts.append(self.key_type.value)
-        return f"{self.operation.value} ({', '.join(parts)})"
-
-
-@dataclass(frozen=True)
-class CapfResult:
-    """The outcome of the last CAPF session with a device."""
-
-    operation: CapfOperation
-    ok: bool
-    reason: str
-    at: int
-    certificates: tuple[str, ...] = ()  # troubleshoot: what the phone holds, one line each
-
-    def describe(self) -> str:
-        """One line for ``vphone lab show``."""
-        stamp = datetime.fromtimestamp(self.at, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-        return (
-            f"{self.operation.value} {'succeeded' if self.ok else 'FAILED'} {stamp}: {self.reason}"
-        )
 
 
 def set_pending(
@@ -299,7 +182,7 @@ def verify_proof(
 
 
 class CapfService:
-    """The CAPF of ``cluster``, on its publisher. Get it with ``cluster.capf_service(host)``.
+    """The CAPF of ``cluster``, on its publisher. Get it with ``lab.capf_service(host)``.
 
     Session ids are chosen by the server and increase per connection, as on CUCM (9b).
     """
@@ -485,10 +368,6 @@ class CapfSession:
         return self._authenticate_certificate(frame, name)
 
     def _authenticate_certificate(self, frame: Frame, name: str) -> str | None:
-        # Lazy: cluster.tvs imports cluster.model, which imports this module.
-        from phone.cluster.model import TrustStore  # noqa: PLC0415
-        from phone.cluster.tvs import authenticate_client  # noqa: PLC0415
-
         presented = frame.certificate()
         sha1_signature = frame.raw(Tag.SIGNED_DATA)
         sha2 = frame.sha2_signed()

@@ -25,9 +25,11 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
-from phone.cluster.model import Cluster, ItlReset, TrustStore, normalize_mac
+from phone.cluster.cluster import Cluster
+from phone.cluster.records import ItlReset, TrustStore
 from phone.errors import LabError
 from phone.formats.certfields import serial_bytes
+from phone.mac import normalize_mac
 from phone.pki import (
     CertKind,
     Identity,

@@ -1,6 +1,6 @@
 """The TFTP file service of a cluster node: what a phone downloads, by file name.
 
-One :class:`FileService` per TFTP node (``cluster.file_service(host)``). A TFTP or HTTP server
+One :class:`FileService` per TFTP node (``lab.file_service(host)``). A TFTP or HTTP server
 (a later issue) calls :meth:`FileService.get` with the requested name and gets the bytes, or
 None for "File not found". Pure: no sockets, no clock; randomness for encrypted configs comes
 from the cluster's injected ``random``.
@@ -45,7 +45,8 @@ from phone.formats.configxml import CAPF_PORT, DeviceConfig, render_config
 from phone.formats.signed import build_encrypted, build_signed, md5_hex
 
 if TYPE_CHECKING:
-    from phone.cluster.model import Cluster, ConfigContext, Device
+    from phone.cluster.cluster import Cluster
+    from phone.cluster.records import ConfigContext, Device
 
 __all__ = [
     "RING_LIST",

@@ -59,8 +59,10 @@ from datetime import datetime
 
 from cryptography import x509
 
-from phone.cluster.model import Cluster, Device, RandomBytes, SecurityMode, TrustStore, unix_time
+from phone.cluster.cluster import Cluster
+from phone.cluster.records import Device, RandomBytes, SecurityMode, TrustStore, unix_time
 from phone.cluster.trunk import ApplicationUser, SipRealm, SipTrunk, answer_as_uac, request_type
+from phone.cluster.tvs import authenticate_client
 from phone.errors import LabError, ProtocolError
 from phone.formats.certfields import cucm_name
 from phone.wire.sip import (
@@ -100,7 +102,7 @@ class Source:
 
 @dataclass(frozen=True, slots=True)
 class ItlReportValue:
-    """A parsed ITL report (satisfies :class:`phone.cluster.model.ItlReport`)."""
+    """A parsed ITL report (satisfies :class:`phone.cluster.records.ItlReport`)."""
 
     tftp_host: str
     itl_hash: str
@@ -443,9 +445,6 @@ class Registrar:
                     f"{device.name} is in {mode.label} mode: it must register over TLS",
                 )
             )
-        # Imported here: cluster.tvs imports the model, which this module imports too.
-        from phone.cluster.tvs import authenticate_client  # noqa: PLC0415
-
         anchors = tuple(e.certificate for e in cluster.trust(TrustStore.CAPF))
         problem = authenticate_client(source.certificate, anchors, now)
         if problem is None and source.certificate is not None:

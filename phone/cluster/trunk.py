@@ -14,7 +14,7 @@ Pure data and rules (items 43-44; seed, "Authentication, Integrity, and Authoriz
 * A :class:`SipRealm` is what the cluster answers with when it is the UAC toward a trunk and
   the far end challenges it with 401/407 (item 43).
 
-A cluster keeps all four in its state (:class:`phone.cluster.model.ClusterState`; a trunk is
+A cluster keeps all four in its state (:class:`phone.cluster.records.ClusterState`; a trunk is
 stored as a :class:`TrunkConfig` naming its profile, as CUCM's SIP Trunk page names a SIP Trunk
 Security Profile), the lab folder persists them (:mod:`phone.cluster.store`), ``vphone lab
 trunk-profile|trunk|app-user|sip-realm`` configures them, and the registrar reads them from the

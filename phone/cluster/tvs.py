@@ -44,12 +44,12 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.serialization import Encoding
 
-from phone.cluster.model import TrustStore
+from phone.cluster.records import TrustStore
 from phone.formats.certfields import cucm_name
 from phone.formats.trustlist import Role
 
 if TYPE_CHECKING:
-    from phone.cluster.model import Cluster
+    from phone.cluster.cluster import Cluster
 
 __all__ = ["DEFAULT_TTL", "TvsService", "TvsVerdict", "authenticate_client"]
 
@@ -129,7 +129,7 @@ def _norm_issuer(text: str) -> str:
 
 class TvsService:
     """The TVS of node ``host`` of ``cluster`` (module docstring). Obtain it with
-    ``cluster.tvs_service(host)`` or ``lab.tvs_service(host)``."""
+    ``lab.tvs_service(host)``."""
 
     def __init__(self, cluster: Cluster, host: str) -> None:
         self.cluster = cluster

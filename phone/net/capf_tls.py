@@ -28,7 +28,7 @@ import threading
 from collections.abc import Callable
 from datetime import UTC, datetime
 
-from phone.cluster.model import Lab
+from phone.cluster.lab import Lab
 from phone.device.port import CapfConversation
 from phone.errors import NetworkError
 from phone.net.service import DropConnection, ThreadedTcpService, tls_connect

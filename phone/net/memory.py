@@ -13,7 +13,7 @@ from cryptography import x509
 
 from phone.catalog.models import Transport
 from phone.cluster.files import ClientInfo
-from phone.cluster.model import Lab
+from phone.cluster.lab import Lab
 from phone.cluster.registrar import Registrar, Source
 from phone.device.port import CapfConversation, RegisterRequest, RegisterResult, Requester
 from phone.errors import FileNotFoundOnServer, NetworkError, ProtocolError, TransferTimeout
@@ -26,7 +26,7 @@ from phone.wire.capf import decode_frame, encode_frame
 
 
 class MemoryBackend:
-    """A :class:`phone.device.port.Backend` over a :class:`phone.cluster.model.Lab`."""
+    """A :class:`phone.device.port.Backend` over a :class:`phone.cluster.lab.Lab`."""
 
     def __init__(self, lab: Lab, *, clock: Callable[[], datetime]) -> None:
         self.lab = lab

@@ -52,7 +52,8 @@ from datetime import datetime
 from types import MappingProxyType
 
 from phone.cluster.files import ClientInfo
-from phone.cluster.model import Lab, Node
+from phone.cluster.lab import Lab
+from phone.cluster.records import Node
 from phone.errors import NetworkError
 from phone.net.capf_tls import CapfTlsServer
 from phone.net.hostmap import HostEntry, HostMap

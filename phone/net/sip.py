@@ -28,7 +28,8 @@ import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 
-from phone.cluster.model import Lab, TrustStore
+from phone.cluster.lab import Lab
+from phone.cluster.records import TrustStore
 from phone.cluster.registrar import Registrar, Source
 from phone.cluster.trunk import ApplicationUser, SipTrunk
 from phone.device.port import RegisterRequest, RegisterResult

@@ -44,7 +44,8 @@ from typing import TypeVar
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 
-from phone.cluster.model import Lab, TrustStore
+from phone.cluster.lab import Lab
+from phone.cluster.records import TrustStore
 from phone.errors import NetworkError, ProtocolError
 from phone.net.service import ThreadedTcpService, peer_certificate, tls_connect
 from phone.pki import CertKind, Identity, cert_to_pem, key_to_pem

@@ -13,7 +13,7 @@ import re
 from collections.abc import Mapping, Sequence
 
 from phone.cluster.certops import PER_NODE
-from phone.cluster.model import Lab
+from phone.cluster.lab import Lab
 from phone.device.machine import State
 from phone.device.phone import TraceEntry, VirtualPhone
 from phone.formats.certfields import serial_bytes

@@ -21,7 +21,9 @@ from phone.cluster.certops import (
     itl_reset,
     regenerate,
 )
-from phone.cluster.model import Cluster, ClusterSpec, Lab
+from phone.cluster.cluster import Cluster
+from phone.cluster.lab import Lab
+from phone.cluster.records import ClusterSpec
 from phone.device.machine import State
 from phone.device.phone import VirtualPhone
 from phone.errors import VphoneError

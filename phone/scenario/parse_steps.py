@@ -11,8 +11,8 @@ order.
 from __future__ import annotations
 
 from phone.cluster.capf import CapfAuth, CapfKeyType, CapfOperation, CapfPending
-from phone.cluster.model import PARAMETERS, parse_parameter
 from phone.cluster.profiles import get_profile
+from phone.cluster.records import PARAMETERS, parse_parameter
 from phone.errors import LabError
 from phone.scenario.model import PHONE_ACTIONS, StepDef
 from phone.scenario.parse_expects import ExpectParser
@@ -187,7 +187,7 @@ class StepParser:
                 settings[key] = r.choice(key, SECURITY_MODES)
             else:
                 value = r.text(key)
-                # Device records refuse these (phone.cluster.model.Device); say so here, with
+                # Device records refuse these (phone.cluster.records.Device); say so here, with
                 # the line, rather than when the step runs.
                 if value != value.strip() or not value.isprintable():
                     raise r.error("must be printable text without surrounding spaces", key)

@@ -34,7 +34,9 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 
 from phone.cluster.capf import CapfAuth, CapfKeyType, CapfOperation, clear_pending, set_pending
-from phone.cluster.model import Cluster, Device, Lab, SecurityMode
+from phone.cluster.cluster import Cluster
+from phone.cluster.lab import Lab
+from phone.cluster.records import Device, SecurityMode
 from phone.device.machine import State
 from phone.device.phone import VirtualPhone
 from phone.device.port import Backend
@@ -407,7 +409,7 @@ class ScenarioRunner:
 
 
 def _device_changes(step: StepDef) -> dict[str, object]:
-    """A ``set-device`` step's keys as :class:`~phone.cluster.model.Device` field changes."""
+    """A ``set-device`` step's keys as :class:`~phone.cluster.records.Device` field changes."""
     changes: dict[str, object] = {}
     for key, value in step.params.items():
         match key:
