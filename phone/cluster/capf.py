@@ -2,6 +2,10 @@
 of a CAPF session (trust-file-formats.md section 9b; seed, "Certificate Authority Proxy
 Function, for authenticating phones").
 
+Why this module is longer than 600 lines: a session is one state machine (authentication, then
+each operation's exchange) whose steps share the session's fields; the operations it carries
+out are data in :mod:`phone.cluster.capf_ops`.
+
 Pure: frames and ``now`` in, frames and cluster changes out. A TLS server on TCP 3804
 (:mod:`phone.net.capf_tls`) or the in-memory backend (:mod:`phone.net.memory`) carries the
 frames; both drive the same :class:`CapfSession`.

@@ -1,5 +1,11 @@
 """One emulated Unified CM cluster: its state and every change to it.
 
+Why this module is longer than 600 lines: it is one class whose every change ends in
+:meth:`Cluster._commit`, which keeps the derived data (the config context, each node's ITL, the
+hash database, the CTL) consistent with the state. Its installation (:mod:`.install`) and its
+SIP trunk side (:mod:`.trunkadmin`) touch none of that and live apart; what remains reads and
+changes the phone-side state and is kept together so the invariant can be checked in one place.
+
 Pure and in memory: every operation that changes state takes ``now`` (a timezone-aware
 ``datetime``) and nothing here reads the clock, opens a file or a socket. The on-disk lab
 folder is :mod:`phone.cluster.store`; serving files is :mod:`phone.cluster.files`; the Trust
