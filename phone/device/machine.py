@@ -54,6 +54,9 @@ _RUNNING = [s for s in State if s is not State.OFF]
 TRANSITIONS: Final[list[TransitionConfigDict]] = [
     {"trigger": "power_on", "source": State.OFF, "dest": State.BOOTING},
     {"trigger": "image_ok", "source": State.BOOTING, "dest": State.TRUST_LISTS},
+    # Issue 13: a step that breaks (a bug, never a file: files are refused by rules) ends the
+    # boot as a failure with its reason; from BOOTING that is the only way out but image_ok.
+    {"trigger": "boot_failed", "source": State.BOOTING, "dest": State.REGISTRATION_FAILED},
     {"trigger": "trust_done", "source": State.TRUST_LISTS, "dest": State.CONFIGURING},
     # Item 18: an ITL the phone cannot load makes registration fail.
     {"trigger": "trust_fatal", "source": State.TRUST_LISTS, "dest": State.REGISTRATION_FAILED},

@@ -52,6 +52,16 @@ __all__ = [
     "utc_now",
 ]
 
+_FAILED: dict[State, str] = {
+    State.BOOTING: "boot_failed",
+    State.TRUST_LISTS: "trust_fatal",
+    State.CONFIGURING: "config_failed",
+    State.UPGRADING: "upgrade_failed",
+    State.CAPF: "capf_failed",
+    State.REGISTERING: "register_failed",
+}
+"""The trigger that fails each running state's step (the machine table's failure rows)."""
+
 _MAX_STEPS = 64  # a boot that takes more steps than this is looping: a bug, not a phone
 
 
@@ -163,8 +173,28 @@ class VirtualPhone(TrustListStep, ConfigStep, FirmwareStep, CapfStep, RegisterSt
         for _ in range(_MAX_STEPS):
             if self.state in TERMINAL:
                 return self.state
-            self._fire(steps[self.state]())
+            state = self.state
+            try:
+                trigger = steps[state]()
+            except Exception as exc:
+                # Untrusted input reaches the rules only as FormatErrors, which they turn into
+                # refusals; anything else escaping a step is a bug. A phone never crashes out
+                # of its boot for it (issue 13): the step fails, with the error as its reason,
+                # and what it was deciding stays uninstalled (a step writes flash last).
+                trigger = self._step_crashed(state, exc)
+            self._fire(trigger)
         raise MachineMisuse(f"boot did not settle after {_MAX_STEPS} steps (last: {self.state})")
+
+    def _step_crashed(self, state: State, exc: Exception) -> str:
+        self._record(
+            state.value,
+            Verdict.FAILED,
+            "item 13",
+            f"internal error in the {state.value} step ({type(exc).__name__}: {exc}); the step "
+            "failed and nothing it was deciding was installed. This is a vphone bug: please "
+            "report it with this trace",
+        )
+        return _FAILED[state]
 
     # --- BOOTING (the other states' steps are in step_*.py) ------------------------------
 

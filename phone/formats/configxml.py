@@ -27,6 +27,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from typing import Final
 from xml.etree.ElementTree import Element, ParseError, SubElement, XMLParser
 from xml.parsers import expat
 from xml.sax.saxutils import escape, quoteattr
@@ -307,6 +308,7 @@ def _tree(data: bytes) -> tuple[Element, dict[Element, int]]:
     parser.buffer_text = True
     parser.StartDoctypeDeclHandler = doctype
     parser.EntityDeclHandler = entity
+    _check_encoding(data)
     try:
         parser.Parse(data, True)
     except _Refused as exc:
@@ -318,6 +320,15 @@ def _tree(data: bytes) -> tuple[Element, dict[Element, int]]:
             f"not well-formed XML ({expat.ErrorString(exc.code)}, line {exc.lineno})",
             offset=max(0, parser.ErrorByteIndex),
             expected="a well-formed XML config file",
+        ) from None
+    except (LookupError, ValueError, UnicodeError) as exc:
+        # pyexpat asks Python's codecs for an encoding it does not know itself; whatever they
+        # raise is a refusal of the file, never an error of the caller. _check_encoding
+        # refuses the names first, so this is the net under it (a BOM against the declaration).
+        raise ValueFormatError(
+            f"undecodable XML ({type(exc).__name__}: {exc})",
+            offset=0,
+            expected=f"a config in {ACCEPTED_ENCODINGS_TEXT}",
         ) from None
     finally:
         # The handlers close over the parser and the parser holds the handlers: a reference
@@ -336,6 +347,32 @@ def _tree(data: bytes) -> tuple[Element, dict[Element, int]]:
 
 
 _PROLOG = b'<?xml version="1.0" encoding="UTF-8"?>\n'  # what render_config writes
+
+# The encodings a phone reads a config in: expat's own four. CUCM writes UTF-8; expat decodes
+# these without Python's codecs, which would otherwise be looked up by whatever name a file
+# declares (rot13, hex, x-evil ...: LookupError, ValueError, UnicodeError out of the parser).
+# No public source says which encodings a phone accepts [G]: vphone takes the ones any XML 1.0
+# processor must or commonly does, and refuses every other name with a FormatError.
+ACCEPTED_ENCODINGS: Final = frozenset({"utf-8", "utf-16", "iso-8859-1", "us-ascii"})
+ACCEPTED_ENCODINGS_TEXT: Final = "UTF-8, UTF-16, ISO-8859-1 or US-ASCII"
+_DECLARED_ENCODING = re.compile(
+    rb"""\A(?:\xef\xbb\xbf)?\s*<\?xml\s[^>]*?encoding\s*=\s*(["'])(.*?)\1""", re.S
+)
+
+
+def _check_encoding(data: bytes) -> None:
+    """Refuse a declared encoding outside :data:`ACCEPTED_ENCODINGS` (ASCII-compatible
+    declarations; a UTF-16 file's declaration is checked by expat itself)."""
+    match = _DECLARED_ENCODING.match(data[:512])
+    if match is None:
+        return
+    name = match[2].decode("ascii", "replace")
+    if name.strip().lower() not in ACCEPTED_ENCODINGS:
+        raise ValueFormatError(
+            f"XML declaration names the encoding {name!r}",
+            offset=match.start(2),
+            expected=f"a config in {ACCEPTED_ENCODINGS_TEXT}",
+        )
 
 
 def _fast_tree(data: bytes) -> Element | None:
