@@ -21,7 +21,7 @@ from phone.cluster import certops
 from phone.cluster.cluster import Cluster
 from phone.cluster.store import load_lab
 from phone.errors import UsageError
-from phone.pki import CertKind, identity_from_pkcs12, write_private_file
+from phone.pki import CertKind, identity_from_pkcs12, private_folder, write_private_file
 
 PASSWORD_ENV = "VPHONE_PKCS12_PASSWORD"  # noqa: S105 - the variable's name, not a password
 
@@ -67,8 +67,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     lab = load_lab(args.dir)
     cluster = chosen_cluster(lab, args)
     files = certops.export_certificates(cluster, password=_password(args))
-    folder: Path = args.to / cluster.name
-    folder.mkdir(parents=True, exist_ok=True)
+    folder: Path = private_folder(args.to / cluster.name)  # bundles of private keys
     for name, data in files.items():
         write_private_file(folder / name, data)
     emit(f"{cluster.name}: exported {', '.join(sorted(files))} to {folder}")

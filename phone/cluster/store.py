@@ -84,6 +84,8 @@ from phone.errors import FormatError, LabError, UsageError, VphoneError
 from phone.pki import (
     KeySource,
     key_to_pem,
+    private_folder,
+    sweep_temporaries,
     write_private_file,
 )
 
@@ -153,12 +155,22 @@ def lab_lock(path: Path) -> Iterator[None]:
     fd = os.open(path / ".lock", os.O_RDWR | os.O_CREAT, 0o600)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
+        # Every write into the folder happens under this lock, so a temporary file found now
+        # is one a killed writer left behind (issue 13): gone at the next change of the lab.
+        _sweep(path)
         yield
     finally:
         os.close(fd)
 
 
 # --- loading and saving ----------------------------------------------------------------------
+
+
+def _sweep(path: Path) -> None:
+    sweep_temporaries(path)
+    for cluster in _cluster_folders(path, committed=False):
+        sweep_temporaries(cluster)
+        sweep_temporaries(cluster / "keys")
 
 
 def _key_reader(keys: Path) -> Callable[[str], bytes]:
@@ -168,11 +180,16 @@ def _key_reader(keys: Path) -> Callable[[str], bytes]:
     return read
 
 
-def _cluster_folders(path: Path) -> list[Path]:
+def _cluster_folders(path: Path, *, committed: bool = True) -> list[Path]:
+    # ``committed``: only folders holding cluster.json (an interrupted `lab init` is ignored).
     root = path / "clusters"
     if not root.is_dir():
         return []
-    return [p for p in sorted(root.iterdir()) if (p / CLUSTER_FILE).is_file()]
+    return [
+        p
+        for p in sorted(root.iterdir())
+        if p.is_dir() and (not committed or (p / CLUSTER_FILE).is_file())
+    ]
 
 
 LabVersion: TypeAlias = Mapping[str, str]
@@ -247,8 +264,7 @@ def read_lab(path: Path, *, random: RandomBytes = os.urandom) -> tuple[Lab, dict
 
 def save_cluster(path: Path, cluster: Cluster) -> None:
     folder = path / "clusters" / cluster.name
-    keys = folder / "keys"
-    keys.mkdir(parents=True, exist_ok=True)
+    keys = private_folder(folder / "keys")  # 0o700 whatever the umask (issue 13)
     document, identities = encode_cluster(cluster.state)
     for name, identity in identities.items():
         target = keys / name

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Protocol
 
 from phone.errors import UsageError
+from phone.pki import sweep_temporaries
 
 # Names the phone stores. Keeping them here documents the flash layout in one place.
 ITL = "ITLFile.tlv"
@@ -91,6 +92,11 @@ class DirectoryFlash:
             raise UsageError(f"flash folder {path} exists and is not a folder")
         path.mkdir(parents=True, exist_ok=True)
         self.path = path
+        # A flash folder belongs to one phone, so at open no write of ours is in flight: a
+        # temporary file here is one a killed write left (issue 13). The phone's flash
+        # holds its LSC key, so the folder is closed to others whatever the umask.
+        os.chmod(path, 0o700)
+        sweep_temporaries(path)
 
     def read(self, name: str) -> bytes | None:
         """The stored bytes, or None."""

@@ -37,8 +37,11 @@ from phone.pki.store import (
     certs_to_pkcs12,
     identity_from_pkcs12,
     identity_to_pkcs12,
+    is_temporary,
     key_from_pem,
     key_to_pem,
+    private_folder,
+    sweep_temporaries,
     write_private_file,
 )
 
@@ -69,12 +72,15 @@ __all__ = [
     "generate_node",
     "identity_from_pkcs12",
     "identity_to_pkcs12",
+    "is_temporary",
     "issue",
     "key_from_pem",
     "key_to_pem",
     "make_ca",
     "node_certificate",
     "node_common_name",
+    "private_folder",
     "self_signed",
+    "sweep_temporaries",
     "write_private_file",
 ]

@@ -45,8 +45,11 @@ __all__ = [
     "certs_to_pkcs12",
     "identity_from_pkcs12",
     "identity_to_pkcs12",
+    "is_temporary",
     "key_from_pem",
     "key_to_pem",
+    "private_folder",
+    "sweep_temporaries",
     "write_private_file",
 ]
 
@@ -269,6 +272,44 @@ def write_private_file(path: Path, data: bytes) -> None:
             tmp.unlink()
         raise
     _fsync_directory(directory)
+
+
+def private_folder(path: Path) -> Path:
+    """Create ``path`` (and missing parents) and make it 0o700 whatever the umask is.
+
+    ``mkdir(mode=0o700)`` is masked by the umask and leaves an existing folder as it was; a
+    folder holding private keys must be closed to others either way (issue 13), so the mode is
+    set explicitly, also on a folder that already existed wider.
+    """
+    path.mkdir(parents=True, exist_ok=True)
+    os.chmod(path, 0o700)
+    return path
+
+
+def is_temporary(name: str) -> bool:
+    """Whether ``name`` is a temporary file of :func:`write_private_file` (or of a flash
+    write): ``.<target>.<random>.tmp``. Only such names are ever swept."""
+    return name.startswith(".") and name.endswith(".tmp") and name.count(".") >= 3
+
+
+def sweep_temporaries(folder: Path) -> list[str]:
+    """Remove the temporary files a killed write left in ``folder``; return their names.
+
+    Call it only where no write into ``folder`` can be in progress (the writer's lock held, or
+    the folder owned by this process alone): a temporary file is a write in flight until its
+    rename, and nothing tells a dead writer's file from a live one's.
+    """
+    removed: list[str] = []
+    try:
+        entries = list(folder.iterdir())
+    except FileNotFoundError:
+        return removed
+    for entry in entries:
+        if is_temporary(entry.name) and entry.is_file():
+            with contextlib.suppress(FileNotFoundError):
+                entry.unlink()
+                removed.append(entry.name)
+    return removed
 
 
 # --- internals ---------------------------------------------------------------------------------
