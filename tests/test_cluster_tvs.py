@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import timedelta
 
 import pytest
@@ -15,6 +16,7 @@ from phone.cluster.cluster import Cluster
 from phone.cluster.lab import Lab
 from phone.cluster.records import ClusterSpec, TrustStore
 from phone.cluster.tvs import DEFAULT_TTL, TvsService
+from phone.errors import LabError
 from phone.formats.certfields import cucm_name, serial_bytes
 from phone.formats.trustlist import Role
 from phone.pki import self_signed
@@ -38,13 +40,24 @@ def mic() -> x509.Certificate:
     return phone_mic(MAC).certificate
 
 
+@pytest.fixture
+def required(lab: Lab) -> Iterator[None]:
+    """Every cluster of ``lab`` requires a TVS client certificate (vphone's former default)
+    for one test; the public tvsd requests none (tvs-capf-wire.md 1.1), so off is restored."""
+    for cluster in lab.clusters:
+        cluster.set_parameter("tvs-client-certificate", "required", now=NOW)
+    yield
+    for cluster in lab.clusters:
+        cluster.set_parameter("tvs-client-certificate", "off", now=NOW)
+
+
 def _tvs(lab: Lab, host: str) -> TvsService:
     service = lab.tvs_service(host)
     assert service is not None
     return service
 
 
-def test_item21_tvs_refuses_clients_without_a_trusted_certificate(lab: Lab) -> None:
+def test_item21_tvs_refuses_clients_without_a_trusted_certificate(lab: Lab, required: None) -> None:
     alpha = lab.cluster("alpha")
     tvs = _tvs(lab, alpha.publisher.hostname)
     target = _der(alpha.publisher.callmanager.certificate)
@@ -69,7 +82,7 @@ def test_item21_tvs_accepts_mic_and_own_lsc(lab: Lab, mic: x509.Certificate) -> 
 
 
 def test_item21_expired_client_refused_and_lab_clock_fallback(
-    lab: Lab, mic: x509.Certificate
+    lab: Lab, mic: x509.Certificate, required: None
 ) -> None:
     alpha = lab.cluster("alpha")
     tvs = _tvs(lab, alpha.publisher.hostname)
@@ -118,7 +131,7 @@ def test_item25_mixed_mode_callmanager_is_ccm_tftp(mic: x509.Certificate) -> Non
     assert verdict.roles == (Role.SAST, Role.CCM_TFTP)
 
 
-def test_item22_query_by_issuer_and_serial(lab: Lab, mic: x509.Certificate) -> None:
+def test_item22_query_by_issuer_and_serial(lab: Lab, mic: x509.Certificate, required: None) -> None:
     alpha = lab.cluster("alpha")
     tvs = _tvs(lab, alpha.publisher.hostname)
     target = alpha.itlrecovery.certificate
@@ -164,3 +177,14 @@ def test_stopped_tvs_node_is_absent(mic: x509.Certificate) -> None:
     verdict = tvs.verify(_der(cluster.itlrecovery.certificate), client=mic, now=NOW)
     assert not verdict.valid and "not running" in verdict.reason
     assert lab.tvs_service("nowhere.lab") is None
+
+
+def test_tvs_client_certificate_defaults_to_off_as_tvsd(lab: Lab) -> None:
+    # tvs-capf-wire.md 1.1: tvsd requests no client certificate; vphone answers such clients.
+    alpha = lab.cluster("alpha")
+    assert alpha.parameters.tvs_client_certificate == "off"
+    tvs = _tvs(lab, alpha.publisher.hostname)
+    verdict = tvs.verify(_der(alpha.publisher.callmanager.certificate), client=None, now=NOW)
+    assert verdict.valid and verdict.certificates == ()
+    with pytest.raises(LabError):
+        alpha.set_parameter("tvs-client-certificate", "sometimes", now=NOW)

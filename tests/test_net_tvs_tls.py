@@ -63,6 +63,15 @@ def server(lab: Lab, cluster: Cluster) -> Iterator[TvsTlsServer]:
     assert tvs.thread is not None and not tvs.thread.is_alive()
 
 
+@pytest.fixture
+def required(cluster: Cluster) -> Iterator[None]:
+    """The cluster requires a TVS client certificate for one test (vphone's former default;
+    tvsd requests none, tvs-capf-wire.md 1.1)."""
+    cluster.set_parameter("tvs-client-certificate", "required", now=NOW)
+    yield
+    cluster.set_parameter("tvs-client-certificate", "off", now=NOW)
+
+
 def trusts_tvs(cluster: Cluster) -> ServerCheck:
     tvs = cluster.identity(CertKind.TVS, cluster.publisher.hostname).certificate
     return certificate_check_for((tvs.public_bytes(Encoding.DER),), "TVS")
@@ -136,7 +145,7 @@ def test_item22_verify_request_is_answered(
 
 
 def test_client_without_certificate_gets_an_invalid_answer(
-    server: TvsTlsServer, cluster: Cluster
+    server: TvsTlsServer, cluster: Cluster, required: None
 ) -> None:
     cm = callmanager(cluster)
     with (
@@ -150,7 +159,7 @@ def test_client_without_certificate_gets_an_invalid_answer(
 
 
 def test_client_certificate_from_an_unknown_ca_is_dropped_at_the_handshake(
-    server: TvsTlsServer, cluster: Cluster
+    server: TvsTlsServer, cluster: Cluster, required: None
 ) -> None:
     stranger = self_signed("SEP001122334455", now=NOW, key=ec.generate_private_key(ec.SECP256R1()))
     with pytest.raises(NetworkError):

@@ -133,11 +133,18 @@ class Exchange:
         self.answers = answers
         self.server_cert = server_cert or kit.tvs.certificate
         self.calls: list[str] = []
+        self.certificates: list[bytes | None] = []  # DER of each VERIFY, None for a QUERY
 
     def __call__(
-        self, server: TvsServer, issuer: str, serial: bytes, check_server: ServerCheck
+        self,
+        server: TvsServer,
+        issuer: str,
+        serial: bytes,
+        check_server: ServerCheck,
+        certificate: bytes | None = None,
     ) -> TvsAnswer:
         self.calls.append(server.host)
+        self.certificates.append(certificate)
         answer = self.answers[server.host]
         if isinstance(answer, Exception):
             raise answer

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from cryptography import x509
 from trustkit import FakeTvs, Kit, identity, no_tvs, signer
 
 from phone.formats import Role, TrustList, build_trust_list, record_from_certificate
@@ -112,7 +113,7 @@ def test_item12_tvs_vouching_without_sast_role_is_not_enough(kit: Kit, other: Ki
 
 def test_item24_tvs_vouching_for_another_certificate_fails_signature(kit: Kit, other: Kit) -> None:
     # A TVS that returns the wrong certificate for the signer: the signature must still verify.
-    def liar(issuer: str, serial: bytes) -> TvsOutcome:
+    def liar(issuer: str, serial: bytes, certificate: x509.Certificate | None = None) -> TvsOutcome:
         return TvsOutcome(True, SAST_ONLY, kit.tvs.certificate, "tvs", "TVS vouched", "item 22")
 
     outcome = itl_decision(other.itl().encode(), itl=kit.itl(), tvs=liar)

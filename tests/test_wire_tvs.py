@@ -48,11 +48,17 @@ def test_round_trip_split_at_every_byte() -> None:
 
 
 def test_answer_decoding_valid_and_invalid() -> None:
+    # Only the emulated QUERY_RESPONSE [G] carries certificates; a VERIFY_RESPONSE is exactly
+    # STATUS, ROLES, TTL (tvs-capf-wire.md 1.4).
     answer = decode_answer(
-        response(Command.VERIFY_RESPONSE, 1, valid=True, roles=(2,), ttl=60, certificates=(b"c",))
+        response(Command.QUERY_RESPONSE, 1, valid=True, roles=(2,), ttl=60, certificates=(b"c",))
     )
     assert answer.valid and answer.roles == (2,) and answer.ttl == 60
     assert answer.certificates == (b"c",)
+    verify = response(
+        Command.VERIFY_RESPONSE, 1, valid=True, roles=(2,), ttl=60, certificates=(b"c",)
+    )
+    assert [t for t, _ in verify.elements] == [7, 8, 9]
     assert not decode_answer(
         response(Command.VERIFY_RESPONSE, 1, valid=False, roles=(), ttl=0)
     ).valid

@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from cryptography import x509
 from keypool import pooled_keys
 
 from phone.formats import (
@@ -115,15 +116,21 @@ class FakeTvs:
     def __init__(self, vouches: dict[tuple[str, bytes], tuple[Identity, frozenset[int]]]) -> None:
         self.vouches = vouches
         self.asked: list[tuple[str, bytes]] = []
+        self.held: list[x509.Certificate | None] = []  # the certificate of a VERIFY, or None
 
     @classmethod
     def knowing(cls, *entries: tuple[Identity, frozenset[int]]) -> FakeTvs:
         """A TVS that knows these identities with these roles."""
         return cls({key_of(ident): (ident, roles) for ident, roles in entries})
 
-    def __call__(self, issuer: str, serial: bytes) -> TvsOutcome:
+    def __call__(
+        self, issuer: str, serial: bytes, certificate: x509.Certificate | None = None
+    ) -> TvsOutcome:
         self.asked.append((issuer, serial))
+        self.held.append(certificate)
         found = self.vouches.get((issuer, serial))
+        if found is not None and certificate is not None and certificate != found[0].certificate:
+            found = None  # a VERIFY vouches for that certificate only (tvs-capf-wire.md 1.6)
         if found is None:
             return TvsOutcome(
                 False, frozenset(), None, "tvs1:2445", "TVS answered invalid", "item 24"
@@ -132,6 +139,7 @@ class FakeTvs:
         return TvsOutcome(True, roles, ident.certificate, "tvs1:2445", "TVS vouched", "item 22")
 
 
-def no_tvs(issuer: str, serial: bytes) -> TvsOutcome:
+def no_tvs(issuer: str, serial: bytes, certificate: x509.Certificate | None = None) -> TvsOutcome:
     """A TVS oracle that is never reachable."""
+    del certificate
     return TvsOutcome(False, frozenset(), None, None, "TVS unreachable (fail closed)", "item 24")

@@ -242,6 +242,11 @@ class Device:
         return f"SEP{self.mac}"
 
 
+TVS_CLIENT_CERTIFICATE = ("off", "required")
+"""Values of ``tvs-client-certificate``: tvsd requests none (tvs-capf-wire.md 1.1); vphone's
+former behaviour asked for a device certificate from the CAPF-trust store."""
+
+
 @dataclass(frozen=True)
 class Parameters:
     """Enterprise and service parameters the emulation uses (seed; items 16, 33, 40-43)."""
@@ -253,6 +258,7 @@ class Parameters:
     sip_station_realm: str = "ccmsipline"
     nonce_validity: int = 600
     tvs_ttl: int = 86400
+    tvs_client_certificate: str = "off"
 
 
 @dataclass(frozen=True)
@@ -311,6 +317,13 @@ PARAMETERS: Mapping[str, ParameterInfo] = MappingProxyType(
                 "service",
                 "seconds a phone may cache a positive TVS answer (item 23)",
             ),
+            ParameterInfo(
+                "tvs-client-certificate",
+                "tvs_client_certificate",
+                "service",
+                "off: TVS requests no client certificate (as tvsd); required: a device "
+                "certificate from the CAPF-trust store (docs/networks.md)",
+            ),
         )
     }
 )
@@ -367,6 +380,10 @@ def parse_parameter(name: str, text: str, profile: ReleaseProfile) -> tuple[str,
             value = _parse_int(text, minimum=1, maximum=86400)
         case "tvs_ttl":
             value = _parse_int(text, minimum=0, maximum=10 * 86400)
+        case "tvs_client_certificate":
+            value = text.strip().lower()
+            if value not in TVS_CLIENT_CERTIFICATE:
+                raise LabError(f"expected one of {', '.join(TVS_CLIENT_CERTIFICATE)}, got {text!r}")
         case _:
             value = _parse_token(text)
     return info.field, value

@@ -26,10 +26,16 @@ CallManager-trust entry                CCM
 A certificate in several places gets the union, sorted by code. Tomcat and the tomcat-trust
 and CAPF-trust stores are never vouched for (item 25 does not list them).
 
-Client authentication: a client must present a certificate issued by a certificate in the
-cluster's CAPF-trust store (the manufacturing CAs that issue MICs, and the cluster's own CAPF
-that issues LSCs): issuer name equal to the anchor's subject, signature verified with the
-anchor's key, and validity at ``now``. Anything else gets ``valid=False`` with a reason.
+Client authentication follows the cluster parameter ``tvs-client-certificate``:
+
+* ``off`` (the default): no client certificate is asked for or judged, as the public tvsd
+  does (tvs-capf-wire.md 1.1: no CertificateRequest in TLS 1.2 or 1.3, ``tls-probes.json``);
+  this is what lets tvsc and other real clients get answers.
+* ``required`` (vphone's behaviour before issue 12): a client must present a certificate issued
+  by a certificate in the cluster's CAPF-trust store (the manufacturing CAs that issue MICs, and
+  the cluster's own CAPF that issues LSCs): issuer name equal to the anchor's subject,
+  signature verified with the anchor's key, and validity at ``now``. Anything else gets
+  ``valid=False`` with a reason.
 """
 
 from __future__ import annotations
@@ -147,10 +153,17 @@ class TvsService:
             return self.cluster.clock()
         return datetime.fromtimestamp(self.cluster.state.updated_at, UTC)
 
+    @property
+    def client_certificate_required(self) -> bool:
+        """Whether clients must present a CAPF-trust-issued certificate (module docstring)."""
+        return self.cluster.parameters.tvs_client_certificate == "required"
+
     def _refuse(self, client: x509.Certificate | None, now: datetime | None) -> str | None:
         node = self.cluster.find_node(self.host)
         if node is None or not node.running or not node.runs_tvs:
             return f"TVS on {self.host} is not running"
+        if not self.client_certificate_required:
+            return None  # as tvsd: the client is not authenticated (module docstring)
         anchors = tuple(e.certificate for e in self.cluster.trust(TrustStore.CAPF))
         return authenticate_client(client, anchors, self._now(now))
 
@@ -204,7 +217,8 @@ class TvsService:
         roles = self.roles_for(certificate_der)
         if not roles:
             return _invalid("certificate not found in the TVS certificate store")
-        return TvsVerdict(True, roles, self._ttl(), (certificate_der,), "found")
+        # tvsd answers only status, roles and TTL (1.4); the phone holds the certificate.
+        return TvsVerdict(True, roles, self._ttl(), (), "found")
 
     def query(
         self,

@@ -261,7 +261,11 @@ class PhoneCore:
             self._say(Status.TFTP_TIMEOUT)
         return None
 
-    def _ask_tvs(self, issuer: str, serial: bytes) -> TvsOutcome:
+    def _ask_tvs(
+        self, issuer: str, serial: bytes, certificate: x509.Certificate | None = None
+    ) -> TvsOutcome:
+        # With the certificate in hand the phone sends VERIFY, else the emulated QUERY [G]
+        # (phone.trust.tvs, tvs-capf-wire.md 1.3).
         servers = self._tvs_servers()
         outcome = self._volatile.tvs.ask(
             issuer,
@@ -270,12 +274,14 @@ class PhoneCore:
             servers=servers,
             exchange=self._tvs_exchange,
             now=self.clock(),
+            certificate=certificate,
         )
+        how = "verify" if certificate is not None else "query"
         self._record(
             "tvs",
             Verdict.ACCEPTED if outcome.valid else Verdict.REJECTED,
             outcome.rule,
-            f"asked about serial {serial.hex()} ({issuer!r}): {outcome.reason}",
+            f"asked ({how}) about serial {serial.hex()} ({issuer!r}): {outcome.reason}",
             server=outcome.server,
         )
         return outcome
@@ -286,9 +292,25 @@ class PhoneCore:
         issuer: str,
         serial: bytes,
         check_server: Callable[[x509.Certificate], str | None],
+        certificate: bytes | None,
     ) -> TvsAnswer:
+        if certificate is None:
+            return self.backend.tvs_query(
+                server,
+                issuer,
+                serial,
+                check_server,
+                client=self.identity(),
+                requester=self.requester,
+            )
         return self.backend.tvs_query(
-            server, issuer, serial, check_server, client=self.identity(), requester=self.requester
+            server,
+            issuer,
+            serial,
+            check_server,
+            client=self.identity(),
+            requester=self.requester,
+            certificate=certificate,
         )
 
     def _tvs_servers(self) -> list[TvsServer]:

@@ -107,11 +107,16 @@ class Backend(Protocol):
         *,
         client: Identity,
         requester: Requester,
+        certificate: bytes | None = None,
     ) -> TvsAnswer:
         """Ask TVS ``server`` about a certificate (item 22), over TLS authenticated as ``client``.
 
+        With ``certificate`` (DER, the phone holds it) the request is a VERIFY as tvsd speaks
+        it; without, the emulated QUERY by ``issuer``/``serial`` [G] (tvs-capf-wire.md 1.3).
+
         Raises:
             TlsRefused: ``check_server`` refused the server's certificate.
+            QueryNotAnswered: a QUERY was dropped unanswered (a VERIFY-only server).
             NetworkError: the server cannot be reached or broke the protocol.
         """
         ...

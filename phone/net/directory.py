@@ -138,9 +138,10 @@ class DirectoryBackend:
         *,
         client: Identity,
         requester: Requester,
+        certificate: bytes | None = None,
     ) -> TvsAnswer:
         """Always fails: an offline folder has no TVS (the phone fails closed, item 24)."""
-        del issuer, serial, check_server, client, requester
+        del issuer, serial, check_server, client, requester, certificate
         raise NetworkError(
             f"offline folder {self.folder}: TVS {server} cannot be asked (no network)"
         )

@@ -101,12 +101,19 @@ class FaultyBackend:
         *,
         client: Identity,
         requester: Requester,
+        certificate: bytes | None = None,
     ) -> TvsAnswer:
         """Refuse servers in ``tvs_down``; otherwise ask ``inner``."""
         if server.host in self.tvs_down:
             raise NetworkError(f"connection to {server} timed out (TVS down, fault injected)")
         return self.inner.tvs_query(
-            server, issuer, serial, check_server, client=client, requester=requester
+            server,
+            issuer,
+            serial,
+            check_server,
+            client=client,
+            requester=requester,
+            certificate=certificate,
         )
 
     def capf_exchange(

@@ -55,6 +55,7 @@ class MemoryBackend:
         *,
         client: Identity,
         requester: Requester,
+        certificate: bytes | None = None,
     ) -> TvsAnswer:
         """Ask the lab's TVS at ``server`` (TLS emulated: the server certificate is checked)."""
         del requester
@@ -64,7 +65,10 @@ class MemoryBackend:
         problem = check_server(service.certificate)
         if problem is not None:
             raise TlsRefused(f"TLS to {server} refused: {problem}")
-        verdict = service.query(issuer, serial, client=client.certificate, now=self.clock())
+        if certificate is not None:
+            verdict = service.verify(certificate, client=client.certificate, now=self.clock())
+        else:
+            verdict = service.query(issuer, serial, client=client.certificate, now=self.clock())
         return TvsAnswer(
             verdict.valid, verdict.roles, verdict.ttl, verdict.certificates, verdict.reason
         )

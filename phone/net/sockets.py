@@ -34,6 +34,7 @@ from phone.net.tftp import DEFAULT_BLKSIZE, DEFAULT_TFTP_PORT, fetch_tftp
 from phone.net.tvs_tls import tvs_query_tls
 from phone.pki import Identity
 from phone.trust.tvs import ServerCheck, TvsAnswer, TvsServer
+from phone.wire.tvs import tvs_device_name
 
 __all__ = ["SocketBackend"]
 
@@ -107,6 +108,7 @@ class SocketBackend:
         *,
         client: Identity,
         requester: Requester,
+        certificate: bytes | None = None,
     ) -> TvsAnswer:
         """Ask TVS ``server`` over TLS, presenting ``client`` (items 21, 22)."""
         address = self.hosts.resolve(server.host, "tvs", server.port)
@@ -117,7 +119,8 @@ class SocketBackend:
                 serial=serial,
                 check_server=check_server,
                 client=client,
-                device_name=f"CP-{requester.model}-{requester.device_name}",
+                certificate=certificate,
+                device_name=tvs_device_name(requester.model, requester.device_name),
                 timeout=self.tvs_timeout,
             )
         except OSError as exc:  # defensive: every network failure is a NetworkError

@@ -1,24 +1,35 @@
-"""TVS over TLS on TCP (items 21-22; trust-file-formats.md section 9a): the server and the client.
+"""TVS over TLS on TCP (items 21-22; tvs-capf-wire.md section 1): the server and the client.
 
-:class:`TvsTlsServer` serves one TVS node of a lab. TLS uses the node's TVS certificate and
-key; the server asks for a client certificate and hands it to the cluster's
-:class:`phone.cluster.tvs.TvsService`, which authenticates it at the lab clock (the phone's
-MIC or LSC must come from a CAPF-trust anchor). How an unauthenticated client is treated:
+:class:`TvsTlsServer` serves one TVS node of a lab, speaking as tvsd does. TLS uses the node's
+TVS certificate and key. Client certificates follow the cluster parameter
+``tvs-client-certificate``: ``off`` (default) sends no CertificateRequest, as tvsd (1.1,
+``tls-probes.json``); ``required`` asks for one and hands it to the cluster's
+:class:`phone.cluster.tvs.TvsService`, which authenticates it at the lab clock:
 
 * a client that presents **no** certificate completes the handshake and gets an *invalid*
-  answer whose reason says why (the TvsService's "no client certificate");
+  answer (STATUS = 1);
 * a client whose certificate does **not chain to a CAPF-trust anchor** fails the TLS handshake
   (OpenSSL checks the chain; validity dates are left to the TvsService, which judges them at
   the lab clock rather than the wall clock): the connection is dropped with a logged reason.
 
-Malformed frames, oversized lengths, a response sent as a request, and slow or silent peers
-(``read_timeout`` per read, the handshake included) end *that* connection with a logged reason;
-other connections are unaffected. Connections are served one thread each, at most
-``max_connections`` at once (more are closed at once, logged).
+Requests tvsd would drop (1.7: bad version or protocol id, a command other than a request, an
+unknown element tag, a bad or missing device name, a missing or non-DER certificate) get
+nothing: the connection is closed with a logged reason and other connections carry on. Each
+answer is one write (one TLS record). vphone differs from tvsd where being liberal costs a real
+client nothing: a header split across records is reassembled (tvsd drops it), a connection the
+client keeps open is answered request after request (tvsd closes after one answer; a one-shot
+client such as tvsc closes after its answer and the server ends the connection cleanly on that
+EOF), and QUERY is answered (vphone's emulation [G]). A peer that stays silent, or idles
+between requests, for ``read_timeout`` seconds (per read, the handshake included) is dropped:
+tvsd has no such limit (``tvs-raw-truncated-body-held-open``), vphone bounds it so that a silent
+client cannot hold a slot. Connections are served one thread each, at most ``max_connections``
+at once (more are closed at once, logged).
 
-:func:`tvs_query_tls` is the phone's side: TLS presenting the phone's certificate, the server
-certificate checked by the caller's ``check_server`` (item 21: it must be a TVS record of the
-installed ITL) *before* any request is sent.
+:func:`tvs_query_tls` is the phone's side: TLS presenting the phone's certificate (sent only if
+the server asks), the server certificate checked by the caller's ``check_server`` (item 21: it
+must be a TVS record of the installed ITL) *before* any request is sent; then VERIFY with the
+certificate, or the emulated QUERY by issuer and serial. A QUERY the server drops unanswered
+raises :class:`phone.trust.tvs.QueryNotAnswered` (a VERIFY-only server, such as tvsd).
 
 The TLS helpers :func:`client_context` and :func:`server_context` are shared with
 :mod:`phone.net.sip`. Python's ``ssl`` only loads keys from files: each identity is written to
@@ -28,6 +39,7 @@ are cached per certificate.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import socket
@@ -46,19 +58,22 @@ from cryptography.hazmat.primitives import hashes
 
 from phone.cluster.lab import Lab
 from phone.cluster.records import TrustStore
+from phone.cluster.tvs import TvsService
 from phone.errors import NetworkError, ProtocolError
 from phone.net.service import ThreadedTcpService, peer_certificate, tls_connect
 from phone.pki import CertKind, Identity, cert_to_pem, key_to_pem
-from phone.trust.tvs import ServerCheck, TvsAnswer
+from phone.trust.tvs import QueryNotAnswered, ServerCheck, TvsAnswer
 from phone.wire.tvs import (
     Command,
     Frame,
     FrameReader,
     Tag,
+    check_request,
     decode_answer,
     encode_frame,
     query_request,
     response,
+    verify_request,
 )
 
 __all__ = [
@@ -132,7 +147,8 @@ def client_context(identity: Identity | None) -> ssl.SSLContext:
 
 
 def server_context(identity: Identity, anchors: tuple[x509.Certificate, ...]) -> ssl.SSLContext:
-    """A TLS server context for ``identity`` asking for an optional client certificate.
+    """A TLS server context for ``identity``; with ``anchors`` it asks for an optional client
+    certificate, without it sends no CertificateRequest (as tvsd, 1.1).
 
     A presented client certificate must chain to one of ``anchors`` (the CAPF-trust store);
     its dates are not checked here (see the module docstring).
@@ -208,7 +224,9 @@ class TvsTlsServer(ThreadedTcpService):
                 raise NetworkError(f"the lab has no node {self.tvs_host!r}")
             cluster = endpoint.cluster
             identity = cluster.identity(CertKind.TVS, endpoint.node.hostname)
-            anchors = tuple(e.certificate for e in cluster.trust(TrustStore.CAPF))
+            anchors: tuple[x509.Certificate, ...] = ()
+            if cluster.parameters.tvs_client_certificate == "required":
+                anchors = tuple(e.certificate for e in cluster.trust(TrustStore.CAPF))
         return server_context(identity, anchors)
 
     def _handle(self, stream: socket.socket, peer: tuple[str, int]) -> None:
@@ -217,36 +235,50 @@ class TvsTlsServer(ThreadedTcpService):
         while not self._stopping.is_set():
             data = stream.recv(65536)
             if not data:
+                # The client closed (tvsc does after its one answer): end cleanly, answering
+                # its close_notify with ours where TLS still allows it.
+                if isinstance(stream, ssl.SSLSocket):
+                    with contextlib.suppress(OSError, ValueError):
+                        stream.unwrap()
                 return
             for frame in reader.feed(data):
+                # One write per answer: header and body in one TLS record (section 0).
                 stream.sendall(encode_frame(self._answer(frame, client)))
 
     def _answer(self, frame: Frame, client: x509.Certificate | None) -> Frame:
-        if frame.command not in (Command.QUERY_REQUEST, Command.VERIFY_REQUEST):
-            raise ProtocolError(f"a client sent {frame.command.name}")
-        reply = (
-            Command.QUERY_RESPONSE
-            if frame.command is Command.QUERY_REQUEST
-            else Command.VERIFY_RESPONSE
-        )
+        check_request(frame)  # a request tvsd would drop ends the connection (1.7)
         with self.lock:
             service = self.lab.tvs_service(self.tvs_host)
             now = self.clock()
             if service is None:
                 raise ProtocolError(f"TVS on {self.tvs_host} is not running")
-            if frame.command is Command.QUERY_REQUEST:
-                issuer_raw = frame.get(Tag.ISSUER_NAME)
-                serial = frame.get(Tag.SERIAL_NUMBER)
-                if issuer_raw is None or serial is None:
-                    raise ProtocolError("TVS query without issuer or serial")
-                verdict = service.query(
-                    issuer_raw.decode("latin-1"), serial, client=client, now=now
-                )
-            else:
-                certificate = frame.get(Tag.CERTIFICATE)
-                if certificate is None:
-                    raise ProtocolError("TVS verify request without a certificate")
-                verdict = service.verify(certificate, client=client, now=now)
+            return self.answer_with(service, frame, client, now)
+
+    def answer_with(
+        self,
+        service: TvsService,
+        frame: Frame,
+        client: x509.Certificate | None,
+        now: datetime,
+    ) -> Frame:
+        """The answer ``service`` gives to the checked request ``frame`` (logged, counted).
+
+        Raises:
+            ProtocolError: a VERIFY whose certificate is not DER (tvsd drops it, 1.7).
+        """
+        if frame.command is Command.QUERY_REQUEST:
+            issuer_raw = frame.get(Tag.ISSUER_NAME) or b""
+            serial = frame.get(Tag.SERIAL_NUMBER) or b""
+            verdict = service.query(issuer_raw.decode("latin-1"), serial, client=client, now=now)
+            reply = Command.QUERY_RESPONSE
+        else:
+            certificate = frame.get(Tag.CERTIFICATE) or b""
+            try:
+                x509.load_der_x509_certificate(certificate)
+            except ValueError:
+                raise ProtocolError("the certificate element is not a DER certificate") from None
+            verdict = service.verify(certificate, client=client, now=now)
+            reply = Command.VERIFY_RESPONSE
         self.requests += 1
         log.info(
             "TVS %s: %s -> %s (%s)",
@@ -278,27 +310,47 @@ def tvs_query_tls(
     issuer: str,
     serial: bytes,
     check_server: ServerCheck,
-    client: Identity,
+    client: Identity | None,
     device_name: str,
+    certificate: bytes | None = None,
     timeout: float = 2.0,
+    session: int | None = None,
 ) -> TvsAnswer:
-    """Ask the TVS at ``address`` about ``issuer``/``serial`` over TLS (items 21-22).
+    """Ask the TVS at ``address`` over TLS (items 21-22): VERIFY ``certificate`` (DER) when it
+    is given, else QUERY ``issuer``/``serial`` (emulated [G]).
+
+    ``device_name`` is ``CP-MMMM-SEP<MAC>`` (see :func:`phone.wire.tvs.tvs_device_name`);
+    ``session`` defaults to a random id, which the answer must echo (1.2).
 
     Raises:
         TlsRefused: ``check_server`` refused the server certificate (nothing was sent).
+        QueryNotAnswered: the server closed the connection on a QUERY without answering.
         NetworkError: refused, timed out, TLS failed, or the server broke the protocol.
     """
     where = f"{address[0]}:{address[1]}"
-    session = struct.unpack(">I", os.urandom(4))[0]
+    if session is None:
+        session = struct.unpack(">I", os.urandom(4))[0]
+    request = (
+        verify_request(session, device_name, certificate)
+        if certificate is not None
+        else query_request(session, device_name, issuer, serial)
+    )
     context = client_context(client)
     with tls_connect(
         address, context, timeout=timeout, service="TVS", check_server=check_server
     ) as tls:
-        tls.sendall(encode_frame(query_request(session, device_name, issuer, serial)))
+        tls.sendall(encode_frame(request))  # one write: one TLS record (section 0)
         reader = FrameReader()
         while True:
-            data = tls.recv(65536)
+            try:
+                data = tls.recv(65536)
+            except (ConnectionResetError, ssl.SSLEOFError):
+                data = b""
             if not data:
+                if request.command is Command.QUERY_REQUEST:
+                    raise QueryNotAnswered(
+                        f"TVS {where} closed the connection on a QUERY without answering"
+                    )
                 raise NetworkError(f"TVS {where} closed the connection without answering")
             for frame in reader.feed(data):
                 if frame.session != session:

@@ -8,9 +8,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from phone.errors import DecryptionError, FormatError, SignatureError
+from phone.formats.header import Header as SignedHeader
 from phone.formats.signed import SignedFile, decrypt, parse_signed
 from phone.formats.trustlist import Role, TrustList, find_by_signer
 from phone.trust.decision import Decision, Status, accepted, rejected
@@ -137,6 +139,25 @@ def evaluate_config(
     return ConfigOutcome(accepted(rule, f"{name}: {how}"), payload, serial)
 
 
+def _held_certificate(
+    header: SignedHeader, ctl: TrustList | None, itl: TrustList | None
+) -> x509.Certificate | None:
+    """A certificate of the installed lists, whatever its role, that is the ``.sgn`` signer."""
+    for tl in (ctl, itl):
+        if tl is None:
+            continue
+        for record in tl.records:
+            if record.serial != header.signer_serial or record.issuer != header.signer_issuer:
+                continue
+            try:
+                certificate = record.certificate()
+            except FormatError:
+                continue
+            if certificate is not None:
+                return certificate
+    return None
+
+
 def _authenticate(
     signed: SignedFile,
     name: str,
@@ -173,7 +194,15 @@ def _authenticate(
             f"{signer} is the {record.role_label} record of the installed {tl.kind}",
         )
     local = f"{signer} is not a TFTP record of the installed {'CTL or ITL' if ctl else 'ITL'}"
-    outcome = tvs(header.signer_issuer, header.signer_serial)
+    held = _held_certificate(header, ctl, itl)
+    # Holding the signer's certificate (a record of another role), the phone asks with VERIFY
+    # as tvsd implements it; knowing only issuer and serial, with the emulated QUERY [G]
+    # (phone.trust.tvs, tvs-capf-wire.md 1.3).
+    outcome = (
+        tvs(header.signer_issuer, header.signer_serial, held)
+        if held is not None
+        else tvs(header.signer_issuer, header.signer_serial)
+    )
     if not outcome.valid:
         return f"{what} rejected: {local}; {outcome.reason}", "items 14, 24", ""
     if not outcome.roles & _TVS_SIGNER_ROLES:

@@ -8,9 +8,9 @@ never touches the installed lists (item 13).
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Protocol
 
 from cryptography import x509
 
@@ -42,7 +42,15 @@ def parse_shared(data: bytes) -> TrustList:
     return parse_trust_list(data)
 
 
-TvsAsk = Callable[[str, bytes], TvsOutcome]
+class TvsAsk(Protocol):
+    """Ask TVS about the certificate ``issuer``/``serial``; pass ``certificate`` when the phone
+    holds it, so that the question is a VERIFY as tvsd implements it (phone.trust.tvs)."""
+
+    def __call__(
+        self, issuer: str, serial: bytes, certificate: x509.Certificate | None = None
+    ) -> TvsOutcome: ...
+
+
 """Ask TVS about the certificate with (issuer name, serial bytes)."""
 
 _TFTP_ROLES = frozenset({Role.TFTP, Role.CCM_TFTP})
@@ -264,7 +272,15 @@ def _update(
     not_local = f"{_signer_text(new)} is not a SAST record of the installed {authority.kind}"
     if not via_tvs:
         return ListOutcome(rejected("item 11", f"{name}: {not_local}; kept the old {kind}", failed))
-    outcome = tvs(header.signer_issuer, header.signer_serial)
+    # The new list carries its signer's certificate in its own SAST record: the phone holds it,
+    # so it asks with VERIFY (tvs-capf-wire.md 1.3), not with the emulated QUERY.
+    carried = find_by_signer(new.records, header, (Role.SAST,))
+    held = _record_certificate(carried) if carried is not None else None
+    outcome = (
+        tvs(header.signer_issuer, header.signer_serial, held)
+        if held is not None
+        else tvs(header.signer_issuer, header.signer_serial)
+    )
     if not outcome.valid:
         return ListOutcome(
             rejected(

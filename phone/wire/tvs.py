@@ -1,17 +1,23 @@
-"""The TVS wire protocol, sans-IO (trust-file-formats.md section 9a; phone-behaviour item 22).
+"""The TVS wire protocol, sans-IO (tvs-capf-wire.md section 1; phone-behaviour item 22).
 
 Frame: a 10-byte header (protocol id 0x57, version 1, command, reserved 0, session id u32 BE,
 body length u16 BE) and a body of TLV elements (tag 1 byte, length u16 BE). Commands 1/2 are
-verify request/response (usecallmanagernz tvsd, [C1]); 3/4 query request/response exist in CUCM
-logs but no public source gives their elements, so the query elements below (tags 3 and 4 for
-issuer and serial) are **emulated** [G] and documented in docs/networks.md.
+verify request/response exactly as usecallmanagernz tvsd/tvsc speak them (1.3-1.5: the request
+carries DEVICE_NAME = one leading byte + ``CP-MMMM-SEP<MAC>`` and CERTIFICATE = DER; the answer
+STATUS, ROLES, TTL, or STATUS alone for an unknown certificate). Commands 3/4 (query) exist as
+constants in the public programs and in CUCM logs, but no public source gives their elements:
+vphone's query elements (tags 3 and 4 for issuer and serial, certificates returned as tag 2)
+are **emulated** [G] and documented in docs/networks.md.
 
 Nothing here touches a socket: :class:`FrameReader` takes bytes as they arrive and yields
-frames, :func:`encode_frame` turns a message into bytes.
+frames (a header split across reads is reassembled: vphone is liberal in what it accepts,
+although tvsd is not, section 0), :func:`encode_frame` turns a message into the bytes of *one*
+write (one TLS record per message, as both public servers send).
 """
 
 from __future__ import annotations
 
+import re
 import struct
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -50,6 +56,15 @@ class Tag(IntEnum):
 
 STATUS_VALID = 0
 STATUS_INVALID = 1
+
+# 1.4: the tags each request may carry; any other tag makes tvsd drop the connection (1.7).
+REQUEST_TAGS = {
+    1: frozenset({1, 2}),  # VERIFY: DEVICE_NAME, CERTIFICATE
+    3: frozenset({1, 3, 4}),  # QUERY (emulated [G]): DEVICE_NAME, ISSUER_NAME, SERIAL_NUMBER
+}
+# 1.4: after the leading byte, literally CP-, 4 decimal digits, -SEP, 12 upper-case hex digits.
+_DEVICE_NAME = re.compile(r"CP-[0-9]{4}-SEP[0-9A-F]{12}")
+DEVICE_NAME_LEAD = 0x01  # what tvsc sends; tvsd ignores the byte (tvs-raw-...-leading-byte-00)
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,8 +152,55 @@ class FrameReader:
 
 
 def device_name_element(device_name: str) -> tuple[int, bytes]:
-    """Tag 1: one 0x01 byte then ``CP-<model>-SEP<MAC>`` (section 9a)."""
-    return (Tag.DEVICE_NAME, b"\x01" + device_name.encode("ascii"))
+    """Tag 1: one 0x01 byte then ``CP-<model>-SEP<MAC>`` (1.4)."""
+    return (Tag.DEVICE_NAME, bytes((DEVICE_NAME_LEAD,)) + device_name.encode("ascii"))
+
+
+def tvs_device_name(model: str, name: str) -> str:
+    """``CP-MMMM-SEP<MAC>`` for ``model`` and device ``name`` (``SEP<MAC>``), as tvsd checks it.
+
+    The model part must be 4 decimal digits (1.4); a model name that is not (a lab model such as
+    ``"8845-3PCC"``) keeps its first 4 digits, padded with 0 (tvsc's default is ``CP-0000-``).
+    """
+    digits = "".join(c for c in model if c.isdigit())[:4].rjust(4, "0")
+    return f"CP-{digits}-{name.upper()}"
+
+
+def parse_device_name(value: bytes) -> str:
+    """The device name of a DEVICE_NAME element: the leading byte dropped, the rest checked.
+
+    Raises:
+        ProtocolError: not ``CP-MMMM-SEP`` + 12 upper-case hex digits after the first byte.
+    """
+    text = value[1:].decode("ascii", errors="replace")
+    if _DEVICE_NAME.fullmatch(text) is None:
+        raise ProtocolError(f"TVS device name {text!r} is not CP-MMMM-SEP<12 upper-case hex>")
+    return text
+
+
+def check_request(frame: Frame) -> None:
+    """Refuse a request tvsd would drop (1.7): a response command, an unknown tag, a bad device
+    name, or a VERIFY without a certificate. vphone's server drops the same connections.
+
+    Raises:
+        ProtocolError: with the reason.
+    """
+    allowed = REQUEST_TAGS.get(frame.command)
+    if allowed is None:
+        raise ProtocolError(f"a client sent {frame.command.name}")
+    for tag, _value in frame.elements:
+        if tag not in allowed:
+            raise ProtocolError(f"unknown element tag {tag} in a {frame.command.name}")
+    name = frame.get(Tag.DEVICE_NAME)
+    if name is None:
+        raise ProtocolError("TVS request without a device name")
+    parse_device_name(name)
+    if frame.command is Command.VERIFY_REQUEST and not frame.get(Tag.CERTIFICATE):
+        raise ProtocolError("TVS verify request without a certificate")
+    if frame.command is Command.QUERY_REQUEST and (
+        frame.get(Tag.ISSUER_NAME) is None or frame.get(Tag.SERIAL_NUMBER) is None
+    ):
+        raise ProtocolError("TVS query without issuer or serial")
 
 
 def query_request(session: int, device_name: str, issuer: str, serial: bytes) -> Frame:
@@ -182,14 +244,20 @@ def response(
     ttl: int,
     certificates: tuple[bytes, ...] = (),
 ) -> Frame:
-    """A verify or query response frame."""
+    """A verify or query response frame echoing ``session`` (1.2).
+
+    A VERIFY_RESPONSE is exactly STATUS, ROLES, TTL, or STATUS = 1 alone (1.4); ROLES are one
+    byte each in ascending code order, as tvsctl stores them (1.5). ``certificates`` are sent
+    only in a QUERY_RESPONSE (the emulated query [G]: the phone knew only issuer and serial).
+    """
     elements: list[tuple[int, bytes]] = [
         (Tag.STATUS, bytes((STATUS_VALID if valid else STATUS_INVALID,))),
     ]
     if valid:
-        elements.append((Tag.ROLES, bytes(r & 0xFF for r in roles)))
+        elements.append((Tag.ROLES, bytes(sorted({r & 0xFF for r in roles}))))
         elements.append((Tag.TTL, struct.pack(">I", ttl)))
-        elements.extend((Tag.CERTIFICATE, c) for c in certificates)
+        if command is Command.QUERY_RESPONSE:
+            elements.extend((Tag.CERTIFICATE, c) for c in certificates)
     return Frame(command, session, tuple(elements))
 
 
@@ -206,6 +274,11 @@ def decode_answer(frame: Frame) -> Answer:
         raise ProtocolError("TVS response without a 1-byte status")
     if status[0] != STATUS_VALID:
         return Answer(False, (), 0, ())
+    unknown = [
+        t for t, _v in frame.elements if t not in (Tag.STATUS, Tag.ROLES, Tag.TTL, Tag.CERTIFICATE)
+    ]
+    if unknown:
+        raise ProtocolError(f"unknown element tag {unknown[0]} in a TVS response")
     ttl_raw = frame.get(Tag.TTL) or b"\0\0\0\0"
     if len(ttl_raw) != 4:
         raise ProtocolError("TVS TTL is not 4 bytes")
