@@ -40,7 +40,7 @@ Client authentication follows the cluster parameter ``tvs-client-certificate``:
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
@@ -51,13 +51,31 @@ from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from phone.cluster.records import TrustStore
+from phone.errors import ProtocolError
 from phone.formats.certfields import cucm_name
 from phone.formats.trustlist import Role
+from phone.wire.tvs import (
+    Command,
+    Frame,
+    FrameReader,
+    Tag,
+    check_request,
+    encode_frame,
+    response,
+)
 
 if TYPE_CHECKING:
     from phone.cluster.cluster import Cluster
 
-__all__ = ["DEFAULT_TTL", "TvsService", "TvsVerdict", "authenticate_client"]
+__all__ = [
+    "DEFAULT_TTL",
+    "Judge",
+    "TvsServerSession",
+    "TvsService",
+    "TvsVerdict",
+    "answer_request",
+    "authenticate_client",
+]
 
 DEFAULT_TTL = 86400  # item 23: CUCM answered 86 400 s, the phone logged "expires in 24 hours"
 
@@ -256,3 +274,75 @@ class TvsService:
                 "TVS certificate store"
             )
         return TvsVerdict(True, tuple(sorted(roles)), self._ttl(), tuple(found), "found")
+
+    def judge(
+        self, frame: Frame, *, client: x509.Certificate | None, now: datetime | None = None
+    ) -> TvsVerdict:
+        """The verdict on a request :func:`answer_request` has checked: VERIFY or QUERY."""
+        if frame.command is Command.QUERY_REQUEST:
+            issuer = (frame.get(Tag.ISSUER_NAME) or b"").decode("latin-1")
+            return self.query(issuer, frame.get(Tag.SERIAL_NUMBER) or b"", client=client, now=now)
+        return self.verify(frame.get(Tag.CERTIFICATE) or b"", client=client, now=now)
+
+
+# --- the server side of one connection, sans-IO -------------------------------------------------
+
+Judge = Callable[[Frame], TvsVerdict]
+"""Decides a checked request (``TvsService.judge`` with the connection's client and clock)."""
+
+
+def answer_request(frame: Frame, judge: Judge) -> Frame:
+    """The answer to ``frame``, echoing its session id (tvs-capf-wire.md 1.2, 1.4).
+
+    Raises:
+        ProtocolError: a request tvsd drops without answering (1.7): the caller sends nothing
+            and closes the connection.
+    """
+    check_request(frame)
+    if frame.command is Command.VERIFY_REQUEST:
+        try:
+            x509.load_der_x509_certificate(frame.get(Tag.CERTIFICATE) or b"")
+        except ValueError:
+            raise ProtocolError("the certificate element is not a DER certificate") from None
+    verdict = judge(frame)
+    reply = (
+        Command.QUERY_RESPONSE
+        if frame.command is Command.QUERY_REQUEST
+        else Command.VERIFY_RESPONSE
+    )
+    return response(
+        reply,
+        frame.session,
+        valid=verdict.valid,
+        roles=verdict.roles,
+        ttl=verdict.ttl,
+        certificates=verdict.certificates,
+    )
+
+
+class TvsServerSession:
+    """The server side of one TVS connection without the socket: feed what the client sent,
+    get each answer as the bytes of one write (one TLS record, section 0).
+
+    Liberal where a real client gains from it (docs/networks.md "TVS"): a header split across
+    reads is reassembled, and every request on the connection is answered (tvsd answers one and
+    closes). A request tvsd would drop raises :class:`ProtocolError`: send nothing more, close.
+    """
+
+    def __init__(self, judge: Judge) -> None:
+        self._judge = judge
+        self._reader = FrameReader()
+
+    def feed(self, data: bytes) -> Iterator[bytes]:
+        """Yield the answer to every request ``data`` completes, in order.
+
+        Raises:
+            ProtocolError: the request just completed (or its header) is one tvsd drops.
+        """
+        for frame in self._reader.feed(data):
+            yield encode_frame(answer_request(frame, self._judge))
+
+    @property
+    def pending(self) -> int:
+        """Bytes of an incomplete request (a truncated body waits here)."""
+        return self._reader.pending

@@ -58,7 +58,7 @@ from cryptography.hazmat.primitives import hashes
 
 from phone.cluster.lab import Lab
 from phone.cluster.records import TrustStore
-from phone.cluster.tvs import TvsService
+from phone.cluster.tvs import TvsServerSession, TvsVerdict
 from phone.errors import NetworkError, ProtocolError
 from phone.net.service import ThreadedTcpService, peer_certificate, tls_connect
 from phone.pki import CertKind, Identity, cert_to_pem, key_to_pem
@@ -67,12 +67,9 @@ from phone.wire.tvs import (
     Command,
     Frame,
     FrameReader,
-    Tag,
-    check_request,
     decode_answer,
     encode_frame,
     query_request,
-    response,
     verify_request,
 )
 
@@ -216,6 +213,7 @@ class TvsTlsServer(ThreadedTcpService):
         self.clock: Callable[[], datetime] = clock or lab.clock or _utc_now
         self.lock: threading.Lock | threading.RLock = lock or threading.RLock()
         self.requests = 0
+        self._counter_lock = threading.Lock()  # workers count concurrently
 
     def _tls_context(self) -> ssl.SSLContext:
         with self.lock:
@@ -231,7 +229,7 @@ class TvsTlsServer(ThreadedTcpService):
 
     def _handle(self, stream: socket.socket, peer: tuple[str, int]) -> None:
         client = peer_certificate(stream)
-        reader = FrameReader()
+        session = TvsServerSession(lambda frame: self._judge(frame, client))
         while not self._stopping.is_set():
             data = stream.recv(65536)
             if not data:
@@ -241,45 +239,17 @@ class TvsTlsServer(ThreadedTcpService):
                     with contextlib.suppress(OSError, ValueError):
                         stream.unwrap()
                 return
-            for frame in reader.feed(data):
-                # One write per answer: header and body in one TLS record (section 0).
-                stream.sendall(encode_frame(self._answer(frame, client)))
+            for answer in session.feed(data):
+                stream.sendall(answer)  # one write per answer: one TLS record (section 0)
 
-    def _answer(self, frame: Frame, client: x509.Certificate | None) -> Frame:
-        check_request(frame)  # a request tvsd would drop ends the connection (1.7)
+    def _judge(self, frame: Frame, client: x509.Certificate | None) -> TvsVerdict:
         with self.lock:
             service = self.lab.tvs_service(self.tvs_host)
-            now = self.clock()
             if service is None:
                 raise ProtocolError(f"TVS on {self.tvs_host} is not running")
-            return self.answer_with(service, frame, client, now)
-
-    def answer_with(
-        self,
-        service: TvsService,
-        frame: Frame,
-        client: x509.Certificate | None,
-        now: datetime,
-    ) -> Frame:
-        """The answer ``service`` gives to the checked request ``frame`` (logged, counted).
-
-        Raises:
-            ProtocolError: a VERIFY whose certificate is not DER (tvsd drops it, 1.7).
-        """
-        if frame.command is Command.QUERY_REQUEST:
-            issuer_raw = frame.get(Tag.ISSUER_NAME) or b""
-            serial = frame.get(Tag.SERIAL_NUMBER) or b""
-            verdict = service.query(issuer_raw.decode("latin-1"), serial, client=client, now=now)
-            reply = Command.QUERY_RESPONSE
-        else:
-            certificate = frame.get(Tag.CERTIFICATE) or b""
-            try:
-                x509.load_der_x509_certificate(certificate)
-            except ValueError:
-                raise ProtocolError("the certificate element is not a DER certificate") from None
-            verdict = service.verify(certificate, client=client, now=now)
-            reply = Command.VERIFY_RESPONSE
-        self.requests += 1
+            verdict = service.judge(frame, client=client, now=self.clock())
+        with self._counter_lock:
+            self.requests += 1
         log.info(
             "TVS %s: %s -> %s (%s)",
             self.tvs_host,
@@ -287,14 +257,7 @@ class TvsTlsServer(ThreadedTcpService):
             "valid" if verdict.valid else "invalid",
             verdict.reason,
         )
-        return response(
-            reply,
-            frame.session,
-            valid=verdict.valid,
-            roles=verdict.roles,
-            ttl=verdict.ttl,
-            certificates=verdict.certificates,
-        )
+        return verdict
 
 
 def _utc_now() -> datetime:
