@@ -141,7 +141,7 @@ def test_wrong_string_in_the_boot_trace_and_in_lab_show(
         capsys, "boot", "--lab", str(lab), "--flash", str(flash), "--capf-string", "1111"
     )
     assert code == 0  # a plain config: the phone registers, without an LSC
-    assert "[capf    ] rejected" in out and "wrong authentication string" in out
+    assert "[capf    ] rejected" in out and "CAPF refused the session (reason 7)" in out
     row = device_row(capsys, lab)
     assert row["capf_pending"] == "install (string, rsa-2048)"
     assert (

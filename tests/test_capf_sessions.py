@@ -89,7 +89,7 @@ def itl_of(cluster: Cluster) -> TrustList:
     return parse_shared(data)
 
 
-def no_tvs(issuer: str, serial: bytes) -> TvsOutcome:
+def no_tvs(issuer: str, serial: bytes, certificate: object = None) -> TvsOutcome:
     raise AssertionError(f"TVS must not be asked here ({issuer}, {serial.hex()})")
 
 
@@ -165,6 +165,14 @@ def device(lab: Lab) -> Device:
     return found
 
 
+def why(lab: Lab) -> str:
+    """The server's words for the last session: the device's CAPF outcome, else the service
+    log (the phone hears only capfd's reason code, tvs-capf-wire.md 2.5)."""
+    result = device(lab).capf_result
+    log = " | ".join(e.message for e in cluster_of(lab).log if e.service == "CAPF")
+    return (result.reason if result is not None else "") + " | " + log
+
+
 def config(lab: Lab) -> DeviceConfig:
     cluster = cluster_of(lab)
     service = file_service(cluster, cluster.tftp_hosts[0])
@@ -210,7 +218,7 @@ def test_wrong_authentication_string_fails_and_keeps_the_operation_pending(lab: 
     phone = Phone()
     session = run(lab, phone, AuthType.PASSWORD, secret="246811")
     assert session.outcome is not None and not session.outcome.ok
-    assert "wrong authentication string" in session.outcome.reason
+    assert "wrong authentication string" in why(lab)
     assert phone.lsc is None and phone.stores == 0
     record = device(lab)
     assert record.capf is not None  # still pending: the phone tries again at its next boot
@@ -225,7 +233,7 @@ def test_phone_using_another_mode_than_the_operation_fails(lab: Lab) -> None:
     pending(lab, CapfOperation.INSTALL, CapfAuth.STRING, secret="1234")
     session = run(lab, Phone(), AuthType.NO_PASSWORD)
     assert session.outcome is not None and not session.outcome.ok
-    assert "requires PASSWORD" in session.outcome.reason
+    assert "wrong authentication string" in why(lab)  # a NUL password: the phone sends no type
 
 
 @pytest.mark.parametrize("kind", ["ec", "rsa"])
@@ -248,7 +256,7 @@ def test_mic_from_an_untrusted_ca_is_refused(lab: Lab) -> None:
     phone = Phone(mic=rogue)
     session = run(lab, phone, AuthType.MIC)
     assert session.outcome is not None and not session.outcome.ok
-    assert "not issued by a certificate in the CAPF-trust store" in session.outcome.reason
+    assert "not issued by a certificate in the CAPF-trust store" in why(lab)
     assert phone.lsc is None and device(lab).capf is not None
 
 
@@ -259,14 +267,14 @@ def test_mic_of_a_family_whose_ca_left_capf_trust_is_refused(lab: Lab) -> None:
     pending(lab, CapfOperation.INSTALL, CapfAuth.MIC)
     session = run(lab, Phone(), AuthType.MIC)
     assert session.outcome is not None and not session.outcome.ok
-    assert "CAPF-trust" in session.outcome.reason
+    assert "CAPF-trust" in why(lab)
 
 
 def test_mic_naming_another_device_is_refused(lab: Lab) -> None:
     pending(lab, CapfOperation.INSTALL, CapfAuth.MIC)
     session = run(lab, Phone(mic=ec_mic("AABBCCDDEEFF")), AuthType.MIC)
     assert session.outcome is not None and not session.outcome.ok
-    assert "names 'CP-8841-SEPAABBCCDDEEFF', not SEP001122334455" in session.outcome.reason
+    assert "names 'CP-8841-SEPAABBCCDDEEFF', not SEP001122334455" in why(lab)
 
 
 def test_lsc_precedence_uses_the_lsc_when_the_phone_has_one(lab: Lab) -> None:
@@ -299,7 +307,7 @@ def test_lsc_from_another_cluster_does_not_authenticate(lab: Lab) -> None:
     pending(lab, CapfOperation.INSTALL, CapfAuth.LSC)
     session = run(lab, phone, AuthType.LSC)
     assert session.outcome is not None and not session.outcome.ok
-    assert "LSC" in session.outcome.reason and "CAPF-trust" in session.outcome.reason
+    assert "LSC" in why(lab) and "CAPF-trust" in why(lab)
 
 
 # --- upgrade, delete, troubleshoot ---------------------------------------------------------------
@@ -324,7 +332,7 @@ def test_upgrade_without_an_lsc_fails(lab: Lab) -> None:
     phone = Phone()
     session = run(lab, phone, AuthType.NO_PASSWORD)
     assert session.outcome is not None and not session.outcome.ok
-    assert "upgrade needs an installed LSC" in session.outcome.reason
+    assert "upgrade needs an installed LSC" in why(lab)
     assert phone.lsc is None
 
 
@@ -351,8 +359,8 @@ def test_troubleshoot_records_what_the_phone_holds(lab: Lab) -> None:
     assert session.outcome is not None and session.outcome.ok
     result = device(lab).capf_result
     assert result is not None and result.ok
-    assert result.certificates[0] == "LSC: none"
-    assert result.certificates[1].startswith(f"MIC: CN=CP-8841-{NAME}")
+    # One empty FETCH, as capfd's (tvs-capf-wire.md 2.7): the phone has no LSC.
+    assert result.certificates == ("LSC: none",)
     assert device(lab).certificate is None  # troubleshooting changes nothing
 
 
@@ -363,7 +371,7 @@ def test_ec_key_needs_an_itl_with_signer_version_1_1(lab: Lab) -> None:
     pending(lab, CapfOperation.INSTALL, CapfAuth.NULL, key_type=CapfKeyType.EC_P256)
     refused = run(lab, Phone(), AuthType.NO_PASSWORD, ec_allowed=False)
     assert refused.outcome is not None and not refused.outcome.ok
-    assert "signer version 1.1" in refused.outcome.reason
+    assert any("signer version 1.1" in a for a in refused.outcome.actions)
     phone = Phone()
     allowed = run(lab, phone, AuthType.NO_PASSWORD, ec_allowed=True)
     assert allowed.outcome is not None and allowed.outcome.ok
@@ -396,7 +404,7 @@ def test_no_pending_operation_ends_with_no_action(lab: Lab) -> None:
 def test_unknown_device_is_told_so(lab: Lab) -> None:
     session = run(lab, Phone(), AuthType.NO_PASSWORD, name="SEPFFFFFFFFFFFF")
     assert session.outcome is not None and not session.outcome.ok
-    assert "not a device of this cluster" in session.outcome.reason
+    assert "not a device of this cluster" in why(lab)
 
 
 # --- the server's strictness, frame by frame ------------------------------------------------------
@@ -433,34 +441,34 @@ def test_session_ids_are_chosen_by_the_server_and_increase_per_connection(lab: L
     ("make", "match"),
     [
         (lambda s: Frame(Command.KEYGEN_RESP, s), "KEYGEN_RESP while waiting for AUTH_RESP"),
-        (lambda s: _auth(s + 1, u8_element(Tag.AUTH_TYPE, 2)), "does not match this session"),
+        (lambda s: _auth(s + 1), "does not match this session"),
+        (lambda s: Frame(Command.AUTH_RESP, s, (u8_element(Tag.VERSION, 3),)), "without a device"),
+        (lambda s: _auth(s, u8_element(Tag.VERSION, 3)), "repeated"),
         (
-            lambda s: Frame(Command.AUTH_RESP, s, (u8_element(Tag.AUTH_TYPE, 2),)),
-            "without a device",
-        ),
-        (
-            lambda s: _auth(s, u8_element(Tag.AUTH_TYPE, 2), u8_element(Tag.AUTH_TYPE, 2)),
-            "repeated",
+            lambda s: Frame(Command.AUTH_RESP, s, (cstring_element(Tag.DEVICE_NAME, NAME),)),
+            "VERSION None",
         ),
     ],
 )
-def test_protocol_violations_raise_and_record_nothing(
+def test_protocol_violations_end_the_session_with_reason_7_and_record_nothing(
     lab: Lab, make: Callable[[int], Frame], match: str
 ) -> None:
+    # tvs-capf-wire.md 2.7: every protocol error is answered END_SESSION{REASON 7}.
     pending(lab, CapfOperation.INSTALL, CapfAuth.NULL)
     session, sid = _open(lab)
-    with pytest.raises(ProtocolError, match=match):
-        session.receive(make(sid))
-    session.drop("test")
-    assert session.finished
+    (end,) = session.receive(make(sid))
+    assert end.command is Command.END_SESSION and end.session == sid
+    assert end.elements == ((1, b"\x07"),)
+    assert session.finished and session.dropped
+    assert match in (session.problem or "")
     assert device(lab).capf_result is None and device(lab).capf is not None
-    assert "dropped: test" in cluster_of(lab).log[-1].message
+    assert "dropped" in cluster_of(lab).log[-1].message
 
 
 def test_keygen_answer_with_the_wrong_key_fails_the_operation(lab: Lab) -> None:
     pending(lab, CapfOperation.INSTALL, CapfAuth.NULL)
     session, sid = _open(lab)
-    (keygen,) = session.receive(_auth(sid, u8_element(Tag.AUTH_TYPE, AuthType.NO_PASSWORD)))
+    (keygen,) = session.receive(_auth(sid))
     assert keygen.command is Command.KEYGEN_REQ
     assert keygen.u8(Tag.KEY_TYPE) == KeyType.RSA and keygen.u16(Tag.KEY_SIZE) == 2048
     small = (
@@ -469,21 +477,29 @@ def test_keygen_answer_with_the_wrong_key_fails_the_operation(lab: Lab) -> None:
         .public_key()
         .public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
     )
-    (end,) = session.receive(
-        Frame(
-            Command.KEYGEN_RESP, sid, (u8_element(Tag.REASON, Reason.OK), (Tag.PUBLIC_KEY, small))
-        )
-    )
+    assert session.receive(Frame(Command.REQUEST_IN_PROGRESS, sid)) == []
+    (end,) = session.receive(Frame(Command.KEYGEN_RESP, sid, ((Tag.PUBLIC_KEY, small),)))
     assert end.command is Command.END_SESSION and end.u8(Tag.REASON) == Reason.INVALID
-    assert "not the RSA-2048 key" in (end.text(Tag.REASON_INFO) or "")
+    assert "not the RSA-2048 key" in why(lab)
 
 
-def test_keygen_ok_without_a_key_is_a_protocol_error(lab: Lab) -> None:
+def test_keygen_response_without_a_key_fails(lab: Lab) -> None:
     pending(lab, CapfOperation.INSTALL, CapfAuth.NULL)
     session, sid = _open(lab)
-    session.receive(_auth(sid, u8_element(Tag.AUTH_TYPE, AuthType.NO_PASSWORD)))
-    with pytest.raises(ProtocolError, match="without a public key"):
-        session.receive(Frame(Command.KEYGEN_RESP, sid, (u8_element(Tag.REASON, Reason.OK),)))
+    session.receive(_auth(sid))
+    (end,) = session.receive(Frame(Command.KEYGEN_RESP, sid, (u8_element(Tag.REASON, 7),)))
+    assert end.elements == ((1, b"\x07"),)  # capf-raw-minimal-auth
+    assert "did not generate a key" in why(lab)
+
+
+def test_a_second_request_in_progress_is_a_breach(lab: Lab) -> None:
+    # capfd tolerates exactly one REQUEST_IN_PROGRESS (tvs-capf-wire.md 2.3).
+    pending(lab, CapfOperation.INSTALL, CapfAuth.NULL)
+    session, sid = _open(lab)
+    session.receive(_auth(sid))
+    assert session.receive(Frame(Command.REQUEST_IN_PROGRESS, sid)) == []
+    (end,) = session.receive(Frame(Command.REQUEST_IN_PROGRESS, sid))
+    assert end.elements == ((1, b"\x07"),)
 
 
 @pytest.mark.parametrize("broken", ["sha1", "sha512", "hash-code"])
@@ -500,8 +516,7 @@ def test_certificate_proof_must_verify_both_signatures(lab: Lab, broken: str) ->
     (end,) = session.receive(
         _auth(
             sid,
-            u8_element(Tag.AUTH_TYPE, AuthType.MIC),
-            certificate_element(CertType.MIC, der),
+            certificate_element(CertType.LSC, der),
             (Tag.SIGNED_DATA, sig1),
             sha2_signed_element(sig512, 2 if broken == "hash-code" else 3),
         )
@@ -512,7 +527,7 @@ def test_certificate_proof_must_verify_both_signatures(lab: Lab, broken: str) ->
         "sha512": "SHA-512 signature does not verify",
         "hash-code": "not 3 (SHA-512)",
     }[broken]
-    assert expected in (end.text(Tag.REASON_INFO) or "")
+    assert expected in why(lab)
 
 
 # --- the phone's strictness -----------------------------------------------------------------------
@@ -525,7 +540,7 @@ def test_phone_refuses_an_lsc_not_issued_by_the_capf_it_trusted(lab: Lab) -> Non
     phone = Phone()
     session = client(phone, AuthType.NO_PASSWORD, trust)
     session.receive(Frame(Command.AUTH_REQ, 5, (u8_element(Tag.VERSION, 3),)))
-    (keygen_resp,) = session.receive(
+    (_in_progress, keygen_resp) = session.receive(
         Frame(
             Command.KEYGEN_REQ,
             5,
@@ -546,9 +561,7 @@ def test_phone_refuses_an_lsc_not_issued_by_the_capf_it_trusted(lab: Lab) -> Non
         )
     )
     assert store_resp.u8(Tag.REASON) == Reason.INVALID
-    assert "not issued by the CAPF server the phone trusted" in (
-        store_resp.text(Tag.REASON_INFO) or ""
-    )
+    assert any("not issued by the CAPF server the phone trusted" in a for a in session._actions)
     assert phone.lsc is None and phone.stores == 0
 
 
@@ -557,7 +570,9 @@ def test_phone_takes_the_session_id_from_the_server_and_holds_it() -> None:
     session = client(Phone(), AuthType.NO_PASSWORD, trust)
     with pytest.raises(ProtocolError, match="not AUTH_REQ"):
         session.receive(Frame(Command.KEYGEN_REQ, 1))
-    (reply,) = session.receive(Frame(Command.AUTH_REQ, 77))
+    with pytest.raises(ProtocolError, match="VERSION None"):
+        client(Phone(), AuthType.NO_PASSWORD, trust).receive(Frame(Command.AUTH_REQ, 77))
+    (reply,) = session.receive(Frame(Command.AUTH_REQ, 77, (u8_element(Tag.VERSION, 3),)))
     assert reply.session == 77 and reply.cstring(Tag.DEVICE_NAME) == NAME
     with pytest.raises(ProtocolError, match="changed from 77 to 78"):
         session.receive(Frame(Command.END_SESSION, 78))
@@ -600,7 +615,7 @@ def test_item20_without_a_capf_record_tvs_decides(lab: Lab) -> None:
     server = cluster_of(lab).capf.certificate
     asked: list[bytes] = []
 
-    def tvs(issuer: str, serial: bytes) -> TvsOutcome:
+    def tvs(issuer: str, serial: bytes, certificate: object = None) -> TvsOutcome:
         asked.append(serial)
         return _outcome(True, {Role.CAPF}, server)
 
@@ -626,7 +641,7 @@ def test_item20_tvs_must_vouch_for_this_very_certificate_as_capf(
         "not-capf": _outcome(True, {Role.TVS}, server),
         "other-cert": _outcome(True, {Role.CAPF}, other),
     }[answer]
-    trust = CapfServerTrust(None, _itl(), lambda issuer, serial: outcome)
+    trust = CapfServerTrust(None, _itl(), lambda issuer, serial, certificate=None: outcome)
     problem = trust(server)
     assert problem is not None and match in problem
 

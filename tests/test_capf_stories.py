@@ -70,10 +70,17 @@ class Recorder(MemoryBackend):
         *,
         client: Identity,
         requester: Requester,
+        certificate: bytes | None = None,
     ) -> TvsAnswer:
         self.tvs_clients.append(client.certificate)
         return super().tvs_query(
-            server, issuer, serial, check_server, client=client, requester=requester
+            server,
+            issuer,
+            serial,
+            check_server,
+            client=client,
+            requester=requester,
+            certificate=certificate,
         )
 
 
@@ -232,7 +239,7 @@ def test_wrong_string_fails_the_operation_and_the_right_one_next_boot_succeeds()
     phone.capf_string = "4321"
     assert phone.boot() is State.REGISTERED  # a plain config: the phone registers anyway
     (_, failed) = entries(phone, "capf")
-    assert failed.decision == "rejected" and "wrong authentication string" in failed.reason
+    assert failed.decision == "rejected" and "reason 7" in failed.reason
     assert phone.lsc() is None and record(lab).capf is not None
     phone.capf_string = "1234"
     mark = len(phone.trace)

@@ -62,7 +62,7 @@ def server(lab: Lab) -> Iterator[CapfTlsServer]:
     assert server.thread is not None and not server.thread.is_alive()
 
 
-def no_tvs(issuer: str, serial: bytes) -> TvsOutcome:
+def no_tvs(issuer: str, serial: bytes, certificate: object = None) -> TvsOutcome:
     raise AssertionError("the ITL has a CAPF record: TVS is not asked")
 
 
@@ -117,7 +117,9 @@ def test_wrong_string_over_tls(lab: Lab, server: CapfTlsServer) -> None:
     )
     session = enroll(lab, server, AuthType.PASSWORD, "0000")
     assert session.outcome is not None and not session.outcome.ok
-    assert "wrong authentication string" in session.outcome.reason
+    assert session.outcome.reason == "CAPF refused the session (reason 7)"
+    result = lab.cluster().device(MAC).capf_result  # type: ignore[union-attr]
+    assert result is not None and "wrong authentication string" in result.reason
 
 
 def _tls(server: CapfTlsServer) -> ssl.SSLSocket:
@@ -137,11 +139,16 @@ def _read_auth_req(tls: ssl.SSLSocket) -> int:
             return frames[0].session
 
 
-def _closed_by_server(tls: ssl.SSLSocket) -> bool:
+def _closed_by_server(tls: ssl.SSLSocket) -> list[Frame]:
+    """The frames the server sent until it closed (tvs-capf-wire.md 2.7: END_SESSION{7})."""
+    reader = FrameReader()
+    frames: list[Frame] = []
     try:
-        return tls.recv(4096) == b""
+        while data := tls.recv(4096):
+            frames += reader.feed(data)
     except (ssl.SSLError, ConnectionError):
-        return True
+        pass
+    return frames
 
 
 @pytest.mark.parametrize(
@@ -160,15 +167,17 @@ def test_malformed_message_drops_that_connection_and_the_server_keeps_serving(
     with _tls(server) as tls:
         session = _read_auth_req(tls)
         if isinstance(garbage, str):
-            data = encode_frame(Frame(Command.AUTH_RESP, session, (u8_element(Tag.AUTH_TYPE, 2),)))
+            data = encode_frame(Frame(Command.AUTH_RESP, session, (u8_element(Tag.VERSION, 3),)))
         else:
             data = garbage
         tls.sendall(data)
-        assert _closed_by_server(tls)
+        (end,) = _closed_by_server(tls)
+        assert end.command is Command.END_SESSION and end.session == session
+        assert end.elements == ((1, b"\x07"),)
     assert server.dropped == dropped + 1
     device = lab.cluster().device(MAC)
     assert device is not None and device.capf is not None  # nothing decided on garbage
-    assert "malformed CAPF message" in lab.cluster().log[-1].message
+    assert "dropped" in lab.cluster().log[-1].message
     # ... and the next phone is served.
     assert enroll(lab, server, AuthType.NO_PASSWORD).outcome.ok  # type: ignore[union-attr]
 
@@ -188,7 +197,7 @@ def test_truncated_message_then_close_is_dropped(lab: Lab, server: CapfTlsServer
             break
         time.sleep(0.02)
     assert server.dropped == dropped + 1
-    assert "closed the connection mid-session" in lab.cluster().log[-1].message
+    assert "closed the connection mid-frame" in lab.cluster().log[-1].message
     assert enroll(lab, server, AuthType.NO_PASSWORD).outcome.ok  # type: ignore[union-attr]
 
 

@@ -456,7 +456,7 @@ def test_encrypt_config_of_a_group_defaults_to_its_security_mode() -> None:
             '\n[[step]]\ndo = "capf"\noperation = "install"\nauth = "null"\nkey_type = "dsa"\n',
             6,
             "key_type",
-            "rsa-2048 or ec-p256",
+            "rsa-2048, ec-p256 or ec-p384",
         ),
         (
             '\n[[step]]\ndo = "capf"\noperation = "install"\nauth = "null"\ncapf_string = "12a4"\n',

@@ -717,7 +717,7 @@ def test_capf_failures_are_named_and_leave_the_operation_pending() -> None:
     reasons = {row.group: row.reason for row in report.summary}
     assert (
         reasons["a"].startswith("capf rejected by seed")
-        and "wrong authentication" in (reasons["a"])
+        and "CAPF refused the session (reason 7)" in (reasons["a"])
     )
     assert "none was entered on the phone" in reasons["b"]
 

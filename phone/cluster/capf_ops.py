@@ -74,6 +74,7 @@ class CapfKeyType(StrEnum):
 
     RSA_2048 = "rsa-2048"
     EC_P256 = "ec-p256"
+    EC_P384 = "ec-p384"  # capfd's secp384r1 (tvs-capf-wire.md 2.5, curve 1)
 
     @classmethod
     def parse(cls, text: str) -> CapfKeyType:
@@ -87,7 +88,9 @@ class CapfKeyType(StrEnum):
             return cls.RSA_2048
         if value in ("ec", "ec-p256", "p256", "ecdsa"):
             return cls.EC_P256
-        raise LabError(f"unknown key type {text!r} (rsa-2048 or ec-p256)")
+        if value in ("ec-p384", "p384"):
+            return cls.EC_P384
+        raise LabError(f"unknown key type {text!r} (rsa-2048, ec-p256 or ec-p384)")
 
 
 @dataclass(frozen=True)

@@ -1,5 +1,5 @@
 """The phone's side of CAPF: whether to run a certificate operation, whom to trust, and the
-client session (trust-file-formats.md section 9b; phone-behaviour item 20).
+client session as capfc speaks it (tvs-capf-wire.md section 2.8; phone-behaviour item 20).
 
 Pure: frames in, frames out. The phone's key generation comes from an injected
 :class:`phone.pki.KeySource` (RSA; tests hand in pooled keys) and the flash writes from injected
@@ -12,10 +12,11 @@ callbacks, so nothing here touches a socket, a file or the clock.
   for that very certificate with the CAPF role (item 20: "CAPF if not in the ITL"). A CAPF
   record that does not match is a refusal: the lists decide, TVS is not asked.
 * :class:`CapfClient` answers the server's frames: it authenticates as the config says
-  (null string, authentication string, or its LSC/MIC with the precedence asked), generates the
-  key CAPF asks for (EC P-256 only when the installed ITL has signer version 1.1, section 5
-  note), checks the LSC it is given (its key, its name, issued by the CAPF server it trusted)
-  and hands it to ``store``; ``delete`` removes the LSC.
+  (null string, authentication string, or its LSC/MIC with the precedence asked), never sending
+  an AUTH_TYPE (the server's element; capfd rejects it from a phone), generates the key CAPF
+  asks for (EC only when the installed ITL has signer version 1.1, section 5 note), checks the
+  LSC it is given (its key, its name, issued by the CAPF server it trusted) and hands it to
+  ``store``; ``delete`` removes the LSC.
 """
 
 from __future__ import annotations
@@ -49,7 +50,10 @@ from phone.wire.capf import (
     Tag,
     certificate_element,
     cstring_element,
+    proof_data,
     sha2_signed_element,
+    sudi_data,
+    sudi_element,
     u8_element,
 )
 
@@ -131,7 +135,10 @@ class CapfServerTrust:
             kinds = " and ".join(sorted({kind for kind, _ in records}))
             return f"the CAPF certificate {named} is not the CAPF record of the installed {kinds}"
         # Item 20: CAPF is not in the lists, so TVS decides (and fails closed, item 24).
-        outcome = self.tvs(cucm_name(certificate.issuer), serial_bytes(certificate.serial_number))
+        # The phone holds the CAPF certificate: VERIFY, as tvsd implements it (wire 1.3).
+        outcome = self.tvs(
+            cucm_name(certificate.issuer), serial_bytes(certificate.serial_number), certificate
+        )
         if not outcome.valid:
             return (
                 f"no CAPF record in the installed lists and TVS did not vouch for {named}: "
@@ -150,16 +157,27 @@ class CapfServerTrust:
 
 
 def sign_proof(key: PrivateKey, device_name: str, certificate_der: bytes) -> tuple[bytes, bytes]:
-    """Sign ``device name + NUL + certificate DER`` with SHA-1 and SHA-512 (section 9b).
+    """Sign ``device name + NUL + certificate DER`` with SHA-1 and SHA-512 (wire 2.6).
 
     Raises:
         TypeError: ``key`` is neither RSA nor EC.
     """
-    data = device_name.encode("ascii") + b"\0" + certificate_der
+    return sign_both(key, proof_data(device_name, certificate_der))
+
+
+def sign_both(key: PrivateKey, data: bytes) -> tuple[bytes, bytes]:
+    """``data`` signed with SHA-1 and with SHA-512, in CAPF's form (wire 2.6).
+
+    RSA: a PKCS#1 v1.5 type-1 block over the *bare* digest (no DigestInfo), as the transcripts
+    show (``0001 ff..ff 00 <digest>``); EC: ECDSA, DER-encoded.
+
+    Raises:
+        TypeError: ``key`` is neither RSA nor EC.
+    """
     if isinstance(key, rsa.RSAPrivateKey):
         return (
-            key.sign(data, padding.PKCS1v15(), hashes.SHA1()),
-            key.sign(data, padding.PKCS1v15(), hashes.SHA512()),
+            _rsa_sign_digest(key, _digest(hashes.SHA1(), data)),
+            _rsa_sign_digest(key, _digest(hashes.SHA512(), data)),
         )
     if isinstance(key, ec.EllipticCurvePrivateKey):
         return (
@@ -168,6 +186,39 @@ def sign_proof(key: PrivateKey, device_name: str, certificate_der: bytes) -> tup
         )
     raise TypeError(f"cannot sign with a {type(key).__name__}")
 
+
+def _digest(algorithm: hashes.HashAlgorithm, data: bytes) -> bytes:
+    h = hashes.Hash(algorithm)
+    h.update(data)
+    return h.finalize()
+
+
+def _rsa_sign_digest(key: rsa.RSAPrivateKey, digest: bytes) -> bytes:
+    # The library signs only with a DigestInfo; CAPF's block has none, so the private-key
+    # operation is done here (with the CRT, about four times faster than one big pow).
+    numbers = key.private_numbers()
+    n = numbers.public_numbers.n
+    size = (n.bit_length() + 7) // 8
+    block = b"\x00\x01" + b"\xff" * (size - 3 - len(digest)) + b"\x00" + digest
+    m = int.from_bytes(block, "big")
+    s1 = pow(m, numbers.dmp1, numbers.p)
+    s2 = pow(m, numbers.dmq1, numbers.q)
+    h = (numbers.iqmp * (s1 - s2)) % numbers.p
+    return (s2 + h * numbers.q).to_bytes(size, "big")
+
+
+_RSA_SIZES = (512, 1024, 2048, 3072, 4096)  # what capfc accepts (wire 2.8)
+_CURVES: dict[int, tuple[ec.EllipticCurve, str]] = {
+    Curve.P256: (ec.SECP256R1(), "P-256"),
+    Curve.P384: (ec.SECP384R1(), "P-384"),
+    Curve.P521: (ec.SECP521R1(), "P-521"),
+}
+_END_REASONS: dict[int | None, str] = {
+    Reason.NO_ACTION: "CAPF had nothing to do (reason 0)",
+    Reason.OK: "CAPF completed the operation (reason 1)",
+    Reason.INVALID: "CAPF refused the session (reason 7)",
+    Reason.UNKNOWN_DEVICE: "CAPF does not know this device (reason 9)",
+}
 
 # --- the client session --------------------------------------------------------------------------
 
@@ -250,14 +301,20 @@ class CapfClient:
 
     def _on_auth(self, frame: Frame) -> list[Frame]:
         if self._key is not None or self._actions:
-            raise ProtocolError("CAPF AUTH_REQ repeated within a session")
-        elements: list[tuple[int, bytes]] = [
-            u8_element(Tag.VERSION, VERSION),
-            cstring_element(Tag.DEVICE_NAME, self.device_name),
-            u8_element(Tag.AUTH_TYPE, self.auth),
-        ]
+            raise ProtocolError("CAPF AUTH_REQUEST repeated within a session")
+        version = frame.u8(Tag.VERSION)
+        if version != VERSION:
+            # capfc requires VERSION 3 in AUTH_REQUEST (wire 2.8); so does the phone.
+            raise ProtocolError(f"CAPF AUTH_REQUEST with VERSION {version}, not {VERSION}")
+        # The server's AUTH_TYPE (capfd always sends 0) is not read: the config's capfAuthMode
+        # says how to authenticate. capfc's element order (wire 2.4): REASON, CERTIFICATE,
+        # SIGNED_DATA, VERSION, PASSWORD, DEVICE_NAME, SUDI_DATA, SHA2_SIGNED_DATA.
+        head: list[tuple[int, bytes]] = [u8_element(Tag.REASON, Reason.OK)]
+        proof: list[tuple[int, bytes]] = []
+        tail: list[tuple[int, bytes]] = []
+        password = ""
         if self.auth is AuthType.PASSWORD:
-            elements.append(cstring_element(Tag.PASSWORD, self.secret or ""))
+            password = self.secret or ""
             self._actions.append("authenticated with the authentication string")
         elif self.auth is AuthType.NO_PASSWORD:
             self._actions.append("authenticated with the null string")
@@ -265,15 +322,31 @@ class CapfClient:
             kind, identity = self._proof_identity()
             der = identity.certificate.public_bytes(Encoding.DER)
             sha1_signature, sha512_signature = sign_proof(identity.key, self.device_name, der)
-            elements += [
-                certificate_element(kind, der),
-                (Tag.SIGNED_DATA, sha1_signature),
+            # The wrapper's type byte is 01 even for a MIC, as capfc writes it (wire 2.4).
+            proof = [certificate_element(CertType.LSC, der), (Tag.SIGNED_DATA, sha1_signature)]
+            # SUDI data: the MIC stands in for the phone's SUDI certificate, signing the
+            # session id (little-endian) + its DER, as capfc sends it with every certificate
+            # authentication.
+            mic_der = self.mic.certificate.public_bytes(Encoding.DER)
+            sudi_sha1, sudi_sha512 = sign_both(self.mic.key, sudi_data(frame.session, mic_der))
+            tail = [
+                sudi_element(mic_der, sudi_sha1, sudi_sha512),
                 sha2_signed_element(sha512_signature, SHA512_CODE),
             ]
             self._actions.append(
                 f"authenticated with its {kind.name} (serial "
                 f"{serial_bytes(identity.certificate.serial_number).hex()})"
             )
+        elements = [
+            *head,
+            *proof,
+            u8_element(Tag.VERSION, version),
+            # Always present: the text + NUL, or the single NUL of "no password" (wire 2.4).
+            cstring_element(Tag.PASSWORD, password),
+            cstring_element(Tag.DEVICE_NAME, self.device_name),
+        ]
+        if tail:
+            elements += tail
         return [self._frame(Command.AUTH_RESP, *elements)]
 
     def _proof_identity(self) -> tuple[CertType, Identity]:
@@ -289,53 +362,47 @@ class CapfClient:
         key: PrivateKey | None = None
         if key_type == KeyType.RSA:
             size = frame.u16(Tag.KEY_SIZE) or 2048
-            if size != 2048:
-                refusal = f"the phone generates RSA-2048 keys, not RSA-{size}"
+            if size not in _RSA_SIZES:
+                refusal = f"the phone does not generate RSA-{size} keys"
             else:
-                key = self.keys.rsa(2048)
-                self._actions.append("generated an RSA-2048 key")
+                key = self.keys.rsa(size)
+                self._actions.append(f"generated an RSA-{size} key")
         elif key_type == KeyType.EC:
             curve = frame.u8(Tag.CURVE)
-            if curve not in (None, Curve.P256):
-                refusal = f"the phone generates EC P-256 keys, not curve {curve}"
+            if curve not in _CURVES:
+                refusal = f"unknown curve {curve}"
             elif not self.ec_allowed:
                 refusal = (
                     "EC keys need an ITL with signer version 1.1 (trust-file-formats.md "
                     "section 5); the installed ITL has none"
                 )
             else:
-                key = ec.generate_private_key(ec.SECP256R1())
-                self._actions.append("generated an EC P-256 key")
+                key = ec.generate_private_key(_CURVES[curve][0])
+                self._actions.append(f"generated an EC {_CURVES[curve][1]} key")
         else:
             refusal = f"unknown key type {key_type}"
         if key is None:
             assert refusal is not None
             self._actions.append(f"refused to generate a key: {refusal}")
-            return [
-                self._frame(
-                    Command.KEYGEN_RESP, u8_element(Tag.REASON, Reason.INVALID), _info(refusal)
-                )
-            ]
+            # A phone that cannot make the key answers REASON 7 alone (capf-raw-minimal-auth).
+            return [self._frame(Command.KEYGEN_RESP, u8_element(Tag.REASON, Reason.INVALID))]
         self._key = key
         spki = key.public_key().public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
+        # REQUEST_IN_PROGRESS (empty) first, then the key alone, as capfc does (wire 2.7).
         return [
-            self._frame(
-                Command.KEYGEN_RESP, u8_element(Tag.REASON, Reason.OK), (Tag.PUBLIC_KEY, spki)
-            )
+            self._frame(Command.REQUEST_IN_PROGRESS),
+            self._frame(Command.KEYGEN_RESP, (Tag.PUBLIC_KEY, spki)),
         ]
 
     def _on_store(self, frame: Frame) -> list[Frame]:
+        # The certificate type (element 3 and the wrapper byte) is not checked, as capfc does not.
         presented = frame.certificate()
-        if presented is None or presented[0] is not CertType.LSC:
-            raise ProtocolError("CAPF STORE_CERT_REQ without an LSC")
+        if presented is None:
+            raise ProtocolError("CAPF STORE_CERTIFICATE_REQUEST without a certificate")
         problem = self._lsc_problem(presented[1])
         if problem is not None:
             self._actions.append(f"refused the LSC: {problem}")
-            return [
-                self._frame(
-                    Command.STORE_CERT_RESP, u8_element(Tag.REASON, Reason.INVALID), _info(problem)
-                )
-            ]
+            return [self._frame(Command.STORE_CERT_RESP, u8_element(Tag.REASON, Reason.INVALID))]
         assert self._key is not None  # _lsc_problem checked it
         identity = Identity(x509.load_der_x509_certificate(presented[1]), self._key)
         self.store(identity)
@@ -370,55 +437,51 @@ class CapfClient:
         return None
 
     def _on_fetch(self, frame: Frame) -> list[Frame]:
+        # capfd's request is empty and means the LSC (wire 2.7); a CERTIFICATE_TYPE 2 asks for
+        # the MIC, which no public server sends [G].
         kind = frame.u8(Tag.CERTIFICATE_TYPE)
-        identity = self.mic if kind == CertType.MIC else self.lsc if kind == CertType.LSC else None
+        cert_type = CertType.MIC if kind == CertType.MIC else CertType.LSC
+        identity = self.mic if cert_type is CertType.MIC else self.lsc
         if identity is None:
-            label = "LSC" if kind == CertType.LSC else f"certificate type {kind}"
-            self._actions.append(f"has no {label} to send")
-            return [
-                self._frame(
-                    Command.FETCH_CERT_RESP,
-                    u8_element(Tag.REASON, Reason.INVALID),
-                    _info(f"no {label} installed"),
-                )
-            ]
-        cert_type = CertType(kind) if kind is not None else CertType.MIC
+            self._actions.append(f"has no {cert_type.name} to send")
+            return [self._frame(Command.FETCH_CERT_RESP, u8_element(Tag.REASON, Reason.INVALID))]
         self._actions.append(f"sent its {cert_type.name}")
         return [
             self._frame(
                 Command.FETCH_CERT_RESP,
                 u8_element(Tag.REASON, Reason.OK),
-                certificate_element(cert_type, identity.certificate.public_bytes(Encoding.DER)),
+                certificate_element(CertType.LSC, identity.certificate.public_bytes(Encoding.DER)),
             )
         ]
 
     def _on_delete(self, frame: Frame) -> list[Frame]:
         kind = frame.u8(Tag.CERTIFICATE_TYPE)
-        if kind not in (None, CertType.LSC):
-            # The MIC is the manufacturer's: CAPF can only delete what it issued.
+        if kind == CertType.MIC:
+            # The MIC is the manufacturer's: CAPF can only delete what it issued [G].
             self._actions.append("refused to delete its MIC")
-            return [
-                self._frame(
-                    Command.DELETE_CERT_RESP,
-                    u8_element(Tag.REASON, Reason.INVALID),
-                    _info("the MIC cannot be deleted"),
-                )
-            ]
+            return [self._frame(Command.DELETE_CERT_RESP, u8_element(Tag.REASON, Reason.INVALID))]
         had = self.delete()
         self._deleted = True
         self._actions.append("deleted its LSC" if had else "had no LSC to delete")
-        return [self._frame(Command.DELETE_CERT_RESP, u8_element(Tag.REASON, Reason.OK))]
+        # REASON 1, or 7 when there was nothing to delete (capf-delete-no-certificate).
+        code = Reason.OK if had else Reason.INVALID
+        return [self._frame(Command.DELETE_CERT_RESP, u8_element(Tag.REASON, code))]
 
     def _on_end(self, frame: Frame) -> list[Frame]:
         reason = frame.u8(Tag.REASON)
-        info = frame.text(Tag.REASON_INFO) or ""
+        info = frame.text(Tag.REASON_INFO)
+        # capfd's reasons (wire 2.5): 1 done (install, delete), 0 nothing to do, or done after
+        # a fetch; 7 refused; 9 unknown device. Only the operations the phone carried out tell
+        # "nothing to do" from "fetched".
+        worked = bool(self._actions[1:])
+        ok = reason == Reason.OK or (reason == Reason.NO_ACTION and worked)
         self.outcome = CapfClientOutcome(
-            ok=reason == Reason.OK,
-            reason=info or f"reason {reason}",
+            ok=ok,
+            reason=info or _END_REASONS.get(reason, f"CAPF ended with reason {reason}"),
             actions=tuple(self._actions),
             stored=self._stored,
             deleted=self._deleted,
-            no_action=reason == Reason.NO_ACTION,
+            no_action=reason == Reason.NO_ACTION and not worked,
         )
         return []
 
@@ -433,10 +496,6 @@ class CapfClient:
     def _frame(self, command: Command, *elements: tuple[int, bytes]) -> Frame:
         assert self._session is not None
         return Frame(command, self._session, elements)
-
-
-def _info(text: str) -> tuple[int, bytes]:
-    return (Tag.REASON_INFO, text.encode("ascii", errors="replace")[:1000] + b"\0")
 
 
 def _signed_by(certificate: x509.Certificate, issuer: x509.Certificate) -> bool:

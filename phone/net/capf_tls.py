@@ -1,4 +1,4 @@
-"""CAPF over TLS on TCP (trust-file-formats.md section 9b, TCP 3804): the server and the client.
+"""CAPF over TLS on TCP (tvs-capf-wire.md section 2.1, TCP 3804): the server and the client.
 
 :class:`CapfTlsServer` serves the CAPF of a lab cluster (on its publisher). TLS uses the
 cluster's CAPF certificate and key; no client certificate is asked for, because CAPF
@@ -8,10 +8,12 @@ LSC/MIC in AUTH_RESP: :mod:`phone.cluster.capf`). Every connection gets a
 (server-chosen session ids that increase per connection); the session speaks first.
 
 A malformed or truncated frame, a frame out of order, a silent peer (``read_timeout`` per read,
-handshake included) or a peer that leaves mid-session ends *that* connection: the session is
-dropped (logged in the cluster's service log, nothing recorded on the device) and the server
-keeps serving. Connections are served one thread each, at most ``max_connections`` at once.
-Calls into the lab are serialized by ``lock`` (share :attr:`phone.net.servers.LabServer.lock`).
+handshake included; capfd has no timeout, vphone does so that a silent phone cannot hold a
+worker) or a peer that leaves mid-session ends *that* connection with END_SESSION{7}, as capfd
+ends it: the session is dropped (logged in the cluster's service log, nothing recorded on the
+device) and the server keeps serving. Connections are served one thread each, at most
+``max_connections`` at once. Calls into the lab are serialized by ``lock`` (share
+:attr:`phone.net.servers.LabServer.lock`).
 
 :func:`capf_exchange_tls` is the phone's side: TLS without a client certificate, the server
 certificate handed to the caller's ``check_server`` (item 20: the CAPF record of the ITL, or
@@ -34,7 +36,7 @@ from phone.errors import NetworkError
 from phone.net.service import DropConnection, ThreadedTcpService, tls_connect
 from phone.net.tvs_tls import client_context, server_context
 from phone.trust.tvs import ServerCheck
-from phone.wire.capf import FrameReader, encode_frame
+from phone.wire.capf import Frame, FrameReader, encode_frame
 
 __all__ = ["CAPF_PORT", "CapfTlsServer", "capf_exchange_tls"]
 
@@ -104,13 +106,16 @@ class CapfTlsServer(ThreadedTcpService):
             session = service.open(now=self.clock(), peer=peer[0])
             opening = session.start()
         try:
+            # One write per message: capfd notes that a phone's CAPF client stalls when a
+            # message is split across writes (tvs-capf-wire.md section 0).
             for frame in opening:
                 stream.sendall(encode_frame(frame))
             reader = FrameReader()
             while not session.finished and not self._stopping.is_set():
                 data = stream.recv(65536)
                 if not data:
-                    raise DropConnection("the phone closed the connection mid-session")
+                    cut = " mid-frame" if reader.pending else ""
+                    raise DropConnection(f"the phone closed the connection{cut} mid-session")
                 for frame in reader.feed(data):
                     with self.lock:
                         replies = session.receive(frame)
@@ -119,17 +124,29 @@ class CapfTlsServer(ThreadedTcpService):
                     if session.finished:
                         break
         except Exception as exc:
-            # The session ends with the connection: the cluster's service log records why
-            # (nothing is recorded on the device); the server logs and counts the drop.
+            # A frame the codec refuses (unknown tag, bad length), a silent phone or one that
+            # leaves: answered as capfd answers, END_SESSION{7} (best effort: the peer may be
+            # gone), logged in the cluster's service log, nothing recorded on the device.
             reason = self._drop_reason(exc)
             if reason is None:
                 raise
             with self.lock:
-                session.drop(reason)
+                farewell = session.abort(reason)
+            _send_quietly(stream, farewell)
             raise DropConnection(reason) from exc
+        if session.dropped:
+            raise DropConnection(session.problem or "protocol breach")
         if session.finished:
             with self._state_lock:
                 self.sessions += 1
+
+
+def _send_quietly(stream: socket.socket, frames: list[Frame]) -> None:
+    try:
+        for frame in frames:
+            stream.sendall(encode_frame(frame))
+    except (OSError, ValueError):
+        pass  # the phone is gone: there is nobody to tell
 
 
 # --- the client ----------------------------------------------------------------------------------

@@ -1,16 +1,16 @@
-"""The CAPF wire protocol, sans-IO (trust-file-formats.md section 9b).
+"""The CAPF wire protocol, sans-IO (tvs-capf-wire.md section 2, as capfd and capfc speak it).
 
 Frame: an 8-byte header with no version byte (protocol id 0x55, command, session id u32 BE
-chosen by the *server*, body length u16 BE) and a body of TLV elements (tag 1 byte, length u16
-BE). The framing, the command codes and the element tags are [C2] (two independent sources
-agree); how the commands follow each other in one session is vphone's emulation, described in
-docs/capf.md.
+assigned by the *server*, body length u16 BE) and a body of TLV elements (tag 1 byte, length u16
+BE). Framing, command codes, element tags and element encodings are public fact, verified on
+the wire (the transcripts of ``shared/interop/transcripts/capf-*.json``); the session order is
+in :mod:`phone.cluster.capf` and docs/capf.md.
 
-Parsing is strict, because a CAPF server hands out certificates: an unknown protocol id,
-command or element tag, an element that overruns the body, a body over :data:`MAX_BODY`, or an
-element whose value has the wrong size raises :class:`phone.errors.ProtocolError`, and the
-caller drops the connection. Nothing here touches a socket: :class:`FrameReader` takes bytes as
-they arrive and yields frames, :func:`encode_frame` turns a frame into bytes.
+Parsing is strict where capfd is (an unknown element tag, an element that overruns the body,
+a wrong protocol id) and liberal where capfd is: the certificate element's 5-byte wrapper is
+skipped unchecked (wire 2.4). A bad frame raises :class:`phone.errors.ProtocolError`; the
+server answers END_SESSION{7} and closes. Nothing here touches a socket: :class:`FrameReader`
+takes bytes as they arrive and yields frames, :func:`encode_frame` turns a frame into bytes.
 """
 
 from __future__ import annotations
@@ -36,12 +36,16 @@ __all__ = [
     "FrameReader",
     "KeyType",
     "Reason",
+    "Sudi",
     "Tag",
     "certificate_element",
     "cstring_element",
     "decode_frame",
     "encode_frame",
+    "proof_data",
     "sha2_signed_element",
+    "sudi_data",
+    "sudi_element",
     "u8_element",
     "u16_element",
 ]
@@ -228,33 +232,42 @@ class Frame:
     def certificate(self) -> tuple[CertType, bytes] | None:
         """Element 4: ``(certificate type, DER)``.
 
-        Nested as tag 0x01, u16 length, 0x00, the certificate-type byte, then the DER (section
-        9b: Jabber4Linux saw ``{01}[len] 00 01`` + DER). That the inner length counts the two
-        bytes before the DER is our reading [G]; the parser insists on it.
+        The value is a 5-byte wrapper ``01``, u16 (DER length + 2), ``00``, a type byte, then
+        the DER (wire 2.4). Receivers skip the wrapper without checking it, as both public
+        programs do: capfc writes type 01 even for a MIC. An unknown type byte reads as LSC.
         """
         value = self.raw(Tag.CERTIFICATE)
         if value is None:
             return None
-        if len(value) < 5 or value[0] != 0x01 or value[3] != 0x00:
-            raise ProtocolError(
-                f"CAPF {self.command.name}: certificate element does not start 01 <len> 00 <type>"
-            )
-        inner = int.from_bytes(value[1:3], "big")
-        if inner != len(value) - 3:
-            raise ProtocolError(
-                f"CAPF {self.command.name}: certificate element announces {inner} bytes, "
-                f"holds {len(value) - 3}"
-            )
+        if len(value) <= 5:
+            raise ProtocolError(f"CAPF {self.command.name}: certificate element holds no DER")
         try:
             kind = CertType(value[4])
         except ValueError:
+            kind = CertType.LSC
+        return kind, value[5:]
+
+    def sudi(self) -> Sudi | None:
+        """Element 16: three sub-blocks ``[type u8][len u16][bytes]`` (wire 2.4): type 0 the
+        SUDI certificate, then the SHA-1 signature, then the SHA-2 one (type 3 = SHA-512)."""
+        value = self.raw(Tag.SUDI_DATA)
+        if value is None:
+            return None
+        blocks: list[tuple[int, bytes]] = []
+        pos = 0
+        while pos < len(value):
+            if pos + 3 > len(value):
+                raise ProtocolError(f"CAPF {self.command.name}: SUDI sub-block cut off")
+            length = int.from_bytes(value[pos + 1 : pos + 3], "big")
+            if pos + 3 + length > len(value):
+                raise ProtocolError(f"CAPF {self.command.name}: SUDI sub-block overruns")
+            blocks.append((value[pos], value[pos + 3 : pos + 3 + length]))
+            pos += 3 + length
+        if len(blocks) != 3 or blocks[0][0] != 0:
             raise ProtocolError(
-                f"CAPF {self.command.name}: unknown certificate type {value[4]}"
-            ) from None
-        der = value[5:]
-        if not der:
-            raise ProtocolError(f"CAPF {self.command.name}: certificate element holds no DER")
-        return kind, der
+                f"CAPF {self.command.name}: SUDI data is not certificate + two signatures"
+            )
+        return Sudi(blocks[0][1], blocks[1][1], blocks[2][0], blocks[2][1])
 
     def sha2_signed(self) -> tuple[int, bytes] | None:
         """Element 20: ``(hash algorithm code, signature)``; 3 is SHA-512 (section 9b)."""
@@ -273,6 +286,27 @@ class Frame:
 
     def _size(self, tag: int, expected: str, got: int) -> str:
         return f"CAPF {self.command.name}: element {_tag_name(tag)} is {got} bytes, not {expected}"
+
+
+@dataclass(frozen=True, slots=True)
+class Sudi:
+    """The parts of element 16 (SUDI data)."""
+
+    certificate: bytes
+    sha1_signature: bytes
+    sha2_algorithm: int
+    sha2_signature: bytes
+
+
+def proof_data(device_name: str, certificate_der: bytes) -> bytes:
+    """What a phone signs to authenticate by certificate: ``device name + NUL + DER`` (2.6)."""
+    return device_name.encode("ascii") + b"\0" + certificate_der
+
+
+def sudi_data(session_id: int, certificate_der: bytes) -> bytes:
+    """What the SUDI signatures cover: the session id as u32 *little*-endian + the DER (2.6;
+    the one little-endian field of the protocol)."""
+    return struct.pack("<I", session_id) + certificate_der
 
 
 def _tag_name(tag: int) -> str:
@@ -319,6 +353,19 @@ def sha2_signed_element(signature: bytes, algorithm: int = SHA512_CODE) -> tuple
     return (
         Tag.SHA2_SIGNED_DATA,
         bytes((algorithm,)) + struct.pack(">H", len(signature)) + signature,
+    )
+
+
+def sudi_element(
+    certificate_der: bytes, sha1_signature: bytes, sha512_signature: bytes
+) -> tuple[int, bytes]:
+    """Element 16: (0, certificate), (1, SHA-1 signature), (3, SHA-512 signature)."""
+    return (
+        Tag.SUDI_DATA,
+        b"".join(
+            bytes((kind,)) + struct.pack(">H", len(value)) + value
+            for kind, value in ((0, certificate_der), (1, sha1_signature), (3, sha512_signature))
+        ),
     )
 
 
