@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 from clusterlab import NOW, make_lab, phone_mic, tvs_service
@@ -188,3 +189,15 @@ def test_tvs_client_certificate_defaults_to_off_as_tvsd(lab: Lab) -> None:
     assert verdict.valid and verdict.certificates == ()
     with pytest.raises(LabError):
         alpha.set_parameter("tvs-client-certificate", "sometimes", now=NOW)
+
+
+def test_tvs_client_certificate_is_persisted_and_shown(tmp_path: Path) -> None:
+    from phone.cli.lab_show import cluster_report
+    from phone.cluster.store import load_lab, save_lab
+
+    lab = make_lab()
+    lab.cluster().set_parameter("tvs-client-certificate", "required", now=NOW)
+    save_lab(lab, tmp_path / "lab")
+    again = load_lab(tmp_path / "lab")
+    assert again.cluster().parameters.tvs_client_certificate == "required"
+    assert cluster_report(again.cluster())["parameters"]["tvs-client-certificate"] == "required"

@@ -295,3 +295,41 @@ def test_sgn_sha512_config_verifies(kit: Kit) -> None:
     ).encode()
     outcome = evaluate_config(data, name=NAME, ctl=None, itl=kit.itl(), tvs=no_tvs)
     assert outcome.decision.verdict is Verdict.ACCEPTED
+
+
+# --- VERIFY when the phone holds the certificate, QUERY otherwise (issue 12; wire 1.3) ----------
+
+
+def test_item20_config_signer_unknown_to_the_lists_is_asked_with_query(
+    kit: Kit, other: Kit
+) -> None:
+    tvs = FakeTvs.knowing((other.callmanager, frozenset({Role.CCM})))
+    evaluate_config(other.config(MAC), name=NAME, ctl=None, itl=kit.itl(), tvs=tvs)
+    assert tvs.held == [None]  # only issuer and serial are known: the emulated QUERY [G]
+
+
+def test_item20_config_signer_held_in_a_list_under_another_role_is_verified(kit: Kit) -> None:
+    # Signed by the TVS certificate: the ITL holds it (TVS role, not TFTP), so the phone sends
+    # that certificate in a VERIFY, which tvsd can answer.
+    data = build_signed(b"<device/>", signer(kit.tvs), filename=NAME, timestamp=TIMESTAMP).encode()
+    tvs = FakeTvs.knowing((kit.tvs, frozenset({Role.CCM, Role.TFTP})))
+    outcome = evaluate_config(data, name=NAME, ctl=None, itl=kit.itl(), tvs=tvs)
+    assert outcome.decision.verdict is Verdict.ACCEPTED
+    assert tvs.held == [kit.tvs.certificate]
+
+
+def test_item12_new_itl_signer_is_verified_with_the_certificate_the_list_carries(kit: Kit) -> None:
+    from phone.trust.lists import ListKind, evaluate_trust_list
+
+    other = Kit.make("c9")
+    tvs = FakeTvs.knowing((other.itlrecovery, frozenset({Role.SAST})))
+    outcome = evaluate_trust_list(
+        other.itl().encode(),
+        name="ITLSEP001122334455.tlv",
+        kind=ListKind.ITL,
+        installed_ctl=None,
+        installed_itl=kit.itl(),
+        tvs=tvs,
+    )
+    assert outcome.decision.verdict is Verdict.ACCEPTED
+    assert tvs.held == [other.itlrecovery.certificate]  # its SAST record: a VERIFY
