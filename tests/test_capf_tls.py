@@ -297,3 +297,22 @@ def test_encrypted_config_end_to_end_over_sockets() -> None:
         threads += served.threads()
         served.stop()
     assert not [t for t in threads if t.is_alive()]
+
+
+def test_phone_silent_after_auth_request_gets_end_session_7_and_others_are_served(
+    lab: Lab,
+) -> None:
+    # capf-raw-silent-phone: capfd waits forever; vphone's server gives up after read_timeout
+    # with END_SESSION{7} (tvs-capf-wire.md 2.7), and serves other phones meanwhile.
+    quick = CapfTlsServer(
+        lab, lab.cluster().publisher.hostname, clock=lambda: NOW, read_timeout=0.5
+    )
+    capf.set_pending(lab.cluster(), MAC, CapfOperation.INSTALL, CapfAuth.NULL, now=NOW)
+    with quick, _tls(quick) as silent:
+        session = _read_auth_req(silent)
+        assert enroll(lab, quick, AuthType.NO_PASSWORD).outcome.ok  # type: ignore[union-attr]
+        silent.settimeout(3.0)
+        (end,) = _closed_by_server(silent)
+        assert end.command is Command.END_SESSION and end.session == session
+        assert end.elements == ((1, b"\x07"),)
+        assert quick.dropped == 1
