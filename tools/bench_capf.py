@@ -46,7 +46,7 @@ from keypool import pooled_keys
 NOW = datetime(2026, 6, 1, tzinfo=UTC)
 
 
-def no_tvs(issuer: str, serial: bytes) -> TvsOutcome:
+def no_tvs(issuer: str, serial: bytes, certificate: object = None) -> TvsOutcome:
     raise AssertionError("the ITL holds the CAPF record: TVS is never asked")
 
 
