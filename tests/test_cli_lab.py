@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 from clusterlab import NOW, phone_mic
+from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 from keypool import pooled_keys
 
@@ -307,3 +308,20 @@ def test_cli_node_stop_and_start(cli: Cli) -> None:
 def test_cli_refuses_a_folder_that_is_not_a_lab(cli: Cli) -> None:
     code, _, err = cli("lab", "show", str(cli.tmp))
     assert code == 2 and "not a vphone lab folder" in err
+
+
+def test_cli_cert_prints_the_pem_an_independent_peer_trusts(cli: Cli) -> None:
+    # tvsc -T and capfc -A take the server's certificate as a PEM file (tvs-capf-wire.md 1.1,
+    # 2.1): `lab cert` gives exactly the certificate the served node presents, never a key.
+    cli.lab("init", "--tvs-nodes", "2")
+    lab = load_lab(Path(cli.dir))
+    cluster = lab.cluster()
+    out = cli.lab("cert", "tvs", "--node", "cucm2.cluster1.lab")
+    assert "PRIVATE KEY" not in out
+    served = x509.load_pem_x509_certificate(out.encode())
+    assert served == cluster.node("cucm2.cluster1.lab").tvs.certificate
+    target = cli.tmp / "capf.pem"
+    assert "written to" in cli.lab("cert", "CAPF", "-o", str(target))
+    assert x509.load_pem_x509_certificate(target.read_bytes()) == cluster.capf.certificate
+    code, _, err = cli("lab", "cert", cli.dir, "bogus")
+    assert code == 2 and "unknown certificate kind 'bogus'" in err

@@ -12,7 +12,7 @@ what they act on:
 * :mod:`phone.cli.lab_show`: ``show`` and the cluster report;
 * :mod:`phone.cli.lab_devices`: ``add-device``, ``remove-device``, ``capf``, ``register``,
   ``unregister``;
-* :mod:`phone.cli.lab_certs`: ``regenerate``, ``export-certs``, ``import-certs``,
+* :mod:`phone.cli.lab_certs`: ``cert``, ``regenerate``, ``export-certs``, ``import-certs``,
   ``itl-reset``, ``itl-status``;
 * :mod:`phone.cli.lab_sip`: ``trunk-profile``, ``trunk``, ``app-user``, ``sip-realm``
   (items 43-44), which add their own arguments;
@@ -28,6 +28,7 @@ from pathlib import Path
 from phone.cli import lab_sip, serve
 from phone.cli.lab_certs import (
     PASSWORD_ENV,
+    cmd_cert,
     cmd_export,
     cmd_import,
     cmd_itl_reset,
@@ -80,6 +81,7 @@ __all__ = [
     "cmd_app_user_add",
     "cmd_app_user_remove",
     "cmd_capf",
+    "cmd_cert",
     "cmd_ctl_update",
     "cmd_export",
     "cmd_get",
@@ -212,6 +214,12 @@ def register(sub: Sub) -> None:
         choices=[k.value for k in capf.CapfKeyType],
         help="the LSC key (EC needs an ITL with signer version 1.1)",
     )
+
+    p = add_command(commands, "cert", cmd_cert, "print a certificate of the lab as PEM")
+    lab_arguments(p)
+    p.add_argument("cert", metavar="CERT", help="callmanager, tvs, itlrecovery, capf or tomcat")
+    p.add_argument("--node", metavar="HOST", help="node (per-node certificates)")
+    p.add_argument("-o", "--output", type=Path, metavar="FILE", help="write to FILE")
 
     p = add_command(commands, "regenerate", cmd_regenerate, "regenerate a certificate and its key")
     lab_arguments(p)

@@ -21,7 +21,13 @@ from phone.cluster import certops
 from phone.cluster.cluster import Cluster
 from phone.cluster.store import load_lab
 from phone.errors import UsageError
-from phone.pki import CertKind, identity_from_pkcs12, private_folder, write_private_file
+from phone.pki import (
+    CertKind,
+    cert_to_pem,
+    identity_from_pkcs12,
+    private_folder,
+    write_private_file,
+)
 
 PASSWORD_ENV = "VPHONE_PKCS12_PASSWORD"  # noqa: S105 - the variable's name, not a password
 
@@ -42,6 +48,26 @@ def _confirm(warning: str, yes: bool) -> None:
     answer = input("Proceed? [y/N] ")
     if answer.strip().lower() not in ("y", "yes"):
         raise UsageError("not regenerated")
+
+
+def cmd_cert(args: argparse.Namespace) -> int:
+    """``lab cert CERT``: one certificate of the lab as PEM (never its key).
+
+    What an independent peer needs to trust a served lab: tvsc's ``-T`` (the TVS node's
+    certificate), capfc's ``-A`` (CAPF), a client's trust anchor for the CallManager.
+    """
+    lab = load_lab(args.dir)
+    cluster = chosen_cluster(lab, args)
+    kind = CertKind.from_name(args.cert)
+    identity = cluster.identity(kind, args.node)
+    pem = cert_to_pem(identity.certificate)
+    if args.output is None:
+        sys.stdout.write(pem.decode())
+    else:
+        args.output.write_bytes(pem)
+        subject = identity.subject_string
+        emit(f"{cluster.name}: {kind} certificate ({subject}) written to {args.output}")
+    return 0
 
 
 def cmd_regenerate(args: argparse.Namespace) -> int:

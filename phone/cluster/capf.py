@@ -4,7 +4,7 @@ Proxy Function, for authenticating phones").
 
 Why this module is longer than 600 lines: a session is one state machine (authentication, then
 each operation's exchange) whose steps share the session's fields; the operations it carries
-out are data in :mod:`phone.cluster.capf_ops`.
+out, and their JSON in the lab folder, are data in :mod:`phone.cluster.capf_ops`.
 
 Pure: frames and ``now`` in, frames and cluster changes out. A TLS server on TCP 3804
 (:mod:`phone.net.capf_tls`) or the in-memory backend (:mod:`phone.net.memory`) carries the
@@ -57,7 +57,17 @@ from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.serialization import Encoding, load_der_public_key
 from cryptography.x509.oid import ExtendedKeyUsageOID, ObjectIdentifier
 
-from phone.cluster.capf_ops import CapfAuth, CapfKeyType, CapfOperation, CapfPending, CapfResult
+from phone.cluster.capf_ops import (
+    CapfAuth,
+    CapfKeyType,
+    CapfOperation,
+    CapfPending,
+    CapfResult,
+    pending_from_json,
+    pending_to_json,
+    result_from_json,
+    result_to_json,
+)
 from phone.cluster.records import TrustStore
 from phone.cluster.tvs import authenticate_client
 from phone.errors import LabError, ProtocolError
@@ -636,77 +646,3 @@ def _key_problem(public_key: object, key_type: CapfKeyType) -> str | None:
     ):
         return f"the phone sent a key that is not the {key_type.value} key CAPF asked for"
     return None
-
-
-# --- the lab folder (phone.cluster.store) --------------------------------------------------------
-
-
-def pending_to_json(pending: CapfPending | None) -> dict[str, object] | None:
-    """A pending operation as JSON-ready data (the lab folder keeps the string: it is a lab)."""
-    if pending is None:
-        return None
-    return {
-        "operation": pending.operation.value,
-        "auth": pending.auth.value,
-        "secret": pending.secret,
-        "key_type": pending.key_type.value,
-        "set_at": pending.set_at,
-    }
-
-
-def pending_from_json(value: object) -> CapfPending | None:
-    """The inverse of :func:`pending_to_json`.
-
-    Raises:
-        LabError: not a pending operation.
-    """
-    if value is None:
-        return None
-    if not isinstance(value, dict):
-        raise LabError("a device's pending CAPF operation is not an object")
-    try:
-        secret = value.get("secret")
-        return CapfPending(
-            CapfOperation(str(value["operation"])),
-            CapfAuth(str(value["auth"])),
-            None if secret is None else str(secret),
-            CapfKeyType(str(value.get("key_type", CapfKeyType.RSA_2048.value))),
-            int(value.get("set_at", 0)),
-        )
-    except (KeyError, ValueError, TypeError) as exc:
-        raise LabError(f"bad pending CAPF operation: {exc}") from None
-
-
-def result_to_json(result: CapfResult | None) -> dict[str, object] | None:
-    """The last CAPF outcome as JSON-ready data."""
-    if result is None:
-        return None
-    return {
-        "operation": result.operation.value,
-        "ok": result.ok,
-        "reason": result.reason,
-        "at": result.at,
-        "certificates": list(result.certificates),
-    }
-
-
-def result_from_json(value: object) -> CapfResult | None:
-    """The inverse of :func:`result_to_json`.
-
-    Raises:
-        LabError: not a CAPF outcome.
-    """
-    if value is None:
-        return None
-    if not isinstance(value, dict):
-        raise LabError("a device's CAPF outcome is not an object")
-    try:
-        return CapfResult(
-            CapfOperation(str(value["operation"])),
-            bool(value["ok"]),
-            str(value["reason"]),
-            int(value["at"]),
-            tuple(str(c) for c in value.get("certificates", ())),
-        )
-    except (KeyError, ValueError, TypeError) as exc:
-        raise LabError(f"bad CAPF outcome: {exc}") from None

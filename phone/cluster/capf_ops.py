@@ -14,7 +14,17 @@ from enum import StrEnum
 from phone.errors import LabError
 from phone.wire.capf import AuthType
 
-__all__ = ["CapfAuth", "CapfKeyType", "CapfOperation", "CapfPending", "CapfResult"]
+__all__ = [
+    "CapfAuth",
+    "CapfKeyType",
+    "CapfOperation",
+    "CapfPending",
+    "CapfResult",
+    "pending_from_json",
+    "pending_to_json",
+    "result_from_json",
+    "result_to_json",
+]
 
 _AUTH_STRING = re.compile(r"[0-9]{4,10}")  # CUCM's authentication string: 4 to 10 digits
 
@@ -139,3 +149,77 @@ class CapfResult:
         return (
             f"{self.operation.value} {'succeeded' if self.ok else 'FAILED'} {stamp}: {self.reason}"
         )
+
+
+# --- in the lab folder (phone.cluster.codec) -----------------------------------------------
+
+
+def pending_to_json(pending: CapfPending | None) -> dict[str, object] | None:
+    """A pending operation as JSON-ready data (the lab folder keeps the string: it is a lab)."""
+    if pending is None:
+        return None
+    return {
+        "operation": pending.operation.value,
+        "auth": pending.auth.value,
+        "secret": pending.secret,
+        "key_type": pending.key_type.value,
+        "set_at": pending.set_at,
+    }
+
+
+def pending_from_json(value: object) -> CapfPending | None:
+    """The inverse of :func:`pending_to_json`.
+
+    Raises:
+        LabError: not a pending operation.
+    """
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise LabError("a device's pending CAPF operation is not an object")
+    try:
+        secret = value.get("secret")
+        return CapfPending(
+            CapfOperation(str(value["operation"])),
+            CapfAuth(str(value["auth"])),
+            None if secret is None else str(secret),
+            CapfKeyType(str(value.get("key_type", CapfKeyType.RSA_2048.value))),
+            int(value.get("set_at", 0)),
+        )
+    except (KeyError, ValueError, TypeError) as exc:
+        raise LabError(f"bad pending CAPF operation: {exc}") from None
+
+
+def result_to_json(result: CapfResult | None) -> dict[str, object] | None:
+    """The last CAPF outcome as JSON-ready data."""
+    if result is None:
+        return None
+    return {
+        "operation": result.operation.value,
+        "ok": result.ok,
+        "reason": result.reason,
+        "at": result.at,
+        "certificates": list(result.certificates),
+    }
+
+
+def result_from_json(value: object) -> CapfResult | None:
+    """The inverse of :func:`result_to_json`.
+
+    Raises:
+        LabError: not a CAPF outcome.
+    """
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise LabError("a device's CAPF outcome is not an object")
+    try:
+        return CapfResult(
+            CapfOperation(str(value["operation"])),
+            bool(value["ok"]),
+            str(value["reason"]),
+            int(value["at"]),
+            tuple(str(c) for c in value.get("certificates", ())),
+        )
+    except (KeyError, ValueError, TypeError) as exc:
+        raise LabError(f"bad CAPF outcome: {exc}") from None

@@ -19,7 +19,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-from phone.cluster import capf
+from phone.cluster import capf_ops
 from phone.cluster.itl import DeviceHashRow, ItlHashDatabase, TftpHashRow
 from phone.cluster.records import (
     ClusterState,
@@ -225,8 +225,8 @@ def encode_cluster(state: ClusterState) -> tuple[dict[str, Any], dict[str, Ident
             "autoregistered": d.autoregistered,
             "changed_at": d.changed_at,
             "digest_authentication": d.digest_authentication,
-            "capf": capf.pending_to_json(d.capf),
-            "capf_result": capf.result_to_json(d.capf_result),
+            "capf": capf_ops.pending_to_json(d.capf),
+            "capf_result": capf_ops.result_to_json(d.capf_result),
         }
         for d in state.devices.values()
     ]
@@ -359,8 +359,8 @@ def decode_cluster(
             autoregistered=bool(d["autoregistered"]),
             changed_at=int(d["changed_at"]),
             digest_authentication=bool(d.get("digest_authentication", False)),
-            capf=capf.pending_from_json(d.get("capf")),
-            capf_result=capf.result_from_json(d.get("capf_result")),
+            capf=capf_ops.pending_from_json(d.get("capf")),
+            capf_result=capf_ops.result_from_json(d.get("capf_result")),
         )
         for d in document["devices"]
     }
