@@ -3,8 +3,9 @@
 phone-behaviour.md items 36-39: a phone fetches ``<load>.loads`` when the configured load differs
 from the running one (item 36), refuses an image whose signature verifies with none of the
 image-signing keys its running firmware knows (item 37) and so needs an *intermediate* load to
-cross a vendor signing-key rollover (item 38, 7900 series: units shipped on 8.3(1) cannot take
-8.5(2)SR1+ images directly [S28][S29]).
+cross a vendor signing-key rollover (item 38: Java 79xx units shipped on 8.3(1) cannot take
+8.5(2)SR1+ images directly [S28][S29]; the 7940/7960 take 8.1(2) only over 8.1(1)). Which loads
+exist, for which hardware, is the model table's (:mod:`phone.catalog.table`).
 
 What is Cisco's and what is emulated (docs/firmware.md):
 
@@ -30,7 +31,8 @@ from dataclasses import dataclass
 
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
-from phone.catalog.models import ImageFormat
+from phone.catalog.rows import ImageFormat
+from phone.catalog.table import LOAD_ROWS
 from phone.formats.firmware import build_container
 from phone.formats.header import (
     Digest,
@@ -56,12 +58,6 @@ PAYLOAD_LOAD_ID = "LOAD_ID"
 PAYLOAD_FAMILY = "FAMILY"
 PAYLOAD_KNOWN_KEYS = "KNOWN_IMAGE_KEYS"
 
-FAMILY_FORMATS: dict[str, ImageFormat] = {
-    "79xx": ImageFormat.LEGACY,  # section 10a
-    "78xx": ImageFormat.CONTAINER,  # section 10b (the four real files were 78xx)
-    "88xx": ImageFormat.CONTAINER,  # section 10b
-}
-
 
 @dataclass(frozen=True)
 class Load:
@@ -84,29 +80,13 @@ class Load:
         return image_filename(self.name)
 
 
-def _load(name: str, family: str, signing_key_id: str, *known: str) -> Load:
-    return Load(name, family, FAMILY_FORMATS[family], signing_key_id, tuple(known))
-
-
-_2009 = "image-key-2009"
-_2010 = "image-key-2010"
-
 CATALOGUE: dict[str, Load] = {
-    load.name: load
-    for load in (
-        # Item 38 / [S28][S29]: a unit shipped on 8.3(1) knows only the old key ...
-        _load("SIP79xx.8-3-1", "79xx", _2009, _2009),
-        # ... the intermediate load is still signed with the old key but knows both ...
-        _load("SIP79xx.8-5-2", "79xx", _2009, _2009, _2010),
-        # ... so that the load signed with the new key can follow it.
-        _load("SIP79xx.9-2-1", "79xx", _2010, _2009, _2010),
-        _load("sip88xx.12-0-1", "88xx", _2010, _2010),
-        _load("sip88xx.14-1-1", "88xx", _2010, _2010),
-        # A load for other hardware, signed with a key 88xx firmware knows: an 88xx phone must
-        # refuse it with "Load rejected HC" (item 39), not "Auth Fail".
-        _load("sip78xx.11-0-1", "78xx", _2010, _2010),
+    row.name: Load(
+        row.name, row.load_family, row.image_format, row.signing_key_id, row.known_key_ids
     )
+    for row in LOAD_ROWS
 }
+"""Every load of the model table (:data:`phone.catalog.table.LOAD_ROWS`), by name."""
 
 
 def image_filename(load_name: str) -> str:

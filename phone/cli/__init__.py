@@ -18,9 +18,9 @@ Handler = Callable[[argparse.Namespace], int]
 
 def _groups() -> list[Callable[[argparse._SubParsersAction[argparse.ArgumentParser]], None]]:
     # Imported here so that `vphone --help` stays fast and a broken group names itself.
-    from phone.cli import device, files, lab, scenario  # noqa: PLC0415
+    from phone.cli import device, files, lab, models, scenario  # noqa: PLC0415
 
-    return [device.register, files.register, lab.register, scenario.register]
+    return [device.register, files.register, lab.register, models.register, scenario.register]
 
 
 def build_parser() -> argparse.ArgumentParser:

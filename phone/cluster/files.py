@@ -14,9 +14,10 @@ Names answered (case-insensitive, leading "/" ignored, like CUCM's TFTP):
 ``SEP<MAC>.cnf.xml.sgn``               the same, signed with this node's CallManager key
 ``SEP<MAC>.cnf.xml.enc.sgn``           encrypted config (devices with config encryption and a
                                        known LSC/MIC), signed
-``XMLDefault.cnf.xml`` (``.sgn``)      autoregistration default config; the ``.sgn`` is signed
-                                       in every mode but refused to models without Security by
-                                       Default (seed, Autoregistration)
+``XMLDefault.cnf.xml`` (``.sgn``)      autoregistration default config, in both modes; the
+                                       ``.sgn`` is signed (seed, Autoregistration). Phones
+                                       without Security by Default ask for the plain name: the
+                                       server answers names, it cannot know a phone's model
 ``RingList.xml`` (``.sgn``)            static ring list; ``.sgn`` in mixed mode only (seed,
                                        File Authentication: static files signed in mixed mode)
 any name in ``cluster.firmware``       firmware loads, served as they are
@@ -39,7 +40,6 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.serialization import Encoding
 
-from phone.catalog.models import MODELS
 from phone.errors import VphoneError
 from phone.formats.configxml import CAPF_PORT, DeviceConfig, render_config
 from phone.formats.signed import build_encrypted, build_signed, md5_hex
@@ -156,13 +156,6 @@ def default_config(cluster: Cluster) -> DeviceConfig:
     )
 
 
-def _supports_sbd(model: str | None) -> bool:
-    if model is None:
-        return True
-    row = MODELS.get(model.upper().removeprefix("CP-"))
-    return True if row is None else row.security_by_default
-
-
 class FileService:
     """The files TFTP node ``host`` of ``cluster`` serves (module docstring)."""
 
@@ -233,10 +226,11 @@ class FileService:
         if key in ("xmldefault.cnf.xml", "xmldefault.cnf.xml.sgn"):
             payload = render_config(default_config(cluster))
             if key.endswith(".sgn"):
-                # Seed: "Cisco IP Phones that do not support Security by Default will be
-                # served a nonsigned default configuration file."
-                if client is not None and not _supports_sbd(client.model):
-                    return None
+                # Seed: "The default configuration file will also be signed. Cisco IP Phones
+                # that do not support Security by Default will be served a nonsigned default
+                # configuration file." A TFTP server cannot know the model of the phone asking:
+                # those phones get the plain file because that is the name they request
+                # (phone.trust.config.default_config_names).
                 return self._signed("XMLDefault.cnf.xml.sgn", payload, None)
             return payload
         if key == "ringlist.xml":

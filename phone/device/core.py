@@ -73,6 +73,7 @@ class Volatile:
 
     tvs: TvsClient = field(default_factory=TvsClient)
     wants_encrypted: bool = False
+    config_refused: bool = False  # this boot's config was refused: the last good one is in use
 
 
 @dataclass
@@ -196,7 +197,7 @@ class PhoneCore:
             return existing
         key = ec.generate_private_key(ec.SECP256R1())
         certificate = issue(
-            manufacturing_ca(self.model.family),
+            manufacturing_ca(self.model.mic_family),
             f"{self.model.device_prefix}-SEP{self.mac}",
             key.public_key(),
             now=self.clock(),

@@ -35,7 +35,11 @@ class ConfigStep(PhoneCore):
         )
         if outcome is None:
             # Item 6: a device the cluster does not know falls back to the default config.
-            outcome = self._fetch_config(default_config_names(ctl=self.ctl, itl=self.itl))
+            sbd = self.model.security_by_default
+            outcome = self._fetch_config(
+                default_config_names(ctl=self.ctl, itl=self.itl, security_by_default=sbd),
+                pre_sbd_default=not sbd,
+            )
         config = self._accept_config(outcome)
         stub: DeviceConfig | None = None
         if config is not None and config.encrypted_config and not config.full_config:
@@ -49,6 +53,7 @@ class ConfigStep(PhoneCore):
             config = self._accept_config(outcome)
             if config is None:
                 self._encrypted_config_unreadable(stub)
+        self._volatile.config_refused = config is None
         if config is not None:
             self.config = config  # before CAPF: its TVS members may be asked about the server
         announced = config if config is not None else stub
@@ -129,7 +134,9 @@ class ConfigStep(PhoneCore):
             return "load_differs"
         return "config_ok"
 
-    def _fetch_config(self, candidates: Iterable[str]) -> ConfigOutcome | None:
+    def _fetch_config(
+        self, candidates: Iterable[str], *, pre_sbd_default: bool = False
+    ) -> ConfigOutcome | None:
         for name in candidates:
             data = self._fetch("config", name)
             if data is None:
@@ -141,6 +148,7 @@ class ConfigStep(PhoneCore):
                 itl=self.itl,
                 tvs=self._ask_tvs,
                 private_key=self._decryption_key(),
+                pre_sbd_default=pre_sbd_default,
             )
             self._decide("config", outcome.decision, name)
             return outcome

@@ -8,6 +8,7 @@ the boot cycle so the phone keeps booting its resident image instead of asking a
 from __future__ import annotations
 
 from phone.catalog.loads import image_filename
+from phone.catalog.models import StatusKey
 from phone.device import flash as names
 from phone.device.core import PhoneCore
 from phone.trust.decision import Status, Verdict
@@ -30,14 +31,19 @@ class FirmwareStep(PhoneCore):
         decision = evaluate_image(
             data,
             requested=wanted,
-            model_family=self.model.family,
+            model_family=self.model.load_family,
             image_format=self.model.image_format,
             known_key_ids=self.known_image_keys,
         )
         verdict = Verdict.ACCEPTED if decision.accepted else Verdict.REJECTED
         self._record("image", verdict, decision.rule, decision.reason, file=name)
-        if decision.status:
-            self._say(decision.status)
+        status = decision.status
+        if status == Status.AUTH_FAIL:
+            # The same refusal reads differently per family: "Auth Fail" on the Java 79xx and
+            # 88xx, "File auth error" on the 7940/7960 [C41] (the model table's text).
+            status = self.model.status(StatusKey.IMAGE_AUTH) or status
+        if status:
+            self._say(status)
         if not decision.accepted or decision.load is None:
             # Item 37: keep booting the resident image.
             self._cycle.failed_loads.add(wanted)

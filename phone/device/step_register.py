@@ -15,6 +15,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from phone.device.core import PhoneCore
 from phone.device.port import ItlReport, RegisterRequest
 from phone.errors import NetworkError
+from phone.formats.configxml import SIP_PORT, SIP_TLS_PORT
 from phone.formats.trustlist import Role
 from phone.trust.decision import Status, Verdict
 
@@ -44,11 +45,26 @@ class RegisterStep(PhoneCore):
                 f"security mode {config.device_security_mode} needs a CTL and none was installed "
                 f"after {self.model.ctl_attempts} attempts; the phone does not register insecurely",
             )
-        if not config.callmanagers:
+        callmanagers = config.callmanagers
+        rule = "item 1"  # a digest failure names item 40 or 42 (from the backend's result)
+        if self._volatile.config_refused and self.tftp not in config.tftp_servers:
+            # Moved without preparation (item 32): the new cluster's config is not honoured and
+            # the kept one belongs to another TFTP server. C2: the phone "very likely will
+            # register, it registers to configured TFTP server by default. The phone likely will
+            # not register if the new TFTP server is not running the CallManager service."
+            callmanagers = ((self.tftp, SIP_PORT, SIP_TLS_PORT),)
+            rule = "item 32"
+            self._record(
+                "register",
+                Verdict.SKIPPED,
+                rule,
+                f"the configuration in use came from another TFTP server and this one's was "
+                f"refused: registering to the configured TFTP server {self.tftp} (C2)",
+            )
+        if not callmanagers:
             return self._registration_failed("item 1", "the configuration names no CallManager")
         failures: list[str] = []
-        rule = "item 1"  # a digest failure names item 40 or 42 (from the backend's result)
-        for host, sip_port, secure_sip_port in config.callmanagers:
+        for host, sip_port, secure_sip_port in callmanagers:
             request = RegisterRequest(
                 callmanager=host,
                 port=secure_sip_port if secure else sip_port,

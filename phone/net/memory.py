@@ -111,7 +111,9 @@ class MemoryBackend:
     def register(self, request: RegisterRequest) -> RegisterResult:
         """Register with the lab's CallManager at ``request.callmanager``."""
         endpoint = self.lab.resolve(request.callmanager)
-        if endpoint is None or not endpoint.node.running:
+        # A node that runs no CallManager service answers no REGISTER (C2: "The phone likely
+        # will not register if the new TFTP server is not running the CallManager service").
+        if endpoint is None or not endpoint.node.running or not endpoint.node.runs_callmanager:
             raise NetworkError(f"no CallManager answers at {request.callmanager}:{request.port}")
         cluster = endpoint.cluster
         if request.transport == "tls" and request.check_server is not None:

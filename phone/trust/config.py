@@ -49,9 +49,16 @@ def config_names(
     return (base,)
 
 
-def default_config_names(*, ctl: TrustList | None, itl: TrustList | None) -> tuple[str, ...]:
-    """Autoregistration fallback (item 6): signed when the phone checks signatures."""
-    if has_tftp_certificate(ctl, itl):
+def default_config_names(
+    *, ctl: TrustList | None, itl: TrustList | None, security_by_default: bool = True
+) -> tuple[str, ...]:
+    """Autoregistration fallback (item 6): signed when the phone checks signatures.
+
+    Seed (Autoregistration): "Cisco IP Phones that do not support Security by Default will be
+    served a nonsigned default configuration file": such a phone asks for the plain name even
+    with a CTL installed, and so gets the plain file from a server that cannot know its model.
+    """
+    if security_by_default and has_tftp_certificate(ctl, itl):
         return ("XMLDefault.cnf.xml.sgn",)
     return ("XMLDefault.cnf.xml",)
 
@@ -87,13 +94,24 @@ def evaluate_config(
     tvs: TvsAsk,
     private_key: rsa.RSAPrivateKey | None = None,
     what: str = "config",
+    pre_sbd_default: bool = False,
 ) -> ConfigOutcome:
     """Decide whether to accept ``data``, downloaded as ``name``.
 
     The same rule serves the other signed TFTP files of item 8 (ring lists, locales):
-    ``what`` names the kind of file in the reasons.
+    ``what`` names the kind of file in the reasons. ``pre_sbd_default`` is set for the default
+    config of a phone without Security by Default, which takes it unsigned (seed).
     """
     failed = f"{Status.FILE_AUTH_ERROR} {name}"
+    if pre_sbd_default and not name.endswith(".sgn"):
+        return ConfigOutcome(
+            accepted(
+                "seed",
+                f"{name}: a phone without Security by Default is served a nonsigned default "
+                "configuration file (seed, Autoregistration)",
+            ),
+            data,
+        )
     if not name.endswith(".sgn"):
         allowed, rule, why = _unsigned_allowed(ctl, itl)
         if allowed:
