@@ -9,7 +9,8 @@ files (freshly built ITL/CTL, .sgn, .enc.sgn and container images, the shared sa
 ``../shared/samples`` when present, and any ``--corpus`` files), mutates them (bit flips, byte
 sets, inserts, deletes, truncations, lying 16-bit lengths, copied ranges, DER-targeted edits) and
 feeds each result to ``parse_trust_list``, ``parse_signed``, ``parse_image``,
-``parse_container`` and, for what parses, ``Record.certificate()``, the self-verification, the
+``parse_container``, the SCCP stream reader (``sccp.parse_stream``, seeded with a registration
+exchange) and, for what parses, ``Record.certificate()``, the self-verification, the
 signature check and decryption. Any exception (or warning) other than a documented FormatError
 subclass (or, after a successful parse, SignatureError/DecryptionError) is a crash: its input is
 written to ``--crashes`` and the run exits 1.
@@ -66,6 +67,7 @@ from phone.formats import (
     verify_self_signed,
 )
 from phone.pki import FreshKeys, self_signed
+from phone.wire import sccp
 
 REPO = Path(__file__).resolve().parent.parent
 SAMPLES = REPO.parent / "shared" / "samples"
@@ -78,6 +80,7 @@ PARSERS: dict[str, Callable[[bytes], object]] = {
     "parse_signed": parse_signed,
     "parse_image": parse_image,
     "parse_container": parse_container,
+    "sccp.parse_stream": sccp.parse_stream,
 }
 
 
@@ -174,8 +177,31 @@ def build_seeds() -> tuple[list[bytes], Target]:
             iv=os.urandom(16),
         ).encode(),
         build_container(b"[CISCO-ID]\nfuzz\n" * 8, "fuzz.loads", big).encode(),
+        sccp_seed(),
     ]
     return seeds, Target(signer, other)
+
+
+def sccp_seed() -> bytes:
+    """A registration exchange as one SCCP byte stream (both directions concatenated)."""
+    register = sccp.StationRegister(
+        device_name="SEP001122334455",
+        device_type=sccp.DEVICE_TYPES["7942"],
+        protocol_version=17,
+        extension=sccp.RegisterExtension(max_lines=2, firmware_load="SCCP42.9-4-2SR3-1S"),
+    )
+    messages: list[sccp.Message | sccp.Unknown] = [
+        register,
+        sccp.RegisterAck(),
+        sccp.CapabilitiesReq(),
+        sccp.CapabilitiesRes(capabilities=(sccp.Capability(4),)),
+        sccp.ButtonTemplateRes(buttons=(sccp.Button(1, 9),), total=1),
+        sccp.LineStatRes(number="1001"),
+        sccp.RegisterReject(text="Unknown device"),
+        sccp.KeepAlive(),
+        sccp.Unknown(0x9F, b"\x01\0\0\0"),
+    ]
+    return b"".join(sccp.encode(m) for m in messages)
 
 
 def corpus_files(folders: Sequence[Path]) -> list[bytes]:
