@@ -275,25 +275,22 @@ def test_silent_and_slow_peers_are_dropped_while_others_are_served(
         slow.close()
 
 
-def test_connection_limit_refuses_extra_connections(
+def test_connection_limit_evicts_an_idle_connection_for_a_new_one(
     lab: Lab, cluster: Cluster, mic: Identity
 ) -> None:
     tvs = TvsTlsServer(
         lab, cluster.publisher.hostname, clock=lambda: NOW, read_timeout=0.3, max_connections=1
     )
     with tvs:
-        hog = socket.create_connection(tvs.address)
+        hog = socket.create_connection(tvs.address)  # idle: no byte sent
         try:
-            assert _eventually(lambda: len(tvs._workers) == 1)
-            extra = socket.create_connection(tvs.address, timeout=1)
-            assert extra.recv(1) == b""  # closed at once
-            extra.close()
-            assert tvs.dropped >= 1
+            assert _eventually(lambda: tvs.open_connections == 1)
+            valid, _ = query(tvs, cluster, mic)  # the hog makes room
+            assert valid
+            assert hog.recv(1) == b""
+            assert tvs.evicted == 1
         finally:
             hog.close()
-        assert _eventually(lambda: not tvs._workers)
-        valid, _ = query(tvs, cluster, mic)
-        assert valid
     assert tvs.thread is not None and not tvs.thread.is_alive()
 
 
@@ -302,12 +299,11 @@ def test_stop_ends_open_connections(lab: Lab, cluster: Cluster, mic: Identity) -
     tvs.start()
     raw = socket.create_connection(tvs.address, timeout=2)
     tls = client_context(mic).wrap_socket(raw)
-    assert _eventually(lambda: len(tvs._workers) == 1)
-    workers = list(tvs._workers)
+    assert _eventually(lambda: tvs.open_connections == 1)
     started = time.monotonic()
     tvs.stop()
     assert time.monotonic() - started < 2
-    assert all(not w.is_alive() for w in workers)
+    assert not [t for t in threading.enumerate() if t.name.startswith("tvs-")]
     assert tvs.thread is not None and not tvs.thread.is_alive()
     tls.close()
 

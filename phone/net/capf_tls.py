@@ -7,12 +7,14 @@ LSC/MIC in AUTH_RESP: :mod:`phone.cluster.capf`). Every connection gets a
 :class:`phone.cluster.capf.CapfSession` from the cluster's :class:`~phone.cluster.capf.CapfService`
 (server-chosen session ids that increase per connection); the session speaks first.
 
-A malformed or truncated frame, a frame out of order, a silent peer (``read_timeout`` per read,
-handshake included; capfd has no timeout, vphone does so that a silent phone cannot hold a
-worker) or a peer that leaves mid-session ends *that* connection with END_SESSION{7}, as capfd
-ends it: the session is dropped (logged in the cluster's service log, nothing recorded on the
-device) and the server keeps serving. Connections are served one thread each, at most
-``max_connections`` at once. Calls into the lab are serialized by ``lock`` (share
+A malformed or truncated frame, a frame out of order, a silent peer (the TLS handshake, and
+each answer the server waits for, bounded by ``read_timeout`` as a whole, not per read; capfd
+has no timeout, vphone does so that a silent phone cannot hold a slot) or a peer that leaves
+mid-session ends *that* connection with END_SESSION{7}, as capfd ends it: the session is
+dropped (logged in the cluster's service log, nothing recorded on the device) and the server
+keeps serving. Connections are held by one selector loop and served by a bounded pool of
+workers (:class:`phone.net.service.StreamService`); a connection whose session has begun is
+never evicted. Calls into the lab are serialized by ``lock`` (share
 :attr:`phone.net.servers.LabServer.lock`).
 
 :func:`capf_exchange_tls` is the phone's side: TLS without a client certificate, the server
@@ -30,10 +32,19 @@ import threading
 from collections.abc import Callable
 from datetime import UTC, datetime
 
+from phone.cluster.capf import CapfSession
 from phone.cluster.lab import Lab
 from phone.device.port import CapfConversation
 from phone.errors import NetworkError
-from phone.net.service import DropConnection, ThreadedTcpService, tls_connect
+from phone.net.service import (
+    MAX_CONNECTIONS,
+    MAX_PER_SOURCE,
+    WORKERS,
+    Conversation,
+    DropConnection,
+    StreamService,
+    tls_connect,
+)
 from phone.net.tvs_tls import client_context, server_context
 from phone.trust.tvs import ServerCheck
 from phone.wire.capf import Frame, FrameReader, encode_frame
@@ -48,7 +59,66 @@ def _utc_now() -> datetime:
     return datetime.now(UTC)
 
 
-class CapfTlsServer(ThreadedTcpService):
+class _CapfConversation(Conversation):
+    """A CAPF connection: the cluster's :class:`CapfSession`, the server speaking first."""
+
+    def __init__(self, server: CapfTlsServer, session: CapfSession, opening: list[Frame]) -> None:
+        self._server = server
+        self._session = session
+        self._opening = opening
+        self._reader = FrameReader()
+
+    def start(self) -> list[bytes]:
+        # One write per message: capfd notes that a phone's CAPF client stalls when a message
+        # is split across writes (tvs-capf-wire.md section 0).
+        return [encode_frame(frame) for frame in self._opening]
+
+    def feed(self, data: bytes) -> list[bytes]:
+        out: list[bytes] = []
+        for frame in self._reader.feed(data):
+            with self._server.lock:
+                replies = self._session.receive(frame)
+            out += [encode_frame(reply) for reply in replies]
+            if self._session.finished:
+                break
+        if self._session.finished and not self._session.dropped:
+            with self._server._state_lock:
+                self._server.sessions += 1
+        return out
+
+    @property
+    def failure(self) -> str | None:
+        if self._session.finished and self._session.dropped:
+            return self._session.problem or "protocol breach"
+        return None
+
+    @property
+    def partial(self) -> bool:
+        return self._reader.pending > 0
+
+    @property
+    def expecting(self) -> bool:
+        return not self._session.finished
+
+    @property
+    def finished(self) -> bool:
+        return self._session.finished
+
+    def end(self) -> None:
+        if not self._session.finished:
+            cut = " mid-frame" if self._reader.pending else ""
+            raise DropConnection(f"the phone closed the connection{cut} mid-session")
+
+    def abort(self, reason: str) -> list[bytes]:
+        # Answered as capfd answers, END_SESSION{7} (best effort: the peer may be gone), logged
+        # in the cluster's service log, nothing recorded on the device.
+        if self._session.finished:  # ended by the session itself: already logged
+            return []
+        with self._server.lock:
+            return [encode_frame(frame) for frame in self._session.abort(reason)]
+
+
+class CapfTlsServer(StreamService):
     """The CAPF of the cluster whose publisher is ``host``, over TLS (module docstring).
 
     Args:
@@ -58,8 +128,10 @@ class CapfTlsServer(ThreadedTcpService):
         listen: address to bind; port 0 picks a free port (see :attr:`address`).
         clock: the time CAPF issues LSCs and checks certificates at (default: the lab's clock,
             else the wall clock).
-        read_timeout: seconds a connection may stay silent (handshake included).
-        max_connections: connections served at once.
+        read_timeout: seconds the TLS handshake may take, and the phone has for each answer.
+        max_connections, max_per_source: connections held at once, in all and from one
+            address; at the limit the least recently active idle connection is evicted.
+        workers: threads that run handshakes and sessions.
         lock: held around every call into the lab.
     """
 
@@ -75,18 +147,27 @@ class CapfTlsServer(ThreadedTcpService):
         listen: tuple[str, int] = ("127.0.0.1", 0),
         clock: Callable[[], datetime] | None = None,
         read_timeout: float = 2.0,
-        max_connections: int = 64,
+        max_connections: int = MAX_CONNECTIONS,
+        max_per_source: int = MAX_PER_SOURCE,
+        workers: int = WORKERS,
         lock: threading.Lock | threading.RLock | None = None,
     ) -> None:
         super().__init__(
-            node=host, listen=listen, read_timeout=read_timeout, max_connections=max_connections
+            node=host,
+            listen=listen,
+            idle_timeout=read_timeout,
+            request_timeout=read_timeout,
+            handshake_timeout=read_timeout,
+            max_connections=max_connections,
+            max_per_source=max_per_source,
+            workers=workers,
         )
         self.lab = lab
         self.host = host
         self.clock: Callable[[], datetime] = clock or lab.clock or _utc_now
         self.lock: threading.Lock | threading.RLock = lock or threading.RLock()
         self.sessions = 0  # connections that completed a session (END_SESSION sent)
-        # ``dropped`` (ThreadedTcpService) counts the connections ended early: malformed,
+        # ``dropped`` (StreamService) counts the connections ended early: malformed,
         # silent, TLS failure, peer gone.
 
     def _tls_context(self) -> ssl.SSLContext:
@@ -98,55 +179,14 @@ class CapfTlsServer(ThreadedTcpService):
         # No anchors: no client certificate is requested (module docstring).
         return server_context(identity, ())
 
-    def _handle(self, stream: socket.socket, peer: tuple[str, int]) -> None:
+    def _open(self, stream: socket.socket, peer: tuple[str, int]) -> Conversation:
         with self.lock:
             service = self.lab.capf_service(self.host)
             if service is None:
                 raise NetworkError(f"CAPF on {self.host} is not running")
             session = service.open(now=self.clock(), peer=peer[0])
             opening = session.start()
-        try:
-            # One write per message: capfd notes that a phone's CAPF client stalls when a
-            # message is split across writes (tvs-capf-wire.md section 0).
-            for frame in opening:
-                stream.sendall(encode_frame(frame))
-            reader = FrameReader()
-            while not session.finished and not self._stopping.is_set():
-                data = stream.recv(65536)
-                if not data:
-                    cut = " mid-frame" if reader.pending else ""
-                    raise DropConnection(f"the phone closed the connection{cut} mid-session")
-                for frame in reader.feed(data):
-                    with self.lock:
-                        replies = session.receive(frame)
-                    for reply in replies:
-                        stream.sendall(encode_frame(reply))
-                    if session.finished:
-                        break
-        except Exception as exc:
-            # A frame the codec refuses (unknown tag, bad length), a silent phone or one that
-            # leaves: answered as capfd answers, END_SESSION{7} (best effort: the peer may be
-            # gone), logged in the cluster's service log, nothing recorded on the device.
-            reason = self._drop_reason(exc)
-            if reason is None:
-                raise
-            with self.lock:
-                farewell = session.abort(reason)
-            _send_quietly(stream, farewell)
-            raise DropConnection(reason) from exc
-        if session.dropped:
-            raise DropConnection(session.problem or "protocol breach")
-        if session.finished:
-            with self._state_lock:
-                self.sessions += 1
-
-
-def _send_quietly(stream: socket.socket, frames: list[Frame]) -> None:
-    try:
-        for frame in frames:
-            stream.sendall(encode_frame(frame))
-    except (OSError, ValueError):
-        pass  # the phone is gone: there is nobody to tell
+        return _CapfConversation(self, session, opening)
 
 
 # --- the client ----------------------------------------------------------------------------------

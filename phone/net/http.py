@@ -10,11 +10,16 @@ costs about 18 ms, python-libraries.md 3.3), ``trust_env=False`` so that a proxy
 the environment can never redirect lab traffic, bounded timeouts, no redirects. A body shorter
 than its ``Content-Length`` is an error, never a short file.
 
-Server (:class:`HttpFileServer`): the standard library's ``ThreadingHTTPServer`` with
-``protocol_version = "HTTP/1.1"`` (keep-alive) and daemon threads; GET only (other known
-methods get 405, unknown ones 501); unsafe names (:func:`phone.net.directory.unsafe_name_reason`)
-get 403 with the logged reason; ``Content-Length`` is always exact. Idle keep-alive connections
-time out, and :meth:`HttpFileServer.stop` closes the open ones so every thread ends.
+Server (:class:`HttpFileServer`): a :class:`phone.net.service.StreamService` (one selector
+loop holds every connection, a bounded pool of workers answers): the loop reads a whole request
+head (at most :data:`MAX_HEAD` bytes, within ``request_timeout`` of its first byte, so a client
+sending a header line a second is dropped and holds no thread meanwhile), and a worker answers
+it with the standard library's ``BaseHTTPRequestHandler`` (HTTP/1.1, keep-alive); GET only
+(other known methods get 405, unknown ones 501); unsafe names
+(:func:`phone.net.directory.unsafe_name_reason`) get 403 with the logged reason;
+``Content-Length`` is always exact. Idle keep-alive connections time out (``idle_timeout``) or
+are evicted first when the connection limits are reached; :meth:`HttpFileServer.stop` closes
+the open ones and joins every thread.
 
 The phone identifies itself in ``User-Agent`` as ``vphone CP-<model> SEP<MAC>`` (emulated: the
 lab's file service may answer per model, as CUCM does from its device table).
@@ -22,15 +27,14 @@ lab's file service may answer per model, as CUCM does from its device table).
 
 from __future__ import annotations
 
-import contextlib
+import io
 import logging
 import re
 import socket
-import threading
 from collections.abc import Callable
+from dataclasses import dataclass
 from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from http.server import BaseHTTPRequestHandler
 from urllib.parse import quote, unquote, urlsplit
 
 import httpx
@@ -38,7 +42,13 @@ import httpx
 from phone.cluster.files import ClientInfo
 from phone.errors import FileNotFoundOnServer, NetworkError, TransferTimeout
 from phone.net.directory import unsafe_name_reason
-from phone.net.service import BackgroundService
+from phone.net.service import (
+    MAX_CONNECTIONS,
+    MAX_PER_SOURCE,
+    WORKERS,
+    Conversation,
+    StreamService,
+)
 
 __all__ = [
     "DEFAULT_HTTP_PORT",
@@ -143,56 +153,50 @@ class HttpFetcher:
 
 # --- server ------------------------------------------------------------------------------------
 
+MAX_HEAD = 16 * 1024  # a request line and headers; a phone's GET is about 200 bytes
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True  # a stuck client never keeps the process alive
-    allow_reuse_address = True  # restart on the same port (LabServer.sync)
 
-    def __init__(
-        self,
-        address: tuple[str, int],
-        handler: type[BaseHTTPRequestHandler],
-        provider: FileProvider,
-        label: str,
-    ) -> None:
-        self.provider = provider
-        self.label = label
-        self.connections: set[socket.socket] = set()
-        self.connections_lock = threading.Lock()
-        super().__init__(address, handler)
+@dataclass(frozen=True)
+class _Request:
+    """What a :class:`FileRequestHandler` is built on: one request's head, already read."""
 
-    def get_request(self) -> tuple[socket.socket, Any]:
-        conn, addr = super().get_request()
-        # Headers and body go out in separate writes; without TCP_NODELAY, Nagle's algorithm
-        # and the client's delayed ACK hold the body back ~40 ms on every kept-alive request.
-        conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        with self.connections_lock:
-            self.connections.add(conn)
-        return conn, addr
+    head: bytes
 
-    def shutdown_request(self, request: socket.socket | tuple[bytes, socket.socket]) -> None:
-        if isinstance(request, socket.socket):
-            with self.connections_lock:
-                self.connections.discard(request)
-        super().shutdown_request(request)
 
-    def close_connections(self) -> None:
-        with self.connections_lock:
-            open_ = list(self.connections)
-        for conn in open_:
-            with contextlib.suppress(OSError):  # already closed by the peer
-                conn.shutdown(socket.SHUT_RDWR)
+@dataclass(frozen=True)
+class _Site:
+    """The handler's ``server``: what it serves and how it logs."""
+
+    provider: FileProvider
+    label: str
 
 
 class FileRequestHandler(BaseHTTPRequestHandler):
     """Serves ``GET /<name>`` from the server's provider. Subclass to misbehave in tests
-    (override :meth:`send_file`)."""
+    (override :meth:`send_file`).
+
+    Runs in a worker of :class:`HttpFileServer` on one request head read whole by the server's
+    loop; what it writes is collected and sent in one write.
+    """
 
     protocol_version = "HTTP/1.1"
     server_version = "vphone-http"
     sys_version = ""
-    timeout = 5.0  # idle keep-alive connections are closed after this many seconds
-    server: _Server
+    server: _Site  # type: ignore[assignment]
+    request: _Request
+
+    def setup(self) -> None:
+        """Read from the request head, write into a buffer (no socket here)."""
+        self.rfile = io.BytesIO(self.request.head)
+        self.wfile = io.BytesIO()
+
+    def handle(self) -> None:
+        """One request per handler: the connection is the server's."""
+        self.close_connection = True
+        self.handle_one_request()
+
+    def finish(self) -> None:
+        """Nothing to flush: the server sends :attr:`wfile`."""
 
     def do_GET(self) -> None:
         """Answer one GET."""
@@ -283,7 +287,55 @@ class FileRequestHandler(BaseHTTPRequestHandler):
         log.debug("%s: HTTP %s: %s", self.server.label, self.address_string(), format % args)
 
 
-class HttpFileServer(BackgroundService):
+class _HttpConversation(Conversation):
+    """One HTTP connection: request heads read whole (at most :data:`MAX_HEAD` bytes), each
+    answered by a new handler; keep-alive until the client or the handler closes."""
+
+    def __init__(self, server: HttpFileServer, peer: tuple[str, int]) -> None:
+        self._server = server
+        self._peer = peer
+        self._buffer = bytearray()
+        self._finished = False
+
+    def feed(self, data: bytes) -> list[bytes]:
+        self._buffer += data
+        out: list[bytes] = []
+        while not self._finished:
+            end = self._buffer.find(b"\r\n\r\n")
+            if end < 0:
+                if len(self._buffer) > MAX_HEAD:
+                    log.warning(
+                        "%s: HTTP from %s: request head over %d bytes",
+                        self._server.label,
+                        self._peer[0],
+                        MAX_HEAD,
+                    )
+                    out.append(_TOO_LARGE)
+                    self._finished = True
+                break
+            head = bytes(self._buffer[: end + 4])
+            del self._buffer[: end + 4]
+            handler = self._server.handler(_Request(head), self._peer, self._server.site)  # type: ignore[arg-type]
+            out.append(handler.wfile.getvalue())  # type: ignore[attr-defined]
+            self._finished = handler.close_connection
+        return [b"".join(out)] if out else []
+
+    @property
+    def partial(self) -> bool:
+        return bool(self._buffer)
+
+    @property
+    def finished(self) -> bool:
+        return self._finished
+
+
+_TOO_LARGE = (
+    b"HTTP/1.1 431 Request Header Fields Too Large\r\nContent-Length: 0\r\n"
+    b"Connection: close\r\n\r\n"
+)
+
+
+class HttpFileServer(StreamService):
     """An HTTP file server over a :data:`FileProvider` (module docstring).
 
     Args:
@@ -291,7 +343,16 @@ class HttpFileServer(BackgroundService):
         listen: address and port to bind; port 0 picks a free port.
         label: a name for log lines (the lab node it serves).
         handler: the request handler class (tests pass a misbehaving subclass).
+        idle_timeout: seconds a kept-alive connection may wait for its next request.
+        request_timeout: seconds a whole request head may take from its first byte.
+        max_connections, max_per_source: connections held at once, in all and from one
+            address; at the limit the least recently active idle connection is evicted.
+        workers: threads that answer requests.
     """
+
+    _log = log
+    _protocol = "HTTP"
+    _unit = "HTTP request"
 
     def __init__(
         self,
@@ -300,53 +361,53 @@ class HttpFileServer(BackgroundService):
         listen: tuple[str, int] = ("127.0.0.1", 0),
         label: str = "http",
         handler: type[FileRequestHandler] = FileRequestHandler,
+        idle_timeout: float = 5.0,
+        request_timeout: float = 2.0,
+        max_connections: int = MAX_CONNECTIONS,
+        max_per_source: int = MAX_PER_SOURCE,
+        workers: int = WORKERS,
     ) -> None:
+        super().__init__(
+            node=label,
+            listen=listen,
+            idle_timeout=idle_timeout,
+            request_timeout=request_timeout,
+            max_connections=max_connections,
+            max_per_source=max_per_source,
+            workers=workers,
+            # A firmware load is megabytes: a phone on a slow link gets time to read it.
+            write_timeout=30.0,
+            name="http",
+        )
         self.provider = provider
         self.label = label
-        self._listen = listen
-        self._handler = handler
-        self._server: _Server | None = None
-        self._thread: threading.Thread | None = None
-        self._address = listen
+        self.handler = handler
+        self.site = _Site(provider, label)
+        self._label = f"{label}: HTTP"
 
     @property
     def address(self) -> tuple[str, int]:
-        """The bound (address, port)."""
-        return self._address
+        """The bound (address, port); the configured one before :meth:`start`."""
+        if self._sock is None:
+            return self.listen
+        return super().address
 
     def start(self) -> None:
-        """Bind and serve in a daemon thread.
+        """Bind and serve in a background thread (again: nothing).
 
         Raises:
             NetworkError: the address cannot be bound.
         """
-        if self._server is not None:
-            return
-        try:
-            server = _Server(self._listen, self._handler, self.provider, self.label)
-        except OSError as exc:
-            raise NetworkError(
-                f"HTTP cannot listen on {self._listen[0]}:{self._listen[1]}: {exc.strerror}"
-            ) from None
-        self._server = server
-        host, port = server.server_address[:2]
-        self._address = (str(host), int(port))
-        self._thread = threading.Thread(
-            target=server.serve_forever,
-            kwargs={"poll_interval": 0.05},
-            name=f"http {self.label}",
-            daemon=True,
-        )
-        self._thread.start()
-        log.info("%s: HTTP listening on %s:%d", self.label, *self._address)
+        if self._sock is None:
+            super().start()
 
     def stop(self) -> None:
-        """Stop accepting, close open connections, and wait for the serving thread."""
-        server, self._server = self._server, None
-        if server is None:
-            return
-        server.shutdown()
-        server.close_connections()
-        server.server_close()
-        if self._thread is not None:
-            self._thread.join(5.0)
+        """Stop accepting, close open connections, and wait for the threads."""
+        if self._sock is not None and not self._stopping.is_set():
+            super().stop()
+
+    def _announce(self) -> None:
+        log.info("%s: HTTP listening on %s:%d", self.label, *self.address)
+
+    def _open(self, stream: socket.socket, peer: tuple[str, int]) -> Conversation:
+        return _HttpConversation(self, peer)

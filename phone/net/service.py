@@ -5,16 +5,22 @@ the TLS client prologue.
   (:class:`phone.net.servers.LabServer`, :class:`phone.net.sip.SipRegistrar`);
   :class:`BackgroundService` adds the listening address and the thread that serves it (the file
   servers of :mod:`phone.net.tftp` and :mod:`phone.net.http`, and every
-  :class:`ThreadedTcpService`).
-* :class:`ThreadedTcpService` is the skeleton of TVS, CAPF and the SIP stream listeners: bind
-  with :func:`socket.create_server`, one accept thread that polls a stop event, at most
-  ``max_connections`` connections at once (more are closed at once, logged), one worker thread
-  per connection, tracked so that :meth:`~ThreadedTcpService.stop` can shut every live
-  connection down and join every thread. A worker sets ``TCP_NODELAY``, runs the TLS handshake
-  (bounded by ``handshake_timeout``), then hands the stream to the subclass's ``_handle`` with
-  ``read_timeout`` set per read. Whatever ends a connection early (a timeout, a malformed
-  frame, a TLS failure, a peer gone, a bug) ends *that* connection only, counted in
-  ``dropped`` and logged with a reason; other connections are unaffected.
+  :class:`StreamService`).
+* :class:`StreamService` is the skeleton of TVS, CAPF, the SIP stream listeners and the HTTP
+  file server, built so that idle clients cannot starve it (issue 13; docs/networks.md "Stream
+  services that idle clients cannot starve"). One loop thread holds every connection in a
+  selector, so an idle socket costs a file descriptor and no thread; the TLS handshake runs
+  non-blocking, step by step, and what a connection sends is fed to its sans-IO
+  :class:`Conversation` by a bounded pool of worker threads (RSA work and calls into the lab
+  run there, never in the loop). Deadlines are per phase, not per read: the whole TLS handshake
+  (``handshake_timeout`` from the accept), a whole message (``request_timeout`` from its first
+  byte, or for the peer's answer while a session is in progress), and the wait between
+  messages (``idle_timeout``). At ``max_connections`` (or ``max_per_source`` from one address)
+  the least recently active *idle* connection (no handshake byte yet, or between messages) is
+  evicted; a new connection is refused only when every slot is busy. The listen backlog is
+  :data:`BACKLOG`. Whatever ends a connection early (a deadline, a malformed frame, a TLS
+  failure, a peer gone, a bug) ends *that* connection only, counted in ``dropped`` and logged
+  with a reason; :meth:`~StreamService.stop` closes every connection and joins every thread.
 * :func:`tcp_connect` and :func:`tls_connect` are the phone's side: a TCP connection with
   ``TCP_NODELAY``, and a TLS session whose server certificate the caller checks *before*
   anything is sent, with every failure turned into :class:`phone.errors.NetworkError`.
@@ -24,11 +30,17 @@ from __future__ import annotations
 
 import abc
 import contextlib
+import errno
 import logging
+import queue
+import selectors
 import socket
 import ssl
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import ClassVar, Self
 
 from cryptography import x509
@@ -37,11 +49,16 @@ from phone.errors import NetworkError, ProtocolError
 from phone.trust.tvs import ServerCheck, TlsRefused
 
 __all__ = [
+    "BACKLOG",
+    "MAX_CONNECTIONS",
+    "MAX_PER_SOURCE",
     "STOP_POLL",
+    "WORKERS",
     "BackgroundService",
+    "Conversation",
     "DropConnection",
     "Service",
-    "ThreadedTcpService",
+    "StreamService",
     "peer_certificate",
     "tcp_connect",
     "tls_connect",
@@ -50,6 +67,12 @@ __all__ = [
 # How often a serving loop (accept, or a UDP receive) looks at its stop event: the latency of
 # stop(), not of serving.
 STOP_POLL = 0.1
+
+# The limits of every stream service (docs/networks.md says why these values).
+BACKLOG = 512  # a boot storm's connections wait in the kernel, not refused (at least 128)
+MAX_CONNECTIONS = 1024  # held at once per listener: a descriptor each, no thread
+MAX_PER_SOURCE = 256  # from one address, so that one host cannot take every slot
+WORKERS = 8  # threads per listener that run handshakes and requests (RSA is CPU work)
 
 
 # --- life cycle ----------------------------------------------------------------------------------
@@ -104,33 +127,107 @@ def peer_certificate(connection: socket.socket) -> x509.Certificate | None:
 
 
 class DropConnection(Exception):
-    """Raised by a connection handler to end its connection; the message is the logged reason."""
+    """Raised by a conversation to end its connection; the message is the logged reason."""
 
 
-class ThreadedTcpService(BackgroundService):
-    """A TCP server with one worker thread per connection, optionally TLS (module docstring).
+class Conversation:
+    """One connection's protocol, driven by a :class:`StreamService` (sans-IO: bytes in, bytes
+    out). Subclasses implement :meth:`feed` and say, after each call, whether part of a message
+    is buffered (:attr:`partial`), whether the server waits for the peer's next message
+    (:attr:`expecting`: a session in progress) and whether the connection is to end
+    (:attr:`finished`). Any exception from :meth:`feed` or :meth:`end` ends the connection with
+    a logged reason."""
 
-    Subclasses set the class attributes and implement :meth:`_handle` (and
-    :meth:`_tls_context` to serve TLS); :meth:`_handle` may raise :class:`DropConnection` (or
-    let any error escape) to end the connection with a logged reason.
+    def start(self) -> list[bytes]:
+        """What the server says first, right after the TLS handshake (nothing by default)."""
+        return []
+
+    @abc.abstractmethod
+    def feed(self, data: bytes) -> list[bytes]:
+        """Take bytes from the peer; the writes to send back, one TLS record each."""
+
+    @property
+    def partial(self) -> bool:
+        """Part of a message is buffered: the request deadline runs."""
+        return False
+
+    @property
+    def expecting(self) -> bool:
+        """The server waits for the peer's next message (never evicted, request deadline)."""
+        return False
+
+    @property
+    def finished(self) -> bool:
+        """Close the connection once the last writes are sent."""
+        return False
+
+    @property
+    def failure(self) -> str | None:
+        """Once :attr:`finished`: why the conversation failed (the connection counts as
+        dropped, after the last writes are sent), None when it ended well."""
+        return None
+
+    def end(self) -> None:
+        """The peer closed the connection (raise :class:`DropConnection` if that is a breach)."""
+
+    def abort(self, reason: str) -> list[bytes]:
+        """The connection is dropped for ``reason``: last words to send, best effort."""
+        return []
+
+
+_HANDSHAKE, _OPEN = "handshake", "open"
+
+
+@dataclass(eq=False)
+class _Connection:
+    raw: socket.socket
+    peer: tuple[str, int]
+    deadline: float
+    last: float  # last activity (eviction takes the least recent idle connection)
+    stream: socket.socket | None = None  # the TLS socket once wrapped, else ``raw``
+    phase: str = _HANDSHAKE
+    conversation: Conversation | None = None
+    busy: bool = False  # a worker owns the connection (not in the selector)
+    touched: bool = False  # the peer sent something (a handshake in progress is not idle)
+    request_started: float | None = None  # first byte of the message being read
+    want_write: bool = False  # the TLS handshake waits for the socket to be writable
+    why: str = "silent"  # the drop reason when the deadline passes
+    closed: bool = False
+
+    @property
+    def source(self) -> str:
+        return self.peer[0]
+
+
+class StreamService(BackgroundService):
+    """A TCP (optionally TLS) server that idle clients cannot starve (module docstring).
+
+    One loop thread holds every connection in a selector; a connection costs a thread only
+    while a worker of the bounded pool (``workers``) runs its handshake step or its complete
+    reads. Subclasses set the class attributes, implement :meth:`_open` (a
+    :class:`Conversation` per connection) and, to serve TLS, :meth:`_tls_context`.
 
     Args:
         node: the lab node served, for log lines (``"TVS <node>: dropped ..."``).
         listen: address to bind; port 0 picks a free port (see :attr:`address`).
-        read_timeout: seconds a connection may stay silent.
-        handshake_timeout: seconds the TLS handshake may take (default ``read_timeout``).
-        max_connections: connections served at once.
-        slots: a semaphore shared with other listeners of one server, so that their
-            connections count against one limit (overrides ``max_connections``).
+        idle_timeout: seconds a connection may wait between messages.
+        request_timeout: seconds a whole message may take from its first byte (and that the
+            peer has to answer when :attr:`Conversation.expecting`).
+        handshake_timeout: seconds the whole TLS handshake may take from the accept.
+        max_connections: connections held at once; at the limit the least recently active
+            idle connection is evicted, and a new one refused only when none is idle.
+        max_per_source: the same, per client address.
+        workers: threads that run handshakes and conversations.
+        write_timeout: seconds a worker may block sending one answer.
         name: the stem of the thread names (default: the protocol, lower case).
     """
 
     _log: ClassVar[logging.Logger]
     _protocol: ClassVar[str]  # "TVS": log lines and errors
     _unit: ClassVar[str]  # what the protocol's messages are called: "malformed <unit>: ..."
-    _silent: ClassVar[str] = "silent"  # the drop reason of a timeout: "<silent> for 2.0 s"
+    _silent: ClassVar[str] = "silent"  # the drop reason of an idle timeout: "<silent> for 2.0 s"
     _dropped_verb: ClassVar[str] = "dropped"  # "<protocol> <node>: <dropped> <peer>: <reason>"
-    _backlog: ClassVar[int | None] = None  # listen() backlog; None is Python's default
+    _backlog: ClassVar[int] = BACKLOG
     _bind_kind: ClassVar[str] = ""  # "TCP ": "<protocol> cannot listen on TCP <address>"
 
     def __init__(
@@ -138,26 +235,42 @@ class ThreadedTcpService(BackgroundService):
         *,
         node: str,
         listen: tuple[str, int],
-        read_timeout: float,
-        handshake_timeout: float | None = None,
-        max_connections: int = 64,
-        slots: threading.BoundedSemaphore | None = None,
+        idle_timeout: float,
+        request_timeout: float,
+        handshake_timeout: float = 2.0,
+        max_connections: int = MAX_CONNECTIONS,
+        max_per_source: int = MAX_PER_SOURCE,
+        workers: int = WORKERS,
+        write_timeout: float = 5.0,
         name: str | None = None,
     ) -> None:
         self.listen = listen
-        self.read_timeout = read_timeout
-        self.handshake_timeout = read_timeout if handshake_timeout is None else handshake_timeout
+        self.idle_timeout = idle_timeout
+        self.request_timeout = request_timeout
+        self.handshake_timeout = handshake_timeout
         self.max_connections = max_connections
-        self.dropped = 0  # connections ended early, or refused for lack of a slot
+        self.max_per_source = max_per_source
+        self.workers = workers
+        self.write_timeout = write_timeout
+        self.dropped = 0  # connections ended early, or refused
+        self.evicted = 0  # idle connections closed to make room for a new one
+        self.refused = 0  # new connections closed because every slot was busy
         self._label = f"{self._protocol} {node}"
         self._name = name or self._protocol.lower()
         self._sock: socket.socket | None = None
         self._stopping = threading.Event()
-        self._slots = slots or threading.BoundedSemaphore(max_connections)
-        self._workers: set[threading.Thread] = set()
-        # Raw and TLS sockets of live connections: stop() shuts them down to end blocked reads.
-        self._connections: set[socket.socket] = set()
         self._state_lock = threading.Lock()
+        # Owned by the loop thread: every connection, the idle ones in LRU order, per source.
+        self._connections: dict[_Connection, None] = {}
+        self._idle: dict[_Connection, None] = {}
+        self._per_source: dict[str, int] = {}
+        self._returned: queue.SimpleQueue[_Connection] = queue.SimpleQueue()
+        # The loop's wake-up: a worker gives a connection back, stop() is called.
+        self._wake_r: socket.socket | None = None
+        self._wake_w: socket.socket | None = None
+        self._tls = False
+        self._pool: ThreadPoolExecutor | None = None
+        self._selector: selectors.BaseSelector | None = None
 
     # --- what subclasses provide --------------------------------------------------------------
 
@@ -170,8 +283,8 @@ class ThreadedTcpService(BackgroundService):
         return None
 
     @abc.abstractmethod
-    def _handle(self, stream: socket.socket, peer: tuple[str, int]) -> None:
-        """Serve one connection until it ends (the TLS handshake is done, the timeout set)."""
+    def _open(self, stream: socket.socket, peer: tuple[str, int]) -> Conversation:
+        """A conversation for a new connection (TLS handshake done; in a worker)."""
 
     def _where(self, peer: tuple[str, int]) -> str:
         """How log lines name a connection."""
@@ -195,6 +308,11 @@ class ThreadedTcpService(BackgroundService):
         host, port = self._sock.getsockname()[:2]
         return str(host), int(port)
 
+    @property
+    def open_connections(self) -> int:
+        """Connections held now (tests, probes)."""
+        return len(self._connections)
+
     def start(self) -> None:
         """Bind, then serve in a background thread.
 
@@ -202,7 +320,8 @@ class ThreadedTcpService(BackgroundService):
             NetworkError: the address cannot be bound, or the service has no TLS identity
                 (for example, its node is not in the lab).
         """
-        self._tls_context()  # fail early: a wrong node is the caller's error, not a drop
+        # Fail early: a wrong node is the caller's error, not a drop.
+        self._tls = self._tls_context() is not None
         host, port = self.listen
         try:
             sock = socket.create_server(self.listen, backlog=self._backlog)
@@ -210,90 +329,326 @@ class ThreadedTcpService(BackgroundService):
             raise NetworkError(
                 f"{self._protocol} cannot listen on {self._bind_kind}{host}:{port}: {exc}"
             ) from None
-        sock.settimeout(STOP_POLL)  # so that the accept loop sees the stop event
+        sock.setblocking(False)
         self._sock = sock
-        self._thread = threading.Thread(
-            target=self._accept_loop, name=f"{self._name}-accept", daemon=True
-        )
+        self._wake_r, self._wake_w = socket.socketpair()
+        self._wake_r.setblocking(False)
+        self._wake_w.setblocking(False)
+        self._selector = selectors.DefaultSelector()
+        self._selector.register(sock, selectors.EVENT_READ, None)
+        self._selector.register(self._wake_r, selectors.EVENT_READ, self._wake_r)
+        self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix=f"{self._name}-worker")
+        self._thread = threading.Thread(target=self._loop, name=f"{self._name}-loop", daemon=True)
         self._thread.start()
         self._announce()
 
     def stop(self) -> None:
         """Stop accepting, close every connection, and wait for the threads to end."""
         self._stopping.set()
-        with self._state_lock:
-            for conn in list(self._connections):
-                with contextlib.suppress(OSError):  # already closed by the peer
-                    conn.shutdown(socket.SHUT_RDWR)
+        self._wake()
         if self._thread is not None:
             self._thread.join(5)
-        with self._state_lock:
-            workers = list(self._workers)
-        for worker in workers:
-            worker.join(5)
+        for wake in (self._wake_r, self._wake_w):
+            if wake is not None:
+                wake.close()
+
+    # --- the loop (one thread) ----------------------------------------------------------------
+
+    def _wake(self) -> None:
+        if self._wake_w is None:
+            return
+        with contextlib.suppress(OSError):  # full (a wake is pending anyway) or closed
+            self._wake_w.send(b"\0")
+
+    def _loop(self) -> None:
+        selector, listener, wake = self._selector, self._sock, self._wake_r
+        assert selector is not None and listener is not None and wake is not None
+        paused_until = 0.0  # accept paused (out of file descriptors, nothing to evict)
+        next_sweep = 0.0
+        try:
+            while not self._stopping.is_set():
+                now = time.monotonic()
+                if paused_until and now >= paused_until:
+                    paused_until = 0.0
+                    selector.register(listener, selectors.EVENT_READ, None)
+                for key, _mask in selector.select(STOP_POLL / 2):
+                    if key.data is None:
+                        if not self._accept(listener):
+                            selector.unregister(listener)
+                            paused_until = time.monotonic() + STOP_POLL
+                    elif key.data is wake:
+                        with contextlib.suppress(OSError):
+                            while wake.recv(4096):
+                                pass
+                    else:
+                        self._dispatch(key.data, self._work)
+                while True:
+                    try:
+                        conn = self._returned.get_nowait()
+                    except queue.Empty:
+                        break
+                    self._returned_to_loop(conn)
+                now = time.monotonic()
+                if now >= next_sweep:  # deadlines: a few times per second is precise enough
+                    next_sweep = now + STOP_POLL / 2
+                    for conn in [c for c in self._connections if not c.busy and c.deadline <= now]:
+                        self._dispatch(conn, self._expire)
+        finally:
+            self._shutdown()
+
+    def _accept(self, listener: socket.socket) -> bool:
+        """Accept what the backlog holds (a bounded batch); False when out of descriptors."""
+        for _ in range(64):
+            try:
+                raw, peer = listener.accept()
+            except BlockingIOError:
+                return True
+            except OSError as exc:
+                if exc.errno in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
+                    victim = next(iter(self._idle), None)
+                    if victim is None:
+                        self._log.warning("%s: cannot accept: %s", self._label, exc)
+                        return False
+                    self._evict(victim, "out of file descriptors")
+                    continue
+                return True  # ECONNABORTED and friends: that client is gone
+            source = str(peer[0])
+            if not self._make_room(source):
+                self._log.warning(
+                    "%s: refusing %s:%d: every connection is busy", self._label, *peer[:2]
+                )
+                self._count("refused")
+                raw.close()
+                continue
+            now = time.monotonic()
+            raw.setblocking(False)
+            with contextlib.suppress(OSError):
+                # Small frames in a ping-pong: without TCP_NODELAY, Nagle and the peer's
+                # delayed ACK add about 40 ms to every round trip.
+                raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            conn = _Connection(
+                raw=raw,
+                peer=(source, int(peer[1])),
+                deadline=now + (self.handshake_timeout if self._tls else self.idle_timeout),
+                last=now,
+                why=(
+                    f"TLS handshake not done within {self.handshake_timeout:g} s"
+                    if self._tls
+                    else f"{self._silent} for {self.idle_timeout:g} s"
+                ),
+            )
+            self._connections[conn] = None
+            self._per_source[source] = self._per_source.get(source, 0) + 1
+            self._wait(conn)
+        return True
+
+    def _make_room(self, source: str) -> bool:
+        """Evict the least recently active idle connection when a limit is reached; False when
+        every connection that counts against the limit is busy."""
+        if self._per_source.get(source, 0) >= self.max_per_source:
+            victim = next((c for c in self._idle if c.source == source), None)
+            if victim is None:
+                return False
+            self._evict(victim, f"over {self.max_per_source} connections from {source}")
+        if len(self._connections) >= self.max_connections:
+            victim = next(iter(self._idle), None)
+            if victim is None:
+                return False
+            self._evict(victim, f"over {self.max_connections} connections")
+        return True
+
+    def _evict(self, conn: _Connection, why: str) -> None:
+        self._log.info(
+            "%s: evicted idle %s to make room (%s)", self._label, self._where(conn.peer), why
+        )
+        self._count("evicted")
+        self._forget(conn)
+        _close(conn)
+
+    def _wait(self, conn: _Connection) -> None:
+        """Hand a connection to the selector (loop thread)."""
+        assert self._selector is not None
+        events = selectors.EVENT_READ | (selectors.EVENT_WRITE if conn.want_write else 0)
+        self._selector.register(conn.stream or conn.raw, events, conn)
+        idle = conn.phase == _HANDSHAKE and not conn.touched
+        if conn.phase == _OPEN and conn.conversation is not None:
+            idle = not (conn.conversation.partial or conn.conversation.expecting)
+        if idle:
+            self._idle[conn] = None
+
+    def _dispatch(self, conn: _Connection, job: Callable[[_Connection], None]) -> None:
+        """Give a connection to a worker (loop thread)."""
+        assert self._selector is not None and self._pool is not None
+        with contextlib.suppress(KeyError, ValueError):
+            self._selector.unregister(conn.stream or conn.raw)
+        self._idle.pop(conn, None)
+        conn.busy = True
+        self._pool.submit(job, conn)
+
+    def _returned_to_loop(self, conn: _Connection) -> None:
+        conn.busy = False
+        if conn.closed:  # the worker closed it
+            self._forget(conn)
+        elif self._stopping.is_set():
+            _close(conn)
+        else:
+            self._wait(conn)
+
+    def _forget(self, conn: _Connection) -> None:
+        if self._connections.pop(conn, 0) is None:
+            count = self._per_source[conn.source] - 1
+            if count:
+                self._per_source[conn.source] = count
+            else:
+                del self._per_source[conn.source]
+        self._idle.pop(conn, None)
+        if self._selector is not None and not conn.busy:
+            with contextlib.suppress(KeyError, ValueError):
+                self._selector.unregister(conn.stream or conn.raw)
+
+    def _shutdown(self) -> None:
+        """End every connection (unblocking workers), wait for the workers, close."""
+        for conn in list(self._connections):
+            with contextlib.suppress(OSError, ValueError):
+                (conn.stream or conn.raw).shutdown(socket.SHUT_RDWR)
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+        for conn in list(self._connections):
+            _close(conn)
+        self._connections.clear()
+        self._idle.clear()
+        self._per_source.clear()
+        if self._selector is not None:
+            self._selector.close()
         if self._sock is not None:
             self._sock.close()
 
-    # --- serving ------------------------------------------------------------------------------
+    # --- the workers ----------------------------------------------------------------------------
 
-    def _accept_loop(self) -> None:
-        assert self._sock is not None
-        while not self._stopping.is_set():
-            try:
-                conn, peer = self._sock.accept()
-            except TimeoutError:
-                continue
-            except OSError:  # the listening socket was closed
-                break
-            if not self._slots.acquire(blocking=False):
-                self._log.warning(
-                    "%s: dropping %s:%d: too many connections", self._label, *peer[:2]
-                )
-                self._count_drop()
-                conn.close()
-                continue
-            worker = threading.Thread(
-                target=self._serve, args=(conn, peer), name=f"{self._name}-conn", daemon=True
-            )
-            with self._state_lock:
-                self._workers.add(worker)
-                self._connections.add(conn)
-            worker.start()
-
-    def _serve(self, conn: socket.socket, peer: tuple[str, int]) -> None:
-        """A worker thread: set the connection up, run :meth:`_handle`, log why it ended."""
-        stream: socket.socket = conn
+    def _work(self, conn: _Connection) -> None:
+        """A worker: advance the handshake, or read what arrived and answer it."""
         try:
-            # Requests and answers are small frames in a ping-pong: without TCP_NODELAY, Nagle
-            # and the peer's delayed ACK add about 40 ms to every round trip.
-            conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            conn.touched = True
+            conn.last = time.monotonic()
+            if conn.phase == _HANDSHAKE and not self._handshake(conn):
+                return
+            self._pump(conn)
+        except Exception as exc:  # a connection's failure is that connection's only
+            self._drop(conn, exc)
+        finally:
+            self._give_back(conn)
+
+    def _handshake(self, conn: _Connection) -> bool:
+        """One step of the TLS handshake; True once the conversation is open."""
+        conn.want_write = False
+        if conn.stream is None:
             context = self._tls_context()
             if context is not None:
-                conn.settimeout(self.handshake_timeout)  # a silent client must not hold a slot
-                tls = context.wrap_socket(conn, server_side=True, do_handshake_on_connect=False)
-                stream = tls
-                with self._state_lock:
-                    self._connections.add(tls)  # stop() must reach a handshake in progress
-                tls.do_handshake()
-            stream.settimeout(self.read_timeout)
-            self._handle(stream, peer)
-        except Exception as exc:  # a worker must never take the server down with it
-            reason = self._drop_reason(exc)
-            if reason is not None:
-                self._log.warning(
-                    "%s: %s %s: %s", self._label, self._dropped_verb, self._where(peer), reason
+                conn.stream = context.wrap_socket(
+                    conn.raw, server_side=True, do_handshake_on_connect=False
                 )
-                self._count_drop()
+            else:
+                conn.stream = conn.raw
+        stream = conn.stream
+        if isinstance(stream, ssl.SSLSocket):
+            try:
+                stream.do_handshake()
+            except ssl.SSLWantReadError:
+                return False
+            except ssl.SSLWantWriteError:
+                conn.want_write = True
+                return False
+        conn.conversation = self._open(stream, conn.peer)
+        conn.phase = _OPEN
+        self._send(conn, conn.conversation.start())
+        self._rearm(conn, time.monotonic())
+        return True
+
+    def _pump(self, conn: _Connection) -> None:
+        """Read everything available, feed it, send the answers (the socket is non-blocking)."""
+        stream, conversation = conn.stream, conn.conversation
+        assert stream is not None and conversation is not None
+        while not self._stopping.is_set() and not conversation.finished:
+            try:
+                data = stream.recv(65536)
+            except (ssl.SSLWantReadError, BlockingIOError):
+                break
+            if not data:
+                conversation.end()
+                if isinstance(stream, ssl.SSLSocket):  # answer the peer's close_notify
+                    with contextlib.suppress(OSError, ValueError):
+                        stream.unwrap()
+                _close(conn)
+                return
+            now = time.monotonic()
+            if not conversation.partial:
+                conn.request_started = now
+            self._send(conn, conversation.feed(data))
+            self._rearm(conn, now)
+        if conversation.finished:
+            if conversation.failure is not None:
+                raise DropConnection(conversation.failure)
+            _close(conn)
+
+    def _rearm(self, conn: _Connection, now: float) -> None:
+        """Set the deadline after the conversation moved (module docstring)."""
+        conversation = conn.conversation
+        assert conversation is not None
+        if conversation.partial:
+            started = conn.request_started or now
+            conn.deadline = started + self.request_timeout
+            conn.why = f"{self._unit} not complete within {self.request_timeout:g} s"
+        elif conversation.expecting:
+            conn.request_started = None
+            conn.deadline = now + self.request_timeout
+            conn.why = f"{self._silent} for {self.request_timeout:g} s"
+        else:
+            conn.request_started = None
+            conn.deadline = now + self.idle_timeout
+            conn.why = f"{self._silent} for {self.idle_timeout:g} s"
+
+    def _send(self, conn: _Connection, writes: list[bytes]) -> None:
+        """Send each write whole (one TLS record each), blocking at most ``write_timeout``."""
+        if not writes:
+            return
+        stream = conn.stream
+        assert stream is not None
+        stream.settimeout(self.write_timeout)
+        try:
+            for data in writes:
+                stream.sendall(data)
         finally:
             with contextlib.suppress(OSError):
-                stream.close()
-            with contextlib.suppress(OSError):
-                conn.close()
-            with self._state_lock:
-                self._connections.discard(conn)
-                self._connections.discard(stream)
-                self._workers.discard(threading.current_thread())
-            self._slots.release()
+                stream.setblocking(False)
+
+    def _expire(self, conn: _Connection) -> None:
+        """A worker: the connection's deadline passed."""
+        try:
+            self._drop(conn, DropConnection(conn.why))
+        finally:
+            self._give_back(conn)
+
+    def _drop(self, conn: _Connection, exc: Exception) -> None:
+        """End a connection early: last words, a log line, the count."""
+        reason = self._drop_reason(exc)
+        if reason is not None and conn.conversation is not None and conn.stream is not None:
+            try:
+                farewell = conn.conversation.abort(reason)
+                conn.stream.settimeout(0.5)
+                for data in farewell:
+                    conn.stream.sendall(data)
+            except Exception as gone:  # the peer may be gone: there is nobody to tell
+                self._log.debug("%s: no last words to %s: %r", self._label, conn.peer, gone)
+        if reason is not None:
+            self._log.warning(
+                "%s: %s %s: %s", self._label, self._dropped_verb, self._where(conn.peer), reason
+            )
+            self._count("dropped")
+        _close(conn)
+
+    def _give_back(self, conn: _Connection) -> None:
+        self._returned.put(conn)
+        self._wake()
 
     def _drop_reason(self, exc: Exception) -> str | None:
         """Why ``exc`` ended a connection, for the log; None when it needs no word (a
@@ -301,7 +656,7 @@ class ThreadedTcpService(BackgroundService):
         if isinstance(exc, DropConnection):
             return str(exc)
         if isinstance(exc, TimeoutError):
-            return f"{self._silent} for {self.read_timeout} s"
+            return f"could not send within {self.write_timeout} s"
         if isinstance(exc, ProtocolError):
             return f"malformed {self._unit}: {exc}"
         if isinstance(exc, ssl.SSLError):
@@ -312,9 +667,19 @@ class ThreadedTcpService(BackgroundService):
             return f"connection error: {exc}"
         return f"internal error: {exc!r}"
 
-    def _count_drop(self) -> None:
-        with self._state_lock:  # workers drop concurrently: += is not atomic across threads
-            self.dropped += 1
+    def _count(self, what: str) -> None:
+        with self._state_lock:  # workers and the loop count concurrently
+            setattr(self, what, getattr(self, what) + 1)
+            if what == "refused":
+                self.dropped += 1
+
+
+def _close(conn: _Connection) -> None:
+    conn.closed = True
+    for sock in (conn.stream, conn.raw):
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.close()
 
 
 # --- the client ----------------------------------------------------------------------------------

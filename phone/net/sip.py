@@ -35,9 +35,12 @@ from phone.cluster.trunk import ApplicationUser, SipTrunk
 from phone.device.port import RegisterRequest, RegisterResult
 from phone.errors import NetworkError, ProtocolError
 from phone.net.service import (
+    MAX_CONNECTIONS,
+    MAX_PER_SOURCE,
     STOP_POLL,
+    Conversation,
     Service,
-    ThreadedTcpService,
+    StreamService,
     peer_certificate,
     tcp_connect,
 )
@@ -261,8 +264,12 @@ class SipRegistrar(Service):
             cluster's of the same name; :mod:`phone.cluster.registrar`).
         lock: held around every call into the lab (share one with a lab's other servers).
         on_change: called (under ``lock``) after a request changed the lab, e.g. to save it.
-        idle_timeout: seconds a TCP/TLS connection may stay silent.
-        max_connections: stream connections served at once.
+        idle_timeout: seconds a TCP/TLS connection may stay silent between messages.
+        request_timeout: seconds a whole message may take from its first byte.
+        handshake_timeout: seconds the whole TLS handshake may take.
+        max_connections, max_per_source: stream connections held at once per transport, in
+            all and from one address; at the limit the least recently active idle connection
+            is evicted.
     """
 
     def __init__(
@@ -278,7 +285,10 @@ class SipRegistrar(Service):
         lock: threading.Lock | threading.RLock | None = None,
         on_change: Callable[[], None] | None = None,
         idle_timeout: float = 30.0,
-        max_connections: int = 256,
+        request_timeout: float = 5.0,
+        handshake_timeout: float = 5.0,
+        max_connections: int = MAX_CONNECTIONS,
+        max_per_source: int = MAX_PER_SOURCE,
     ) -> None:
         endpoint = lab.resolve(callmanager_host)
         if endpoint is None:
@@ -292,7 +302,10 @@ class SipRegistrar(Service):
         self.lock: threading.Lock | threading.RLock = lock or threading.RLock()
         self.on_change = on_change
         self.idle_timeout = idle_timeout
+        self.request_timeout = request_timeout
+        self.handshake_timeout = handshake_timeout
         self.max_connections = max_connections
+        self.max_per_source = max_per_source
         self.registrar = Registrar(
             self.cluster,
             self.host,
@@ -306,8 +319,6 @@ class SipRegistrar(Service):
         self._udp_dropped = 0
         self._tcp: _SipStream | None = None
         self._tls: _SipStream | None = None
-        # One limit for TCP and TLS together: both listeners take their slots from here.
-        self._slots = threading.BoundedSemaphore(max_connections)
         self._stopping = threading.Event()
 
     # --- addresses ---------------------------------------------------------------------------
@@ -474,27 +485,52 @@ class SipRegistrar(Service):
                     sock.sendto(encode_message(response), peer)
 
 
-class _SipStream(ThreadedTcpService):
-    """SIP over TCP or TLS for a :class:`SipRegistrar`: Content-Length framing, CRLF keepalives
-    answered with a CRLF, every request answered through the registrar."""
+class _SipConversation(Conversation):
+    """One SIP stream connection: Content-Length framing, CRLF keepalives answered with a CRLF,
+    every request answered through the registrar."""
+
+    def __init__(self, registrar: SipRegistrar, source: Source) -> None:
+        self._registrar = registrar
+        self._source = source
+        self._reader = StreamReader()
+
+    def feed(self, data: bytes) -> list[bytes]:
+        out: list[bytes] = []
+        for message in self._reader.feed(data):
+            if message is PING:
+                out.append(PONG)
+                continue
+            if not isinstance(message, SipRequest):
+                continue
+            response = self._registrar.handle(message, self._source)
+            if response is not None:
+                out.append(encode_message(response))
+        return out
+
+    @property
+    def partial(self) -> bool:
+        return self._reader.pending > 0
+
+
+class _SipStream(StreamService):
+    """SIP over TCP or TLS for a :class:`SipRegistrar` (:class:`_SipConversation`)."""
 
     _log = log
     _protocol = "SIP"
-    _unit = "SIP"
+    _unit = "SIP message"
     _silent = "idle"
     _dropped_verb = "closed"
-    _backlog = 128  # a fleet of phones may connect at once
     _bind_kind = "TCP "  # tells a failed stream bind from a failed UDP bind
 
     def __init__(self, registrar: SipRegistrar, transport: str, listen: tuple[str, int]) -> None:
         super().__init__(
             node=registrar.host,
             listen=listen,
-            read_timeout=registrar.idle_timeout,
-            # The handshake is bounded tighter than an idle registered connection.
-            handshake_timeout=min(registrar.idle_timeout, 5.0),
+            idle_timeout=registrar.idle_timeout,
+            request_timeout=min(registrar.idle_timeout, registrar.request_timeout),
+            handshake_timeout=min(registrar.idle_timeout, registrar.handshake_timeout),
             max_connections=registrar.max_connections,
-            slots=registrar._slots,
+            max_per_source=registrar.max_per_source,
             name=f"sip-{transport}",
         )
         self.registrar = registrar
@@ -509,19 +545,6 @@ class _SipStream(ThreadedTcpService):
     def _announce(self) -> None:
         """Nothing: the registrar logs one line for all its transports."""
 
-    def _handle(self, stream: socket.socket, peer: tuple[str, int]) -> None:
-        reader = StreamReader()
+    def _open(self, stream: socket.socket, peer: tuple[str, int]) -> Conversation:
         source = Source(peer[0], peer[1], self.transport, peer_certificate(stream))
-        while not self._stopping.is_set():
-            data = stream.recv(65536)
-            if not data:
-                return
-            for message in reader.feed(data):
-                if message is PING:
-                    stream.sendall(PONG)
-                    continue
-                if not isinstance(message, SipRequest):
-                    continue
-                response = self.registrar.handle(message, source)
-                if response is not None:
-                    stream.sendall(encode_message(response))
+        return _SipConversation(self.registrar, source)

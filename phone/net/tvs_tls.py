@@ -19,11 +19,12 @@ answer is one write (one TLS record). vphone differs from tvsd where being liber
 client nothing: a header split across records is reassembled (tvsd drops it), a connection the
 client keeps open is answered request after request (tvsd closes after one answer; a one-shot
 client such as tvsc closes after its answer and the server ends the connection cleanly on that
-EOF), and QUERY is answered (vphone's emulation [G]). A peer that stays silent, or idles
-between requests, for ``read_timeout`` seconds (per read, the handshake included) is dropped:
-tvsd has no such limit (``tvs-raw-truncated-body-held-open``), vphone bounds it so that a silent
-client cannot hold a slot. Connections are served one thread each, at most ``max_connections``
-at once (more are closed at once, logged).
+EOF), and QUERY is answered (vphone's emulation [G]). Deadlines (tvsd has none:
+``tvs-raw-truncated-body-held-open``): the whole TLS handshake, a whole request from its first
+byte, and the wait between requests on a kept connection are each bounded by ``read_timeout``
+(2 s, a phone's own TVS timeout) unless set apart. Connections are held by one selector loop
+and served by a bounded pool of workers (:class:`phone.net.service.StreamService`): idle ones
+cost no thread, and at the limits the least recently active idle one is evicted.
 
 :func:`tvs_query_tls` is the phone's side: TLS presenting the phone's certificate (sent only if
 the server asks), the server certificate checked by the caller's ``check_server`` (item 21: it
@@ -39,7 +40,6 @@ are cached per certificate.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import socket
@@ -60,7 +60,15 @@ from phone.cluster.lab import Lab
 from phone.cluster.records import TrustStore
 from phone.cluster.tvs import TvsServerSession, TvsVerdict
 from phone.errors import NetworkError, ProtocolError
-from phone.net.service import ThreadedTcpService, peer_certificate, tls_connect
+from phone.net.service import (
+    MAX_CONNECTIONS,
+    MAX_PER_SOURCE,
+    WORKERS,
+    Conversation,
+    StreamService,
+    peer_certificate,
+    tls_connect,
+)
 from phone.pki import CertKind, Identity, cert_to_pem, key_to_pem
 from phone.trust.tvs import QueryNotAnswered, ServerCheck, TvsAnswer
 from phone.wire.tvs import (
@@ -173,7 +181,22 @@ def server_context(identity: Identity, anchors: tuple[x509.Certificate, ...]) ->
 # --- the server ----------------------------------------------------------------------------------
 
 
-class TvsTlsServer(ThreadedTcpService):
+class _TvsConversation(Conversation):
+    """A TVS connection: the pure :class:`TvsServerSession` (requests answered in order)."""
+
+    def __init__(self, session: TvsServerSession) -> None:
+        self._session = session
+
+    def feed(self, data: bytes) -> list[bytes]:
+        # One write per answer: one TLS record (section 0).
+        return list(self._session.feed(data))
+
+    @property
+    def partial(self) -> bool:
+        return self._session.pending > 0
+
+
+class TvsTlsServer(StreamService):
     """TVS over TLS for node ``tvs_host`` of ``lab`` (module docstring).
 
     Args:
@@ -182,8 +205,12 @@ class TvsTlsServer(ThreadedTcpService):
         tvs_host: the TVS node's host name.
         listen: address to bind; port 0 picks a free port (see :attr:`address`).
         clock: the lab clock that dates client certificates (default: the wall clock).
-        read_timeout: seconds a connection may stay silent (handshake included).
-        max_connections: connections served at once.
+        read_timeout: seconds the TLS handshake, a whole request, and the wait between two
+            requests may each take (a phone's TVS timeout is 2 s).
+        handshake_timeout, request_timeout: those deadlines apart (default ``read_timeout``).
+        max_connections, max_per_source: connections held at once, in all and from one
+            address; at the limit the least recently active idle connection is evicted.
+        workers: threads that run handshakes and answers.
         lock: held around every call into the lab (share one with the other servers of a lab).
     """
 
@@ -199,14 +226,22 @@ class TvsTlsServer(ThreadedTcpService):
         listen: tuple[str, int] = ("127.0.0.1", 0),
         clock: Callable[[], datetime] | None = None,
         read_timeout: float = 2.0,
-        max_connections: int = 64,
+        handshake_timeout: float | None = None,
+        request_timeout: float | None = None,
+        max_connections: int = MAX_CONNECTIONS,
+        max_per_source: int = MAX_PER_SOURCE,
+        workers: int = WORKERS,
         lock: threading.Lock | threading.RLock | None = None,
     ) -> None:
         super().__init__(
             node=tvs_host,
             listen=listen,
-            read_timeout=read_timeout,
+            idle_timeout=read_timeout,
+            request_timeout=read_timeout if request_timeout is None else request_timeout,
+            handshake_timeout=read_timeout if handshake_timeout is None else handshake_timeout,
             max_connections=max_connections,
+            max_per_source=max_per_source,
+            workers=workers,
         )
         self.lab = lab
         self.tvs_host = tvs_host
@@ -227,20 +262,9 @@ class TvsTlsServer(ThreadedTcpService):
                 anchors = tuple(e.certificate for e in cluster.trust(TrustStore.CAPF))
         return server_context(identity, anchors)
 
-    def _handle(self, stream: socket.socket, peer: tuple[str, int]) -> None:
+    def _open(self, stream: socket.socket, peer: tuple[str, int]) -> Conversation:
         client = peer_certificate(stream)
-        session = TvsServerSession(lambda frame: self._judge(frame, client))
-        while not self._stopping.is_set():
-            data = stream.recv(65536)
-            if not data:
-                # The client closed (tvsc does after its one answer): end cleanly, answering
-                # its close_notify with ours where TLS still allows it.
-                if isinstance(stream, ssl.SSLSocket):
-                    with contextlib.suppress(OSError, ValueError):
-                        stream.unwrap()
-                return
-            for answer in session.feed(data):
-                stream.sendall(answer)  # one write per answer: one TLS record (section 0)
+        return _TvsConversation(TvsServerSession(lambda frame: self._judge(frame, client)))
 
     def _judge(self, frame: Frame, client: x509.Certificate | None) -> TvsVerdict:
         with self.lock:
