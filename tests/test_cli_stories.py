@@ -134,14 +134,15 @@ def two_cluster_lab(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> tuple
     return lab, flash
 
 
-def test_moved_without_preparation_is_stuck(
+def test_moved_without_preparation_ignores_new_config_registers_to_tftp(
     capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
     lab, flash = two_cluster_lab(capsys, tmp_path)
     moved = boot(capsys, lab, flash, "--tftp", "new")
     assert step(moved, "itl")["decision"] == "rejected"
     assert step(moved, "config")["decision"] == "rejected"
-    assert moved["registered_with"] != "cucm1.new.lab"
+    # C2 (community doc 3108501): it "registers to configured TFTP server by default".
+    assert moved["registered_with"] == "cucm1.new.lab"
 
 
 def test_moved_with_rollback_parameter(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:

@@ -207,10 +207,12 @@ def test_seed_autoregistration_default_config_signed() -> None:
     assert parse_config(_get(service, "XMLDefault.cnf.xml")) == config
 
 
-def test_seed_models_without_sbd_get_no_signed_default_config() -> None:
+def test_seed_default_config_is_served_by_name_not_by_model() -> None:
+    """Seed: "The default configuration file will also be signed." A TFTP server cannot know
+    a phone's model: a pre-SBD phone gets the nonsigned file because it asks for that name."""
     _, service = _setup()
-    old_phone = ClientInfo("10.1.1.5", model="7940")  # pre-SBD in the model table
-    assert service.get("XMLDefault.cnf.xml.sgn", old_phone) is None
+    old_phone = ClientInfo("10.1.1.5", model="7940")
+    assert service.get("XMLDefault.cnf.xml.sgn", old_phone) is not None
     assert service.get("XMLDefault.cnf.xml", old_phone) is not None
     assert service.get("XMLDefault.cnf.xml.sgn", ClientInfo("10.1.1.6", model="8841"))
 

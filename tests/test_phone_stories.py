@@ -168,7 +168,7 @@ def two_clusters(clock: Clock) -> tuple[Lab, VirtualPhone]:
     return lab, phone
 
 
-def test_moved_without_preparation_is_stuck() -> None:
+def test_moved_without_preparation_ignores_new_config_registers_to_tftp() -> None:
     """Item 32 (a, c): the new ITL's signer is unknown and the old TVS does not know it."""
     clock = Clock()
     lab, phone = two_clusters(clock)
@@ -179,7 +179,8 @@ def test_moved_without_preparation_is_stuck() -> None:
     assert "TVS" in last(phone, "itl").reason
     assert phone.itl_hash() == old_hash
     assert last(phone, "config").decision == "rejected"
-    assert phone.registered_with != lab.cluster("new").tftp_hosts[0]
+    # C2 (community doc 3108501): it "registers to configured TFTP server by default".
+    assert phone.registered_with == lab.cluster("new").tftp_hosts[0]
 
 
 def test_moved_with_prepare_cluster_for_rollback() -> None:
@@ -356,7 +357,8 @@ def test_secure_mode_with_ctl_registers_over_tls() -> None:
     cluster.add_device(Device(MAC, security_mode=SecurityMode.AUTHENTICATED), now=clock())
     phone = phone_on(lab, clock)
     assert phone.boot() is State.REGISTERED
-    assert Status.CTL_INSTALLED in phone.status
+    # Item 10 [S13]: an 8800's first boot that installs both lists shows one text.
+    assert "CTL and ITL installed" in phone.status
     assert last(phone, "itl").rule == "item 11"
     assert "/tls" in last(phone, "register").reason
 
@@ -410,26 +412,26 @@ def test_item36_new_load_installed_and_booted() -> None:
 
 def test_item38_signing_key_rollover_needs_the_intermediate_load() -> None:
     clock = Clock()
-    lab, phone = phone_with_load("SIP79xx.9-2-1", "7940", clock)
-    assert phone.running_load == "SIP79xx.8-3-1"
+    lab, phone = phone_with_load("SCCP42.9-4-2SR3-1S", "7962", clock)
+    assert phone.running_load == "SCCP42.8-3-1S"
     assert phone.boot() is State.REGISTERED  # item 37: keeps booting the resident image
-    assert phone.running_load == "SIP79xx.8-3-1"
+    assert phone.running_load == "SCCP42.8-3-1S"
     assert Status.AUTH_FAIL in phone.status
     image = last(phone, "image")
-    assert image.decision == "rejected" and "SIP79xx.8-5-2" in image.reason
+    assert image.decision == "rejected" and "SCCP42.8-5-2S" in image.reason
     # The intermediate load first, then the target.
     cluster = lab.cluster()
-    cluster.update_device(MAC, now=clock(), load="SIP79xx.8-5-2")
+    cluster.update_device(MAC, now=clock(), load="SCCP42.8-5-2S")
     phone.reset()
-    assert phone.running_load == "SIP79xx.8-5-2"
-    cluster.update_device(MAC, now=clock(), load="SIP79xx.9-2-1")
+    assert phone.running_load == "SCCP42.8-5-2S"
+    cluster.update_device(MAC, now=clock(), load="SCCP42.9-4-2SR3-1S")
     phone.reset()
-    assert phone.running_load == "SIP79xx.9-2-1"
+    assert phone.running_load == "SCCP42.9-4-2SR3-1S"
 
 
 def test_item39_hardware_incompatible_load_rejected() -> None:
     clock = Clock()
-    _, phone = phone_with_load("sip78xx.11-0-1", "8841", clock)
+    _, phone = phone_with_load("sip78xx.11-0-1-11", "8841", clock)
     assert phone.boot() is State.REGISTERED
     assert Status.LOAD_REJECTED_HC in phone.status
     assert phone.running_load == "sip88xx.12-0-1"

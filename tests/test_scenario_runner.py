@@ -223,14 +223,14 @@ def test_regenerate_every_node_and_the_previous_signer() -> None:
 
 
 def test_upgrade_firmware_sets_the_load_of_each_phones_device() -> None:
-    head = ONE_CLUSTER.replace("count = 3", 'count = 2\nmodel = "7940"')
+    head = ONE_CLUSTER.replace("count = 3", 'count = 2\nmodel = "7962"')
     runner, report = runner_of(
         head,
         """
         [[step]]
         do = "upgrade-firmware"
         group = "a"
-        load = "SIP79xx.8-5-2"
+        load = "SCCP42.8-5-2S"
 
         [[step]]
         do = "reset"
@@ -238,13 +238,13 @@ def test_upgrade_firmware_sets_the_load_of_each_phones_device() -> None:
 
         [[expect]]
         group = "a"
-        load = "SIP79xx.8-5-2"
+        load = "SCCP42.8-5-2S"
         last_image = "accepted"
         """,
     )
     assert report.ok
     cluster = runner.lab.cluster("c1")
-    assert all(cluster.device(p.mac).load == "SIP79xx.8-5-2" for p in runner.phones("a"))  # type: ignore[union-attr]
+    assert all(cluster.device(p.mac).load == "SCCP42.8-5-2S" for p in runner.phones("a"))  # type: ignore[union-attr]
 
 
 def test_tamper_then_heal() -> None:
