@@ -11,16 +11,17 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+from datetime import UTC, datetime
 from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 
-from phone.cli.lab_edge import emit, iso
+from phone.cli.lab_edge import emit, iso, now
 from phone.cli.lab_sip import SIP_SECTIONS, sip_report
 from phone.cluster.cluster import Cluster
 from phone.cluster.itl import itl_hash
-from phone.cluster.records import PARAMETERS, TrustStore
+from phone.cluster.records import PARAMETERS, TrustStore, unix_time
 from phone.cluster.store import load_lab
 from phone.formats.certfields import serial_bytes
 from phone.formats.trustlist import parse_trust_list
@@ -51,8 +52,51 @@ def _file_info(data: bytes | None) -> dict[str, Any] | None:
     }
 
 
-def cluster_report(cluster: Cluster) -> dict[str, Any]:
-    """Everything ``vphone lab show`` prints about a cluster, as JSON-ready data."""
+def throttle_report(cluster: Cluster, at: int) -> dict[str, Any]:
+    """The SIP digest throttle (issue 13): its settings and every source with failures."""
+    params = cluster.parameters
+    on = params.sip_auth_failures > 0 and params.sip_auth_lockout > 0
+    return {
+        "enabled": on,
+        "failures": params.sip_auth_failures,
+        "lockout": params.sip_auth_lockout,
+        "sources": [
+            {
+                **record.to_json(),
+                "throttled": on and record.throttled(at),
+                "retry_after": max(record.until - at, 0) if on else 0,
+            }
+            for record in cluster.sip_auth_sources()
+        ],
+    }
+
+
+def _print_throttle(throttle: dict[str, Any]) -> None:
+    sources = throttle["sources"]
+    if not throttle["enabled"]:
+        state = "off"
+    else:
+        state = f"{throttle['failures']} failures within {throttle['lockout']} s"
+    throttled = sum(1 for s in sources if s["throttled"])
+    emit(f"  SIP digest throttle: {state}; {throttled} of {len(sources)} sources throttled")
+    for source in sources:
+        last = iso(datetime.fromtimestamp(source["last"], UTC))
+        if source["throttled"]:
+            what = (
+                f"THROTTLED for {source['retry_after']} s more, "
+                f"{source['refused']} requests refused"
+            )
+        else:
+            what = "not throttled"
+        emit(
+            f"    {source['source']}  {source['failures']} failures, last {last} "
+            f"(user {source['user']!r}): {what}"
+        )
+
+
+def cluster_report(cluster: Cluster, at: int | None = None) -> dict[str, Any]:
+    """Everything ``vphone lab show`` prints about a cluster, as JSON-ready data; ``at``
+    (Unix seconds, default now) is when the SIP throttle's state is judged."""
     params = cluster.parameters
     itl: dict[str, Any] = {}
     for host in cluster.tftp_hosts:
@@ -121,6 +165,7 @@ def cluster_report(cluster: Cluster) -> dict[str, Any]:
             for d in sorted(cluster.devices.values(), key=lambda d: d.mac)
         ],
         **sip_report(cluster),
+        "sip_throttle": throttle_report(cluster, unix_time(now()) if at is None else at),
     }
 
 
@@ -193,6 +238,7 @@ def _print_report(report: dict[str, Any]) -> None:
             emit(f"  {title}: {len(report[key])}")
             for entry in report[key]:
                 emit(f"    {line(entry)}")
+    _print_throttle(report["sip_throttle"])
 
 
 def cmd_show(args: argparse.Namespace) -> int:

@@ -43,6 +43,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from phone.catalog.loads import catalogue_images
+from phone.cluster.authadmin import SipAuthGuard
 from phone.cluster.install import new_cluster_state
 from phone.cluster.itl import (
     CTL_FILENAME,
@@ -91,7 +92,7 @@ from phone.mac import normalize_mac
 from phone.pki import CertKind, Identity, KeySource
 
 
-class Cluster(TrunkAdmin):
+class Cluster(TrunkAdmin, SipAuthGuard):
     """One emulated Unified CM cluster (see the module docstring).
 
     Build one with :meth:`create` (or :meth:`Lab.create`), or from a persisted

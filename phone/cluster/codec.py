@@ -20,6 +20,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from phone.cluster import capf_ops
+from phone.cluster.authguard import AuthFailures
 from phone.cluster.itl import DeviceHashRow, ItlHashDatabase, TftpHashRow
 from phone.cluster.records import (
     ClusterState,
@@ -271,6 +272,7 @@ def encode_cluster(state: ClusterState) -> tuple[dict[str, Any], dict[str, Ident
         "registrations": dict(state.registrations),
         "log": [dataclasses.asdict(e) for e in state.log],
         **_encode_sip(state),
+        "sip_auth_failures": [r.to_json() for r in state.auth_failures.values()],
     }
     return document, w.keys
 
@@ -417,4 +419,8 @@ def decode_cluster(
         trunks=trunks,
         application_users=application_users,
         sip_realms=sip_realms,
+        auth_failures={
+            r.source: r
+            for r in map(AuthFailures.from_json, document.get("sip_auth_failures") or [])
+        },
     )

@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TypeAlias, TypeVar
 
+from phone.cluster.authguard import AuthFailures
 from phone.cluster.cluster import Cluster
 from phone.cluster.itl import DeviceHashRow
 from phone.cluster.lab import Lab
@@ -46,6 +47,7 @@ class ClusterBaseline:
     devices: Mapping[str, Device]
     registrations: Mapping[str, int]
     reports: Mapping[str, DeviceHashRow]  # the ITL File Status rows (item 30), by MAC
+    auth: Mapping[str, AuthFailures] = field(default_factory=dict)  # SIP throttle, by source
 
 
 _Event = TypeVar("_Event", int, DeviceHashRow)  # a registration time, or an ITL report row
@@ -63,6 +65,7 @@ def baseline(lab: Lab) -> dict[str, ClusterBaseline]:
             devices=dict(cluster.state.devices),
             registrations=dict(cluster.state.registrations),
             reports=dict(cluster.state.hashes.devices),
+            auth=dict(cluster.state.auth_failures),
         )
         for cluster in lab.clusters
     }
@@ -139,7 +142,9 @@ def rebase(ours: Lab, base: Baseline, onto: Lab) -> Rebased:
 def _rebase_cluster(ours: Cluster, base: ClusterBaseline, onto: Cluster) -> Rebased:
     report = Rebased()
     state, target = ours.state, onto.state
-    counts = dict.fromkeys(("device", "registration", "ITL report", "log line"), 0)
+    counts = dict.fromkeys(
+        ("device", "registration", "ITL report", "throttle record", "log line"), 0
+    )
 
     # Device records first: registrations and reports follow the device.
     for mac in sorted(set(state.devices) | set(base.devices)):
@@ -171,6 +176,17 @@ def _rebase_cluster(ours: Cluster, base: ClusterBaseline, onto: Cluster) -> Reba
         report.dropped.append(
             f"{onto.name}: SEP{mac} is gone from the folder: its registration is dropped"
         )
+
+    # SIP throttle records (phone.cluster.authguard): only the servers change them, so ours win.
+    for source in set(state.auth_failures) | set(base.auth):
+        record = state.auth_failures.get(source)
+        if record == base.auth.get(source):
+            continue
+        counts["throttle record"] += 1
+        if record is None:
+            target.auth_failures.pop(source, None)
+        else:
+            target.auth_failures[source] = record
 
     # Log lines, after the folder's own and numbered after them.
     for entry in state.log:

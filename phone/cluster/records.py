@@ -22,6 +22,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.serialization import Encoding
 
+from phone.cluster.authguard import AuthFailures
 from phone.cluster.capf_ops import CapfPending, CapfResult
 from phone.cluster.itl import (
     HashOutcome,
@@ -259,6 +260,9 @@ class Parameters:
     nonce_validity: int = 600
     tvs_ttl: int = 86400
     tvs_client_certificate: str = "off"
+    # The per-source SIP digest throttle (issue 13; phone.cluster.authguard); 0 = off.
+    sip_auth_failures: int = 10
+    sip_auth_lockout: int = 300
 
 
 @dataclass(frozen=True)
@@ -324,6 +328,20 @@ PARAMETERS: Mapping[str, ParameterInfo] = MappingProxyType(
                 "off: TVS requests no client certificate (as tvsd); required: a device "
                 "certificate from the CAPF-trust store (docs/networks.md)",
             ),
+            ParameterInfo(
+                "sip-auth-failures",
+                "sip_auth_failures",
+                "service",
+                "failed SIP digest authentications from one source address that throttle it "
+                "(0: no throttle; docs/sip.md)",
+            ),
+            ParameterInfo(
+                "sip-auth-lockout",
+                "sip_auth_lockout",
+                "service",
+                "seconds a throttled source is refused, and the window failures are counted "
+                "in (0: no throttle; docs/sip.md)",
+            ),
         )
     }
 )
@@ -380,6 +398,10 @@ def parse_parameter(name: str, text: str, profile: ReleaseProfile) -> tuple[str,
             value = _parse_int(text, minimum=1, maximum=86400)
         case "tvs_ttl":
             value = _parse_int(text, minimum=0, maximum=10 * 86400)
+        case "sip_auth_failures":
+            value = _parse_int(text, minimum=0, maximum=1_000_000)
+        case "sip_auth_lockout":
+            value = _parse_int(text, minimum=0, maximum=86400)
         case "tvs_client_certificate":
             value = text.strip().lower()
             if value not in TVS_CLIENT_CERTIFICATE:
@@ -507,6 +529,8 @@ class ClusterState:
     trunks: dict[str, TrunkConfig] = field(default_factory=dict)
     application_users: dict[str, ApplicationUser] = field(default_factory=dict)
     sip_realms: dict[str, SipRealm] = field(default_factory=dict)
+    # Failed SIP digest authentications by source address (phone.cluster.authguard).
+    auth_failures: dict[str, AuthFailures] = field(default_factory=dict)
     created_at: int = 0
     updated_at: int = 0
     context_changed_at: int = 0

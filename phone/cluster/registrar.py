@@ -47,6 +47,17 @@ each, configuration order decides.
 
 Every refusal carries a ``Warning: 399 <host> "<why>"`` header naming the rule, so the phone
 and a person reading a capture can tell a wrong password from a stale nonce.
+
+Guessing (issue 13; ``docs/sip.md``, "Guessing digest passwords"). A wrong password, a digest
+user no device (or application user) has, and a digest user that is not the device's all get
+the *same* answer: ``403 Forbidden`` with ``Warning: 399 <host> "wrong digest credentials"``
+(an unknown user is checked against a decoy HA1, so it goes through the same nonce rules: a
+fresh 401 for an unknown or foreign-realm nonce, ``stale=false`` for an expired one). What
+really happened goes to the cluster log with the source, the user and the time. After
+``sip-auth-failures`` failures from one address within ``sip-auth-lockout`` seconds, that
+address gets ``403`` with ``Retry-After`` for every request but keepalives until the lockout
+ends, its credentials unchecked (:mod:`phone.cluster.authguard`); other addresses are not
+affected.
 """
 
 from __future__ import annotations
@@ -116,6 +127,9 @@ class _Nonce:
     last_nc: int = 0
 
 
+WRONG_CREDENTIALS = "wrong digest credentials"  # the one answer to every failed guess
+
+
 class _Refused(Exception):
     """Internal: a request refused with ``response``."""
 
@@ -152,6 +166,8 @@ class Registrar:
         self._nonces: OrderedDict[str, _Nonce] = OrderedDict()
         self._transactions: OrderedDict[tuple[str, ...], tuple[int, SipResponse]] = OrderedDict()
         self._ha1: dict[tuple[str, str, str, str], str] = {}
+        # Unknown users are checked against HA1 = MD5(user:realm:<this secret>): never a match.
+        self._decoy = self.random(16).hex()
         self.challenges = 0  # counters for benchmarks and tests
         self.accepted = 0
         self.refused = 0
@@ -287,9 +303,15 @@ class Registrar:
         user: str,
         ha1: str,
         now: int,
+        source: Source,
         code: int = 401,
+        unknown: str | None = None,
     ) -> None:
-        """Check the request's digest credentials for ``user``; raise _Refused if not good."""
+        """Check the request's digest credentials for ``user``; raise _Refused if not good.
+
+        ``unknown``: the user is not one the cluster has (``ha1`` is a decoy) and this is why,
+        for the log; the answer is that of a wrong password (module docstring, "Guessing").
+        """
         header = "Authorization" if code == 401 else "Proxy-Authorization"
         value = request.get(header)
         if value is None:
@@ -299,14 +321,14 @@ class Registrar:
             # Credentials computed for another realm prove nothing here: challenge again.
             raise _Refused(self._challenge(request, realm, now, code=code))
         if credentials.username != user:
-            raise _Refused(
-                self._refuse(
-                    request,
-                    403,
-                    "Forbidden",
-                    f"digest user {credentials.username!r} is not "
-                    f"the one configured for this device ({user!r})",
-                )
+            # Not the device's digest user: answered as a wrong password, so that the answer
+            # names no user; the log says which user was expected.
+            raise self._failed(
+                request,
+                source,
+                credentials.username,
+                f"not the digest user of this device ({user!r})",
+                now,
             )
         if credentials.qop != "auth":
             raise _Refused(self._refuse(request, 400, "Bad Request", "digest qop=auth is required"))
@@ -319,13 +341,17 @@ class Registrar:
         nonce = self._nonces.get(credentials.nonce)
         if nonce is None or nonce.realm != realm:
             raise _Refused(self._challenge(request, realm, now, code=code))
-        good = _good_response(credentials, ha1, request.method)
+        good = _good_response(credentials, ha1, request.method) and unknown is None
+        why = unknown or "wrong password"
         if now - nonce.issued > self.cluster.parameters.nonce_validity:
             # Item 41: an expired nonce is answered with a fresh one; stale=true tells the
             # client that its credentials were right, so it retries without asking the user.
-            raise _Refused(self._challenge(request, realm, now, code=code, stale=good))
+            challenge = self._challenge(request, realm, now, code=code, stale=good)
+            if not good:
+                self._failed(request, source, user, f"{why} (with an expired nonce)", now)
+            raise _Refused(challenge)
         if not good:
-            raise _Refused(self._refuse(request, 403, "Forbidden", "wrong digest credentials"))
+            raise self._failed(request, source, user, why, now)
         nc = int(credentials.nc or "0", 16)
         if nc <= nonce.last_nc:
             raise _Refused(
@@ -337,15 +363,25 @@ class Registrar:
                 )
             )
         nonce.last_nc = nc
+        self.cluster.sip_auth_succeeded(source.host)
+
+    def _failed(
+        self, request: SipRequest, source: Source, user: str, why: str, now: int
+    ) -> _Refused:
+        """Record a failed authentication (cluster log, throttle); the one answer to it."""
+        where = f"{source.host}:{source.port}/{source.transport}"
+        self.cluster.sip_auth_failed(source.host, where, user, why, now, node=self.host)
+        return _Refused(self._refuse(request, 403, "Forbidden", WRONG_CREDENTIALS))
+
+    def _decoy_ha1(self, user: str, realm: str) -> str:
+        return digest_ha1(user, realm, self._decoy)
 
     # --- dispatch ----------------------------------------------------------------------------
 
     def _dispatch(self, request: SipRequest, source: Source, now: datetime) -> SipResponse:
         trunk = self.trunk_for(source.host)
-        if trunk is not None:
-            return self._trunk(request, trunk, now)
-        if request.method == "OPTIONS":
-            # A keepalive: never challenged (item 40).
+        if trunk is None and request.method == "OPTIONS":
+            # A keepalive: never challenged (item 40), nor throttled (it proves nothing).
             return make_response(
                 request,
                 200,
@@ -353,13 +389,37 @@ class Registrar:
                 headers=(("Allow", "REGISTER, OPTIONS, ACK"),),
                 to_tag=self._tag(),
             )
+        stamp = unix_time(now)
+        throttled = self.cluster.sip_auth_throttled(source.host, stamp, node=self.host)
+        if throttled is not None:
+            # Refused unread: while throttled, not even the right password is checked.
+            wait = throttled.until - stamp
+            return make_response(
+                request,
+                403,
+                "Forbidden",
+                headers=(
+                    ("Retry-After", str(wait)),
+                    (
+                        "Warning",
+                        f"399 {self.host} "
+                        + quote(
+                            f"too many failed digest authentications from {throttled.source}; "
+                            f"retry in {wait} s"
+                        ),
+                    ),
+                ),
+                to_tag=self._tag(),
+            )
+        if trunk is not None:
+            return self._trunk(request, trunk, source, now)
         return self._line(request, source, now)
 
     def _line(self, request: SipRequest, source: Source, now: datetime) -> SipResponse:
         stamp = unix_time(now)
         cluster = self.cluster
         realm = cluster.parameters.sip_station_realm
-        device = self._identify(request, realm, stamp)
+        device = self._identify(request, realm, stamp, source)
         if device is None:
             return self._unknown(request, now)
         self._check_signaling(request, device, source, now)
@@ -380,6 +440,7 @@ class Registrar:
                 user=device.digest_user,
                 ha1=self._device_ha1(device, realm),
                 now=stamp,
+                source=source,
             )
         if request.method != "REGISTER":
             return self._refuse(
@@ -387,7 +448,7 @@ class Registrar:
             )
         return self._register(request, device.mac, now)
 
-    def _identify(self, request: SipRequest, realm: str, now: int) -> Device | None:
+    def _identify(self, request: SipRequest, realm: str, now: int, source: Source) -> Device | None:
         """The device record the request comes from (module docstring, step 1)."""
         for contact in request.get_all("Contact"):
             if contact.strip() == "*":
@@ -407,9 +468,17 @@ class Registrar:
         for device in self.cluster.devices.values():
             if device.digest_user == username:
                 return device
-        raise _Refused(
-            self._refuse(request, 404, "Not Found", f"no device has digest user {username!r}")
+        # No device has that digest user: answered exactly as a wrong password would be.
+        self._verify(
+            request,
+            realm=realm,
+            user=username,
+            ha1=self._decoy_ha1(username, realm),
+            now=now,
+            source=source,
+            unknown="no device has this digest user",
         )
+        raise self._failed(request, source, username, "no device has this digest user", now)
 
     def _unknown(self, request: SipRequest, now: datetime) -> SipResponse:
         """A Cisco phone the cluster does not know: auto-registration or 404 (item 6)."""
@@ -495,7 +564,9 @@ class Registrar:
 
     # --- trunks ------------------------------------------------------------------------------
 
-    def _trunk(self, request: SipRequest, trunk: SipTrunk, now: datetime) -> SipResponse:
+    def _trunk(
+        self, request: SipRequest, trunk: SipTrunk, source: Source, now: datetime
+    ) -> SipResponse:
         stamp = unix_time(now)
         profile = trunk.profile
         kind = request_type(request)
@@ -517,18 +588,26 @@ class Registrar:
             username = parse_credentials(value).username
             user = self.application_users.get(username)
             if user is None or user.realm != realm:
-                return self._refuse(
+                # Answered as a wrong password (module docstring, "Guessing").
+                why = f"no application user with digest credentials for realm {realm!r}"
+                self._verify(
                     request,
-                    403,
-                    "Forbidden",
-                    f"no application user {username!r} with digest credentials for realm {realm!r}",
+                    realm=realm,
+                    user=username,
+                    ha1=self._decoy_ha1(username, realm),
+                    now=stamp,
+                    source=source,
+                    code=profile.challenge,
+                    unknown=why,
                 )
+                raise self._failed(request, source, username, why, stamp)
             self._verify(
                 request,
                 realm=realm,
                 user=user.name,
                 ha1=user.ha1,
                 now=stamp,
+                source=source,
                 code=profile.challenge,
             )
             # Item 44: application-level authorization runs after trunk-level and needs digest.

@@ -45,7 +45,9 @@ keeps a lab in memory while other commands change the folder uses three things:
   unless the device is gone from the folder. A device record the process created is added
   unless the folder now holds one with that MAC; a device field the process changed is
   carried over unless the folder changed that field too (the folder wins: it is the user's
-  configuration). Log lines are appended after the folder's, renumbered. Everything else
+  configuration). SIP digest throttle records (:mod:`phone.cluster.authguard`) changed by the
+  process are carried over as they are (only servers change them). Log lines are appended
+  after the folder's, renumbered. Everything else
   (nodes, certificates, parameters, trust stores, ITLs, trunks) comes from the folder.
 """
 
