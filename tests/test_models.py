@@ -89,6 +89,7 @@ STATUS_TEXTS = {
     "Upgrade Failed": "item 36 [S32][S13]",
     "Erasing CTL and ITL files": "item 46 [S13]",
     "File not found": "item 47 [S13] (followed by the file name)",
+    "invalid file {file}, authenticated fail. Reason:14": "item 14 [S21] (8945 log line)",
 }
 
 # The text each family shows when its running firmware cannot verify an image.
@@ -387,3 +388,34 @@ def test_c2_no_registration_where_the_new_tftp_server_runs_no_callmanager() -> N
     phone = _moved(new_runs_callmanager=False)
     assert phone.state is not State.REGISTERED
     assert "Registration failed" in phone.status
+
+
+# --- item 14/47: the family's words for a config it cannot authenticate --------------------------
+
+
+@pytest.mark.parametrize(
+    ("model", "text"),
+    [
+        # [S21]: the 8945 logs "invalid file SEP....cnf.xml.sgn, authenticated fail. Reason:14".
+        ("8945", "invalid file {name}, authenticated fail. Reason:14"),
+        ("8941", "invalid file {name}, authenticated fail. Reason:14"),
+        # The 79xx/88xx show "File auth error" followed by the file's name (item 47).
+        ("8841", "File auth error {name}"),
+        ("7962", "File auth error {name}"),
+    ],
+)
+def test_item14_a_tampered_config_is_refused_in_the_familys_words(model: str, text: str) -> None:
+    from phone.net.faults import FaultyBackend, parse_fault
+    from phone.net.memory import MemoryBackend
+
+    clock = Clock()
+    lab = create_lab("cluster1", now=NOW, keys=pooled_keys())
+    phone = create_phone(lab, mac="0011223344B1", model=model, clock=clock)
+    assert phone.boot() is State.REGISTERED  # the ITL is installed: configs must be signed
+    tampered = FaultyBackend(MemoryBackend(lab, clock=clock), [parse_fault("tamper:*.cnf.xml.sgn")])
+    phone.backend = tampered
+    phone.boot()
+    refused = [e for e in phone.trace if e.step == "config" and e.decision == "rejected"]
+    assert refused, phone.trace
+    name = refused[-1].file
+    assert text.format(name=name) in phone.status

@@ -31,6 +31,9 @@ class StatusKey(StrEnum):
 
     IMAGE_AUTH = "image-auth"  # an image whose signature the running firmware cannot verify
     BOTH_LISTS = "both-lists"  # one boot installed a first CTL and a first ITL (item 10)
+    # A signed config whose signature no trust list vouches for (item 14); ``{file}`` is the
+    # file's name. The 79xx say "File auth error <file>"; the 8945 logs its own line [S21].
+    CONFIG_AUTH = "config-auth"
 
 
 # The fields of a row a source or a [G] mark can name (the JSON keys of ``vphone model show``).

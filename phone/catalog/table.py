@@ -374,8 +374,10 @@ _894X = _family(
         "transports": "C26 (HTTP download error, try tftp download)",
         "erase_path": "item 46, S21 (no ITL-only erase)",
         "config_files": "C26, item 2",
+        "statuses": "S21 (the 8945's log line for a config it cannot authenticate); "
+        "image-auth text [G]",
     },
-    "ctl image_format ec_itl11 tls ctl_attempts statuses web_fields key_rollover",
+    "ctl image_format ec_itl11 tls ctl_attempts web_fields key_rollover",
     family="8941/8945",
     load_family="894x",
     mic_family="88xx",
@@ -392,7 +394,10 @@ _894X = _family(
     ctl_attempts=4,
     erase_path="Settings > Reset settings > Security settings (no ITL-only erase)",
     separate_itl_erase=False,
-    statuses=_AUTH_FAIL,
+    statuses=(
+        *_AUTH_FAIL,
+        (StatusKey.CONFIG_AUTH, "invalid file {file}, authenticated fail. Reason:14"),
+    ),
     web_fields=_WEB,
     key_rollover="",
 )

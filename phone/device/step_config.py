@@ -10,10 +10,12 @@ registration.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable
 
 from cryptography.hazmat.primitives.serialization import Encoding
 
+from phone.catalog.rows import StatusKey
 from phone.device import flash as names
 from phone.device.capf import pending_auth
 from phone.device.core import PhoneCore
@@ -21,11 +23,19 @@ from phone.errors import FormatError
 from phone.formats.configxml import DeviceConfig
 from phone.formats.signed import md5_hex
 from phone.trust.config import ConfigOutcome, config_names, default_config_names, evaluate_config
-from phone.trust.decision import Verdict
+from phone.trust.decision import Decision, Status, Verdict
 
 
 class ConfigStep(PhoneCore):
     """The phone's CONFIGURING state (a part of ``VirtualPhone``)."""
+
+    def _family_text(self, decision: Decision, name: str) -> Decision:
+        """The decision with the family's own text for a config it cannot authenticate
+        (item 47: families word the same event differently; the 8945's is [S21])."""
+        family = self.model.status(StatusKey.CONFIG_AUTH)
+        if family is None or decision.status != f"{Status.FILE_AUTH_ERROR} {name}":
+            return decision
+        return dataclasses.replace(decision, status=family.format(file=name))
 
     def _step_configure(self) -> str:
         outcome = self._fetch_config(
@@ -150,7 +160,7 @@ class ConfigStep(PhoneCore):
                 private_key=self._decryption_key(),
                 pre_sbd_default=pre_sbd_default,
             )
-            self._decide("config", outcome.decision, name)
+            self._decide("config", self._family_text(outcome.decision, name), name)
             return outcome
         return None
 
