@@ -60,11 +60,13 @@ def create_phone(
     flash: Flash | None = None,
     clock: Callable[[], datetime] = utc_now,
     backend: Backend | None = None,
+    protocol: str | None = None,
 ) -> VirtualPhone:
     """A phone whose TFTP option points at ``cluster`` (default: the lab's first cluster).
 
     Its backend is the lab in memory unless ``backend`` is given (for instance a fault
-    injector wrapping the memory backend).
+    injector wrapping the memory backend). ``protocol`` is ``"sip"`` or ``"sccp"`` (default:
+    the model's, SIP where it runs both; docs/sccp.md).
     """
     target = lab.cluster(cluster) if cluster is not None else lab.clusters[0]
     return VirtualPhone(
@@ -74,4 +76,5 @@ def create_phone(
         tftp=target.tftp_hosts[0],
         flash=flash,
         clock=clock,
+        protocol=protocol,
     )

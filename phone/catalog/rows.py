@@ -73,7 +73,7 @@ class Model:
     security_by_default: bool  # phones without SBD ignore the ITL (seed, Autoregistration)
     ctl: bool  # the phone fetches and installs a CTL (item 2)
     tvs: bool  # the phone asks TVS about unknown signers (item 20)
-    protocols: tuple[str, ...]  # "SCCP", "SIP" (vphone registers every model over SIP)
+    protocols: tuple[str, ...]  # "SCCP", "SIP" (default_protocol: SIP where both)
     config_files: tuple[str, ...]  # the names it requests, in order
     ec_itl11: bool  # EC keys and ITL 1.1 (the HTTPS 6971 config path of item 4)
     tls: tuple[str, ...]  # the TLS versions it speaks
@@ -86,6 +86,26 @@ class Model:
     sources: tuple[tuple[str, str], ...]  # field -> citation
     guesses: frozenset[str]  # the fields that are guesses [G]
     tftp_retries: int = 3  # attempts per file before "TFTP timeout"
+
+    @property
+    def default_protocol(self) -> str:
+        """The protocol a phone of this model registers with unless told otherwise: SIP where
+        the model runs both (vphone's default, docs/sccp.md), else its only one."""
+        return "SIP" if "SIP" in self.protocols or not self.protocols else self.protocols[0]
+
+    def protocol(self, name: str | None) -> str:
+        """``name`` ("sip", "SCCP") checked against the row; the default when None.
+
+        Raises:
+            ValueError: the model does not run that protocol.
+        """
+        if name is None:
+            return self.default_protocol
+        wanted = name.upper()
+        if wanted not in self.protocols:
+            runs = ", ".join(self.protocols)
+            raise ValueError(f"the {self.name} does not run {wanted} (it runs {runs})")
+        return wanted
 
     @property
     def device_prefix(self) -> str:

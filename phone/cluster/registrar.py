@@ -68,14 +68,11 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from cryptography import x509
-
 from phone.cluster.cluster import Cluster
-from phone.cluster.records import Device, RandomBytes, SecurityMode, TrustStore, unix_time
+from phone.cluster.records import Device, RandomBytes, unix_time
+from phone.cluster.signaling import ItlReportValue, Source, signaling_problem
 from phone.cluster.trunk import ApplicationUser, SipRealm, SipTrunk, answer_as_uac, request_type
-from phone.cluster.tvs import authenticate_client
 from phone.errors import LabError, ProtocolError
-from phone.formats.certfields import cucm_name
 from phone.wire.sip import (
     ITL_HEADER,
     Challenge,
@@ -99,25 +96,6 @@ TRANSACTION_LIMIT = 2_048  # responses remembered for retransmissions
 TRANSACTION_TIME = 32  # 64*T1 seconds: how long a retransmission gets the same answer
 
 __all__ = ["ItlReportValue", "Registrar", "Source"]
-
-
-@dataclass(frozen=True, slots=True)
-class Source:
-    """Where a request came from: address, port, transport and the TLS peer's certificate."""
-
-    host: str
-    port: int
-    transport: str  # "udp", "tcp" or "tls"
-    certificate: x509.Certificate | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class ItlReportValue:
-    """A parsed ITL report (satisfies :class:`phone.cluster.records.ItlReport`)."""
-
-    tftp_host: str
-    itl_hash: str
-    timestamp: int
 
 
 @dataclass(slots=True)
@@ -500,26 +478,9 @@ class Registrar:
     def _check_signaling(
         self, request: SipRequest, device: Device, source: Source, now: datetime
     ) -> None:
-        """Seed, Signaling Authentication: secure devices over TLS with their own certificate."""
-        cluster = self.cluster
-        mode = device.security_mode if cluster.mixed_mode else SecurityMode.NON_SECURE
-        if mode is SecurityMode.NON_SECURE:
-            return
-        if source.transport != "tls":
-            raise _Refused(
-                self._refuse(
-                    request,
-                    403,
-                    "Forbidden",
-                    f"{device.name} is in {mode.label} mode: it must register over TLS",
-                )
-            )
-        anchors = tuple(e.certificate for e in cluster.trust(TrustStore.CAPF))
-        problem = authenticate_client(source.certificate, anchors, now)
-        if problem is None and source.certificate is not None:
-            subject = cucm_name(source.certificate.subject)
-            if device.name.lower() not in subject.lower():
-                problem = f"client certificate {subject} does not name {device.name}"
+        """Seed, Signaling Authentication: secure devices over TLS with their own certificate
+        (:func:`phone.cluster.signaling.signaling_problem`, shared with SCCP)."""
+        problem = signaling_problem(self.cluster, device, source, now)
         if problem is not None:
             raise _Refused(self._refuse(request, 403, "Forbidden", problem))
 

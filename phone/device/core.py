@@ -102,9 +102,14 @@ class PhoneCore:
         flash: Flash | None,
         clock: Clock,
         keys: KeySource,
+        protocol: str | None = None,
     ) -> None:
         self.mac = normalize_mac(mac)
         self.model: Model = get_model(model)
+        try:
+            self.protocol = self.model.protocol(protocol)  # "SIP" or "SCCP" (issue 15)
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
         self.backend = backend
         self.flash: Flash = flash if flash is not None else MemoryFlash()
         self.clock = clock

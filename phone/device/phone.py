@@ -76,6 +76,8 @@ class VirtualPhone(TrustListStep, ConfigStep, FirmwareStep, CapfStep, RegisterSt
         flash: the phone's storage; in memory when omitted.
         clock: returns the current UTC time; tests pass a fixed clock.
         keys: where the phone's RSA keys for CAPF come from (tests pass pooled keys).
+        protocol: ``"sip"`` or ``"sccp"`` (issue 15); default the model's
+            (:attr:`phone.catalog.rows.Model.default_protocol`: SIP where it runs both).
 
     ``capf_string`` is the authentication string typed on the phone's keypad for a CAPF
     operation "by authentication string" (docs/capf.md); None when nobody typed one.
@@ -91,6 +93,7 @@ class VirtualPhone(TrustListStep, ConfigStep, FirmwareStep, CapfStep, RegisterSt
         flash: Flash | None = None,
         clock: Clock = utc_now,
         keys: KeySource | None = None,
+        protocol: str | None = None,
     ) -> None:
         # FreshKeys is looked up here, in this module, at construction (tests replace it).
         super().__init__(
@@ -101,6 +104,7 @@ class VirtualPhone(TrustListStep, ConfigStep, FirmwareStep, CapfStep, RegisterSt
             flash=flash,
             clock=clock,
             keys=keys if keys is not None else FreshKeys(),
+            protocol=protocol,
         )
 
     # --- public API ----------------------------------------------------------------------

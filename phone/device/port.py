@@ -16,6 +16,8 @@ from phone.catalog.models import Transport
 from phone.pki import Identity
 from phone.trust.tvs import ServerCheck, TvsAnswer, TvsServer
 from phone.wire.capf import Frame as CapfFrame
+from phone.wire.sccp import Message as SccpMessage
+from phone.wire.sccp import Unknown as SccpUnknown
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,6 +57,7 @@ class RegisterRequest:
     # For TLS (secure modes, item 7): the phone checks the CallManager certificate with this.
     check_server: ServerCheck | None = None
     client_identity: Identity | None = None
+    load: str = ""  # the running firmware load (SCCP's StationRegister names it)
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,6 +85,27 @@ class CapfConversation(Protocol):
 
     def receive(self, frame: CapfFrame) -> list[CapfFrame]:
         """Answer one server frame (raises ProtocolError for a frame it cannot take)."""
+        ...
+
+
+class SccpConversation(Protocol):
+    """The phone's side of an SCCP registration (:class:`phone.device.sccp.SccpClient`).
+
+    A backend sends what :meth:`start` returns, then hands it every message the CallManager
+    sends and sends back what it returns, until ``finished``.
+    """
+
+    @property
+    def finished(self) -> bool:
+        """True once the registration concluded (registered or rejected)."""
+        ...
+
+    def start(self) -> list[SccpMessage | SccpUnknown]:
+        """The phone's first messages (StationRegister, and the emulated ITL report)."""
+        ...
+
+    def receive(self, message: SccpMessage | SccpUnknown) -> list[SccpMessage | SccpUnknown]:
+        """Answer one CallManager message."""
         ...
 
 
@@ -147,6 +171,18 @@ class Backend(Protocol):
 
         Raises:
             NetworkError: the CallManager cannot be reached.
+        """
+        ...
+
+    def sccp_exchange(self, request: RegisterRequest, conversation: SccpConversation) -> None:
+        """Run an SCCP registration with ``request.callmanager`` (issue 15; TCP 2000, or TLS
+        2443 with ``request.check_server`` seeing the CallManager certificate first and
+        ``request.client_identity`` presented), until ``conversation.finished``.
+
+        Raises:
+            TlsRefused: ``check_server`` refused the CallManager certificate.
+            NetworkError: the CallManager cannot be reached, or closed the connection or broke
+                the protocol before the registration concluded.
         """
         ...
 

@@ -3,6 +3,10 @@
 Secure modes need a CTL (item 7: no insecure fallback; the CTL is retried a model-specific
 number of times) and TLS validated against the CTL's CallManager records; every registration
 reports the installed ITL's hash (item 30). The registrar's answer comes from the backend.
+
+A phone whose protocol is SCCP (issue 15 item 3) registers the same way over Skinny: TCP 2000,
+or in the secure modes TLS 2443 with the CallManager certificate checked against the CTL's CCM
+records before StationRegister is sent (:mod:`phone.device.sccp`).
 """
 
 from __future__ import annotations
@@ -13,9 +17,10 @@ from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from phone.device.core import PhoneCore
-from phone.device.port import ItlReport, RegisterRequest
+from phone.device.port import ItlReport, RegisterRequest, RegisterResult
+from phone.device.sccp import SccpClient
 from phone.errors import NetworkError
-from phone.formats.configxml import SIP_PORT, SIP_TLS_PORT
+from phone.formats.configxml import SCCP_PORT, SCCP_TLS_PORT, SIP_PORT, SIP_TLS_PORT
 from phone.formats.trustlist import Role
 from phone.trust.decision import Status, Verdict
 
@@ -64,10 +69,14 @@ class RegisterStep(PhoneCore):
         if not callmanagers:
             return self._registration_failed("item 1", "the configuration names no CallManager")
         failures: list[str] = []
+        sccp = self.protocol == "SCCP"
+        rejected: str | None = None  # the last SCCP RegisterReject text
         for host, sip_port, secure_sip_port in callmanagers:
+            # SCCP: the config's SIP ports do not apply; Skinny's are 2000 and 2443.
+            ports = (SCCP_PORT, SCCP_TLS_PORT) if sccp else (sip_port, secure_sip_port)
             request = RegisterRequest(
                 callmanager=host,
-                port=secure_sip_port if secure else sip_port,
+                port=ports[1] if secure else ports[0],
                 transport="tls" if secure else "tcp",
                 requester=self.requester,
                 digest_user=config.digest_user,
@@ -75,22 +84,43 @@ class RegisterStep(PhoneCore):
                 itl_report=self._itl_report(),
                 check_server=self._callmanager_check() if secure else None,
                 client_identity=self.identity() if secure else None,
+                load=self.running_load,
             )
             try:
-                result = self.backend.register(request)
+                result = self._sccp(request) if sccp else self.backend.register(request)
             except NetworkError as exc:
                 failures.append(f"{host}:{request.port}: {exc}")
                 continue
-            where = f"{host}:{request.port}/{request.transport}"
+            where = f"{host}:{request.port}/{request.transport}" + (" (SCCP)" if sccp else "")
             if result.ok:
                 self.registered_with = host
                 self._record(
                     "register", Verdict.ACCEPTED, "item 1", f"registered with {where}", server=host
                 )
                 return "registered"
-            failures.append(f"{where} answered {result.code} {result.reason}")
+            if sccp:
+                rejected = result.reason
+                failures.append(f"{where} answered RegisterReject {result.reason!r}")
+            else:
+                failures.append(f"{where} answered {result.code} {result.reason}")
             rule = result.rule
+        if rejected is not None:
+            # Cisco TechNote 112068: a 7900 shows "Registration Rejected: <the CM's text>".
+            self._say(f"Registration Rejected: {rejected}")
         return self._registration_failed(rule, "; ".join(failures))
+
+    def _sccp(self, request: RegisterRequest) -> RegisterResult:
+        """One SCCP registration through the backend (:class:`SccpClient`)."""
+        client = SccpClient(
+            request.requester,
+            load=request.load,
+            itl_report=request.itl_report,
+            callmanager=request.callmanager,
+        )
+        self.backend.sccp_exchange(request, client)
+        if client.result is None:
+            raise NetworkError(f"SCCP {request.callmanager}: the registration did not conclude")
+        return client.result
 
     def _registration_failed(self, rule: str, reason: str) -> str:
         self._record("register", Verdict.FAILED, rule, reason)

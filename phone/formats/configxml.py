@@ -37,6 +37,8 @@ from phone.errors import FormatError, LengthError, StructureError, ValueFormatEr
 __all__ = [
     "CAPF_PORT",
     "MAX_CONFIG_BYTES",
+    "SCCP_PORT",
+    "SCCP_TLS_PORT",
     "SIP_PORT",
     "SIP_TLS_PORT",
     "TVS_PORT",
@@ -47,6 +49,8 @@ __all__ = [
 
 SIP_PORT = 5060
 SIP_TLS_PORT = 5061
+SCCP_PORT = 2000  # SCCP (Skinny) over TCP: the config's <ethernetPhonePort> on a real cluster
+SCCP_TLS_PORT = 2443  # SCCP over TLS, the secure device modes (seed, Signaling Authentication)
 TVS_PORT = 2445  # item 21
 CAPF_PORT = 3804  # trust-file-formats.md section 9b
 MAX_CONFIG_BYTES = 1 << 20

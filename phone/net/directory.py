@@ -27,7 +27,13 @@ import re
 from pathlib import Path
 
 from phone.catalog.models import Transport
-from phone.device.port import CapfConversation, RegisterRequest, RegisterResult, Requester
+from phone.device.port import (
+    CapfConversation,
+    RegisterRequest,
+    RegisterResult,
+    Requester,
+    SccpConversation,
+)
 from phone.errors import FileNotFoundOnServer, NetworkError, UsageError
 from phone.pki import Identity
 from phone.trust.tvs import ServerCheck, TvsAnswer, TvsServer
@@ -163,5 +169,13 @@ class DirectoryBackend:
         """Always fails: an offline folder has no CallManager."""
         raise NetworkError(
             f"offline folder {self.folder}: no CallManager to register with "
+            f"({request.callmanager}:{request.port}); every trust decision above stands"
+        )
+
+    def sccp_exchange(self, request: RegisterRequest, conversation: SccpConversation) -> None:
+        """Always fails: an offline folder has no CallManager."""
+        del conversation
+        raise NetworkError(
+            f"offline folder {self.folder}: no CallManager to register with over SCCP "
             f"({request.callmanager}:{request.port}); every trust decision above stands"
         )

@@ -19,6 +19,7 @@ from phone.device.port import (
     RegisterRequest,
     RegisterResult,
     Requester,
+    SccpConversation,
 )
 from phone.errors import FileNotFoundOnServer, NetworkError, TransferTimeout, UsageError
 from phone.pki import Identity
@@ -131,3 +132,7 @@ class FaultyBackend:
     def register(self, request: RegisterRequest) -> RegisterResult:
         """Pass registration through."""
         return self.inner.register(request)
+
+    def sccp_exchange(self, request: RegisterRequest, conversation: SccpConversation) -> None:
+        """Pass the SCCP registration through."""
+        self.inner.sccp_exchange(request, conversation)

@@ -12,10 +12,18 @@ from datetime import datetime
 from cryptography import x509
 
 from phone.catalog.models import Transport
+from phone.cluster.cluster import Cluster
 from phone.cluster.files import ClientInfo
 from phone.cluster.lab import Lab
 from phone.cluster.registrar import Registrar, Source
-from phone.device.port import CapfConversation, RegisterRequest, RegisterResult, Requester
+from phone.cluster.sccp import SccpService
+from phone.device.port import (
+    CapfConversation,
+    RegisterRequest,
+    RegisterResult,
+    Requester,
+    SccpConversation,
+)
 from phone.errors import FileNotFoundOnServer, NetworkError, ProtocolError, TransferTimeout
 from phone.formats.configxml import SIP_PORT
 from phone.net.sip import register_with
@@ -23,6 +31,9 @@ from phone.pki import CertKind, Identity
 from phone.trust.tvs import ServerCheck, TlsRefused, TvsAnswer, TvsServer
 from phone.wire.capf import Frame as CapfFrame
 from phone.wire.capf import decode_frame, encode_frame
+from phone.wire.sccp import FrameReader, Message, Unknown
+from phone.wire.sccp import decode as sccp_decode
+from phone.wire.sccp import encode as sccp_encode
 
 
 class MemoryBackend:
@@ -108,8 +119,9 @@ class MemoryBackend:
             session.drop("the phone stopped answering")
             raise NetworkError(f"CAPF {host}:{port} session ended without END_SESSION")
 
-    def register(self, request: RegisterRequest) -> RegisterResult:
-        """Register with the lab's CallManager at ``request.callmanager``."""
+    def _callmanager(self, request: RegisterRequest) -> tuple[Cluster, str]:
+        """The cluster and node answering ``request`` (TLS emulated: the CallManager
+        certificate is checked first)."""
         endpoint = self.lab.resolve(request.callmanager)
         # A node that runs no CallManager service answers no REGISTER (C2: "The phone likely
         # will not register if the new TFTP server is not running the CallManager service").
@@ -123,12 +135,42 @@ class MemoryBackend:
             problem = request.check_server(certificate)
             if problem is not None:
                 raise TlsRefused(f"TLS to {request.callmanager} refused: {problem}")
+        return cluster, endpoint.node.hostname
+
+    def sccp_exchange(self, request: RegisterRequest, conversation: SccpConversation) -> None:
+        """Register over SCCP with the lab's CallManager (issue 15): every message goes
+        through the wire codec both ways, as a socket carries it."""
+        cluster, host = self._callmanager(request)
+        presented = None
+        if request.transport == "tls" and request.client_identity is not None:
+            presented = request.client_identity.certificate
+        source = Source(request.requester.address, request.port, request.transport, presented)
+        station = SccpService(cluster, host).open(source)
+
+        def wire(messages: list[Message] | list[Message | Unknown]) -> list[Message | Unknown]:
+            data = b"".join(sccp_encode(m) for m in messages)
+            return [sccp_decode(frame) for frame in FrameReader().feed(data)]
+
+        to_cm = wire(conversation.start())
+        for _ in range(16):  # a registration is three round trips
+            to_phone = wire([r for m in to_cm for r in station.receive(m, self.clock())])
+            to_cm = wire([r for m in to_phone for r in conversation.receive(m)])
+            if conversation.finished or not to_cm:
+                break
+        if not conversation.finished:
+            raise NetworkError(
+                f"SCCP {request.callmanager}:{request.port}: the CallManager stopped answering"
+            )
+
+    def register(self, request: RegisterRequest) -> RegisterResult:
+        """Register with the lab's CallManager at ``request.callmanager``."""
+        cluster, host = self._callmanager(request)
         # Issue 6: the same SIP exchange as over sockets (REGISTER, 401, digest answer),
         # through the pure registrar of that node, only without the sockets.
-        key = (cluster.name, endpoint.node.hostname)
+        key = (cluster.name, host)
         registrar = self._registrars.get(key)
         if registrar is None or registrar.cluster is not cluster:
-            registrar = Registrar(cluster, endpoint.node.hostname)
+            registrar = Registrar(cluster, host)
             self._registrars[key] = registrar
         presented = None
         if request.transport == "tls" and request.client_identity is not None:
