@@ -6,6 +6,7 @@ are never copied into this repository: tests read them in place, next to the che
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -13,9 +14,27 @@ import pytest
 SKIP_REASON = "../shared/samples not found"
 
 
+def shared_dir() -> Path:
+    """The ``shared`` folder beside the checkout: ``<repo>/../shared``.
+
+    ``VPHONE_SHARED`` names it explicitly. Otherwise the nearest ancestor of this file that has a
+    ``shared`` folder is taken, so a copy of ``tests/`` one level deeper (mutmut's
+    ``<repo>/mutants/tests``, docs/mutation.md) still finds ``<repo>/../shared`` and the
+    shared-data tests run there instead of skipping.
+    """
+    named = os.environ.get("VPHONE_SHARED")
+    if named:
+        return Path(named)
+    here = Path(__file__).resolve()
+    for ancestor in here.parents[1:]:
+        if (ancestor / "shared").is_dir():
+            return ancestor / "shared"
+    return here.parents[2] / "shared"
+
+
 def samples_dir() -> Path:
     """The shared samples folder: ``<repo>/../shared/samples``."""
-    return Path(__file__).resolve().parents[2] / "shared" / "samples"
+    return shared_dir() / "samples"
 
 
 def have_samples() -> bool:

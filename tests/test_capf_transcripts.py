@@ -31,6 +31,7 @@ from cryptography.hazmat.primitives.serialization import (
     load_pem_private_key,
 )
 from keypool import pooled_keys
+from samples import shared_dir
 
 from phone.cluster import capf
 from phone.cluster.capf import CapfAuth, CapfKeyType, CapfOperation
@@ -42,7 +43,7 @@ from phone.net.capf_tls import CapfTlsServer
 from phone.pki import Identity, issue
 from phone.wire.capf import AuthType, Command, Frame, FrameReader, decode_frame, encode_frame
 
-TRANSCRIPTS = Path(__file__).resolve().parents[2] / "shared" / "interop" / "transcripts"
+TRANSCRIPTS = shared_dir() / "interop" / "transcripts"
 NAMES = sorted(p.stem for p in TRANSCRIPTS.glob("capf-*.json")) if TRANSCRIPTS.is_dir() else []
 pytestmark = pytest.mark.skipif(
     not NAMES, reason=f"the interop transcripts are not at {TRANSCRIPTS}"

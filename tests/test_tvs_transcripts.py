@@ -28,13 +28,13 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
 import pytest
 from clusterlab import NOW, make_lab
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
+from samples import shared_dir
 
 from phone.cluster.lab import Lab
 from phone.cluster.records import TrustStore
@@ -44,7 +44,7 @@ from phone.net.tvs_tls import TvsTlsServer, client_context, tvs_query_tls
 from phone.trust.tvs import QueryNotAnswered, TvsAnswer, TvsClient, TvsServer
 from phone.wire.tvs import Frame, FrameReader
 
-TRANSCRIPTS = Path(__file__).resolve().parents[2] / "shared" / "interop" / "transcripts"
+TRANSCRIPTS = shared_dir() / "interop" / "transcripts"
 SKIP_REASON = "../shared/interop/transcripts not found"
 needs_transcripts = pytest.mark.skipif(not TRANSCRIPTS.is_dir(), reason=SKIP_REASON)
 

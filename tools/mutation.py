@@ -1,0 +1,311 @@
+"""Mutation testing of the trust core with mutmut (issue 16, docs/mutation.md).
+
+Runs mutmut over one module, a package folder or every configured module (``[tool.mutmut]
+only_mutate`` of pyproject.toml), two mutants at a time (``--jobs 2``: the machine has two
+cores), and writes a summary -- mutants, killed, survived, timed out, no tests, score, per
+module, and each surviving mutant with its diff -- to stdout and to a file.
+
+mutmut works in a copy: this tool lays a snapshot of the repository (``--source head``: the
+committed HEAD, unaffected by edits others make in the work tree meanwhile; ``--source
+worktree``: the files as they are now, tracked and new) under ``.mutation/tree``, and mutmut
+copies its ``phone/`` into ``.mutation/tree/mutants``, maps every test to the functions it
+reaches (one run of the suite) and runs, for each mutant, only the tests that reach it.
+
+    python tools/mutation.py phone/trust/                 # one package
+    python tools/mutation.py phone/formats/header.py      # one module
+    python tools/mutation.py --all                        # every configured module
+    python tools/mutation.py --changed --check            # CI: modules changed since the record
+
+``--check`` exits 1 when a mutant survives (or has no test) that docs/mutation.md does not list
+as equivalent. ``--changed`` takes the configured modules changed since the commit that last
+updated docs/mutation.md (the record of the last measured run), or since ``--base REF``; with
+none changed it checks ``--fallback`` (a small fixed module), so the machinery is always run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import fnmatch
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tarfile
+import time
+import tomllib
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+WORK = ROOT / ".mutation"
+TREE = WORK / "tree"
+RECORD = ROOT / "docs" / "mutation.md"
+SNAPSHOT = ("phone", "tests", "tools", "docs", "README.md", "pyproject.toml")
+
+# mutmut 3.8.1's exit-code classes (mutmut/stats.py), folded into the columns of the summary.
+KILLED, SURVIVED, TIMEOUT, NO_TESTS, OTHER = "killed", "survived", "timeout", "no tests", "other"
+_STATUS = {1: KILLED, 3: KILLED, 37: KILLED, 0: SURVIVED, 5: NO_TESTS, 33: NO_TESTS}
+_STATUS.update(dict.fromkeys((36, -24, 24, 152, 255), TIMEOUT))
+
+MUTANT_NAME = re.compile(r"`(phone\.[^`\s]+__mutmut_\d+)`")
+
+
+def configured_patterns() -> list[str]:
+    """The ``only_mutate`` globs of pyproject.toml's ``[tool.mutmut]``."""
+    data = tomllib.loads((ROOT / "pyproject.toml").read_text("utf-8"))
+    patterns: list[str] = data["tool"]["mutmut"]["only_mutate"]
+    return patterns
+
+
+def configured_modules() -> list[str]:
+    """Every module mutmut mutates, as repository-relative paths, sorted."""
+    patterns = configured_patterns()
+    found = []
+    for path in sorted((ROOT / "phone").rglob("*.py")):
+        rel = path.relative_to(ROOT).as_posix()
+        if path.name != "__init__.py" and any(fnmatch.fnmatch(rel, p) for p in patterns):
+            found.append(rel)
+    return found
+
+
+def select(arguments: Iterable[str], modules: Sequence[str]) -> list[str]:
+    """The configured modules named by paths (files or folders) or dotted names."""
+    chosen: list[str] = []
+    for argument in arguments:
+        text = argument.strip().rstrip("/")
+        if not text.endswith(".py") and "/" not in text:
+            text = text.replace(".", "/")
+        hits = [m for m in modules if m in (text, f"{text}.py") or m.startswith(f"{text}/")]
+        if not hits:
+            raise SystemExit(f"mutation: {argument!r} names no configured module (pyproject.toml)")
+        chosen.extend(h for h in hits if h not in chosen)
+    return chosen
+
+
+def git(*args: str) -> str:
+    return subprocess.run(
+        ["git", *args], cwd=ROOT, check=True, capture_output=True, text=True
+    ).stdout
+
+
+def changed_modules(base: str | None, modules: Sequence[str]) -> tuple[str, list[str]]:
+    """(base commit, configured modules changed between it and HEAD)."""
+    if base is None:
+        base = git("log", "-1", "--format=%H", "--", RECORD.relative_to(ROOT).as_posix()).strip()
+        if not base:
+            base = "HEAD~1"
+    names = set(git("diff", "--name-only", base, "HEAD", "--", "phone").split())
+    return base, [m for m in modules if m in names]
+
+
+def mutant_prefix(module: str) -> str:
+    return module.removesuffix(".py").replace("/", ".") + "."
+
+
+def lay_tree(source: str) -> None:
+    """A fresh snapshot of the repository under ``.mutation/tree``."""
+    if TREE.exists():
+        shutil.rmtree(TREE)
+    TREE.mkdir(parents=True)
+    if source == "head":
+        archive = subprocess.run(
+            ["git", "archive", "--format=tar", "HEAD", *SNAPSHOT],
+            cwd=ROOT,
+            check=True,
+            capture_output=True,
+        ).stdout
+        tar = WORK / "head.tar"
+        tar.write_bytes(archive)
+        with tarfile.open(tar) as bundle:
+            bundle.extractall(TREE, filter="data")
+        tar.unlink()
+        return
+    listed = git("ls-files", "--cached", "--others", "--exclude-standard", "-z", *SNAPSHOT)
+    for rel in filter(None, listed.split("\0")):
+        origin = ROOT / rel
+        if origin.is_file():
+            target = TREE / rel
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(origin, target)
+
+
+def run_mutmut(prefixes: Sequence[str], jobs: int, timeout: float, log: Path) -> int:
+    """``mutmut run`` over the mutants of the given modules, bounded in time; its exit code."""
+    command = [sys.executable, "-m", "mutmut", "run", "--max-children", str(jobs)]
+    command += [f"{p}*" for p in prefixes]
+    env = dict(os.environ, PYTHONDONTWRITEBYTECODE="1")
+    with log.open("w") as out:
+        process = subprocess.Popen(
+            command, cwd=TREE, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True
+        )
+        try:
+            return process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGTERM)
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
+            return -1
+
+
+@dataclass
+class ModuleResult:
+    module: str
+    counts: Counter[str] = field(default_factory=Counter)
+    survivors: list[str] = field(default_factory=list)
+
+    @property
+    def total(self) -> int:
+        return sum(self.counts.values())
+
+    @property
+    def score(self) -> float:
+        """Killed or timed out, over all mutants (a mutant no test reaches counts as alive)."""
+        detected = self.counts[KILLED] + self.counts[TIMEOUT]
+        return 100.0 * detected / self.total if self.total else 100.0
+
+
+def read_results(modules: Sequence[str]) -> list[ModuleResult]:
+    results = []
+    for module in modules:
+        result = ModuleResult(module)
+        meta = TREE / "mutants" / f"{module}.meta"
+        if meta.is_file():
+            codes: dict[str, int | None] = json.loads(meta.read_text())["exit_code_by_key"]
+            for name, code in sorted(codes.items(), key=lambda kv: _natural(kv[0])):
+                status = _STATUS.get(code, OTHER) if code is not None else OTHER
+                result.counts[status] += 1
+                if status in (SURVIVED, NO_TESTS, OTHER):
+                    result.survivors.append(name)
+        results.append(result)
+    return results
+
+
+def _natural(name: str) -> tuple[str, int]:
+    stem, _, number = name.rpartition("__mutmut_")
+    return stem, int(number) if number.isdigit() else 0
+
+
+def listed_equivalents() -> set[str]:
+    """Mutant names docs/mutation.md lists (``phone.x.y.x_f__mutmut_3`` in backticks)."""
+    if not RECORD.is_file():
+        return set()
+    return set(MUTANT_NAME.findall(RECORD.read_text("utf-8")))
+
+
+def diff_of(name: str) -> str:
+    shown = subprocess.run(
+        [sys.executable, "-m", "mutmut", "show", name],
+        cwd=TREE,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    ).stdout
+    lines = [
+        line
+        for line in shown.splitlines()
+        if line[:1] in "+-" and not line.startswith(("+++", "---"))
+    ]
+    return " / ".join(line.strip() for line in lines)[:300]
+
+
+def summary(results: Sequence[ModuleResult], listed: set[str], seconds: float, note: str) -> str:
+    rows = [
+        f"mutation run: {note}, {seconds:.0f} s",
+        "",
+        "| module | mutants | killed | survived | timed out | no tests | other | score |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    total = ModuleResult("total")
+    for r in results:
+        total.counts.update(r.counts)
+        rows.append(_row(r))
+    rows.append(_row(total, bold=True))
+    rows.append("")
+    survivors = [(r.module, s) for r in results for s in r.survivors]
+    if survivors:
+        rows.append("surviving mutants ([listed] = equivalent in docs/mutation.md):")
+        for _, name in survivors:
+            mark = "[listed]" if name in listed else "[NEW]"
+            rows.append(f"- {mark} `{name}`: {diff_of(name)}")
+    else:
+        rows.append("no surviving mutants")
+    return "\n".join(rows) + "\n"
+
+
+def _row(r: ModuleResult, *, bold: bool = False) -> str:
+    c = r.counts
+    name = f"**{r.module}**" if bold else f"`{r.module}`"
+    cells = [r.total, c[KILLED], c[SURVIVED], c[TIMEOUT], c[NO_TESTS], c[OTHER]]
+    return f"| {name} | " + " | ".join(map(str, cells)) + f" | {r.score:.1f}% |"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("modules", nargs="*", help="paths (phone/trust/, phone/formats/tlv.py)")
+    parser.add_argument("--all", action="store_true", help="every configured module")
+    parser.add_argument("--changed", action="store_true", help="modules changed since the record")
+    parser.add_argument("--base", help="with --changed: compare with this commit instead")
+    parser.add_argument("--fallback", default="phone/trust/decision.py")
+    parser.add_argument("--max-modules", type=int, default=0, help="with --changed: at most N")
+    parser.add_argument("--jobs", type=int, default=2, help="mutants run at once (default 2)")
+    parser.add_argument("--timeout", type=float, default=3600, help="seconds for the whole run")
+    parser.add_argument("--source", choices=("head", "worktree"), default="head")
+    parser.add_argument("--summary", type=Path, help="file for the summary")
+    parser.add_argument("--check", action="store_true", help="fail on an unlisted survivor")
+    args = parser.parse_args(argv)
+
+    modules = configured_modules()
+    if args.all:
+        chosen, note = modules, "all configured modules"
+    elif args.changed:
+        base, chosen = changed_modules(args.base, modules)
+        note = f"modules changed since {base[:12]}"
+        if not chosen:
+            chosen, note = select([args.fallback], modules), f"{note}: none; fallback"
+        if args.max_modules and len(chosen) > args.max_modules:
+            print(f"mutation: {len(chosen)} modules changed, checking the first {args.max_modules}")
+            chosen = chosen[: args.max_modules]
+    elif args.modules:
+        chosen, note = select(args.modules, modules), "selected modules"
+    else:
+        parser.error("name modules, or --all, or --changed")
+    print(f"mutation: {note}: {', '.join(chosen)}", flush=True)
+
+    WORK.mkdir(exist_ok=True)
+    started = time.monotonic()
+    lay_tree(args.source)
+    log = WORK / "mutmut.log"
+    code = run_mutmut([mutant_prefix(m) for m in chosen], args.jobs, args.timeout, log)
+    seconds = time.monotonic() - started
+    if code != 0:
+        print(f"mutation: mutmut ended with {code} (log: {log}); results so far:")
+    results = read_results(chosen)
+    listed = listed_equivalents()
+    text = summary(results, listed, seconds, f"{note} ({args.source})")
+    print(text, end="")
+    target = args.summary or WORK / "summary.md"
+    target.write_text(text)
+    print(f"mutation: summary written to {target}")
+    if args.check:
+        unlisted = [s for r in results for s in r.survivors if s not in listed]
+        if code != 0:
+            print("mutation check FAILED: the run did not complete")
+            return 1
+        if unlisted:
+            print(f"mutation check FAILED: {len(unlisted)} surviving mutants not in {RECORD.name}")
+            return 1
+        print("mutation check passed: every surviving mutant is listed as equivalent")
+    return 0 if code == 0 else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
