@@ -109,7 +109,10 @@ def _faulty(backend: Backend, args: argparse.Namespace) -> Backend:
 def _watch(phone: VirtualPhone, args: argparse.Namespace, source: str) -> None:
     if args.json:
         return
-    print(f"CP-{phone.model.name} SEP{phone.mac} boots from TFTP server {phone.tftp} ({source})")
+    over = f", registers over {phone.protocol}" if phone.protocol != "SIP" else ""
+    print(
+        f"CP-{phone.model.name} SEP{phone.mac} boots from TFTP server {phone.tftp} ({source}){over}"
+    )
 
     def show(event: PhoneEvent) -> None:
         line = _line(event)
@@ -165,6 +168,7 @@ def cmd_boot(args: argparse.Namespace) -> int:
             tftp=host,
             flash=flash,
             clock=clock,
+            protocol=args.protocol,
         )
         phone.capf_string = args.capf_string  # typed on the keypad (docs/capf.md)
         _watch(phone, args, str(lab_path))
@@ -191,6 +195,7 @@ def _boot_server(args: argparse.Namespace) -> int:
                 tftp=target.tftp,
                 flash=flash,
                 clock=now,
+                protocol=args.protocol,
             )
             # tftp:// fetches over TFTP only, http:// over HTTP only (item 4 otherwise).
             phone.model = restrict_transports(phone.model, target.transport)
@@ -287,6 +292,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     boot.add_argument("--tftp", metavar="CLUSTER", help="cluster (or host) of the TFTP option")
     boot.add_argument("--mac", default=DEFAULT_MAC, help=f"MAC address (default {DEFAULT_MAC})")
     boot.add_argument("--model", default=DEFAULT_MODEL, choices=sorted(MODELS), help="phone model")
+    boot.add_argument(
+        "--protocol",
+        type=str.lower,
+        choices=("sip", "sccp"),
+        help="register over SIP or SCCP (default: the model's; SIP where it runs both)",
+    )
     boot.add_argument("--flash", type=Path, metavar="DIR", help="keep the phone's flash here")
     boot.add_argument("--json", action="store_true", help="print JSON instead of the trace")
     boot.add_argument(

@@ -1,12 +1,12 @@
 """``vphone lab serve DIR``: serve a lab folder to real phones and to ``vphone boot --server``.
 
-Every running node of every cluster gets TFTP, HTTP (the "port 6970" files), TVS over TLS and
-a SIP registrar on ``--host`` (127.0.0.1 by default), each on its own port
-(:mod:`phone.net.servers`). Port options give the first node offering a service that port;
-other nodes, and every service whose option is 0 (the default), get free ports. The command
-prints where each service listens and, with ``--host-map-out FILE``, writes the host map a
-``vphone boot --server ... --host-map FILE`` needs to reach TVS and the registrar by the host
-names the config files use.
+Every running node of every cluster gets TFTP, HTTP (the "port 6970" files), TVS over TLS, a
+SIP registrar and SCCP on TCP (and on TLS in mixed mode) on ``--host`` (127.0.0.1 by default),
+each on its own port (:mod:`phone.net.servers`). Port options give the first node offering a
+service that port; other nodes, and every service whose option is 0 (the default), get free
+ports. The command prints where each service listens and, with ``--host-map-out FILE``, writes
+the host map a ``vphone boot --server ... --host-map FILE`` needs to reach TVS and the
+registrar by the host names the config files use.
 
 **The served lab follows the folder.** About once a second the command compares the folder's
 version (:func:`phone.cluster.store.lab_version`, a hash of every ``cluster.json``) with the
@@ -377,6 +377,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         "http": args.http_port,
         "tvs": args.tvs_port,
         "sip": args.sip_port,
+        "sccp": args.sccp_port,
+        "sccps": args.sccps_port,
     }
     server = LabServer(lab, host=args.host, ports=ports, clock=now)
     follower = _Follower(server, path, lab, version, host_map_out=args.host_map_out)
@@ -447,7 +449,7 @@ def _announce(server: LabServer, lab: Lab, path: Path, host_map_out: Path | None
 
 def add_parser(commands: Sub) -> None:
     """Add ``lab serve`` to the ``lab`` command group."""
-    text = "serve the lab on real sockets: TFTP, HTTP 6970, TVS over TLS, SIP"
+    text = "serve the lab on real sockets: TFTP, HTTP 6970, TVS over TLS, SIP, SCCP"
     p = commands.add_parser(
         "serve",
         help=text,
@@ -461,6 +463,8 @@ def add_parser(commands: Sub) -> None:
         ("http", "HTTP (6970 on a real cluster)"),
         ("tvs", "TVS (2445 on a real cluster)"),
         ("sip", "SIP UDP and TCP (5060 on a real cluster)"),
+        ("sccp", "SCCP over TCP (2000 on a real cluster)"),
+        ("sccps", "SCCP over TLS, mixed mode (2443 on a real cluster)"),
     ):
         p.add_argument(
             f"--{service}-port", type=_port, default=0, metavar="PORT", help=f"{label} port"

@@ -8,14 +8,15 @@ phone would use anyway (the config's, or the service default).
 
 Services and their default ports: ``tftp`` 69, ``http`` 6970 (item 4), ``tvs`` 2445 (item 21),
 ``sip`` 5060 (SIP over UDP and TCP), ``sips`` 5061 (SIP over TLS, the secure device modes),
-``capf`` 3804 (CAPF over TLS, trust-file-formats.md 9b).
+``capf`` 3804 (CAPF over TLS, trust-file-formats.md 9b), ``sccp`` 2000 (SCCP over TCP) and
+``sccps`` 2443 (SCCP over TLS, the secure device modes; issue 15).
 
 On the command line (``--host-map``, repeatable):
 
 * ``NAME=IP`` maps the name to an address; every service keeps its usual port;
 * ``NAME=IP:PORT`` also moves **every** service of that name to PORT: the common case is a name
   that stands for one service (the issue's ``tvs1.lab=127.0.0.1:2445``);
-* ``NAME=IP,tftp=6969,http=6970,tvs=2445,sip=5060,sips=5061`` (any subset) sets ports per
+* ``NAME=IP,tftp=6969,http=6970,tvs=2445,sip=5060,sips=5061,sccp=2000`` (any subset) sets ports per
   service, and
   may follow ``IP:PORT`` to override single services;
 * anything without ``=`` is a JSON file written by ``vphone lab serve --host-map-out``.
@@ -49,7 +50,16 @@ __all__ = [
 ]
 
 DEFAULT_PORTS: Mapping[str, int] = MappingProxyType(
-    {"tftp": 69, "http": 6970, "tvs": 2445, "sip": 5060, "sips": 5061, "capf": 3804}
+    {
+        "tftp": 69,
+        "http": 6970,
+        "tvs": 2445,
+        "sip": 5060,
+        "sips": 5061,
+        "capf": 3804,
+        "sccp": 2000,
+        "sccps": 2443,
+    }
 )
 """The port each service listens on when nothing says otherwise."""
 

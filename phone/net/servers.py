@@ -11,6 +11,8 @@ service    on nodes that run                              server (``phone.net.``
 ``sip``    CallManager (SIP registrar, UDP and TCP)       ``sip.SipRegistrar``
 ``sips``   CallManager, mixed-mode cluster (SIP on TLS)   the same registrar
 ``capf``   the publisher (CAPF, TLS, formats 9b)          ``capf_tls.CapfTlsServer``
+``sccp``   CallManager (SCCP/Skinny over TCP, 2000)       ``sccp.SccpListener``
+``sccps``  CallManager, mixed-mode cluster (SCCP on TLS)  ``sccp.SccpListener`` (2443)
 =========  =============================================  =====================================
 
 Every service of every node listens on the same address (``127.0.0.1`` by default) and its own
@@ -58,6 +60,7 @@ from phone.errors import NetworkError
 from phone.net.capf_tls import CapfTlsServer
 from phone.net.hostmap import HostEntry, HostMap
 from phone.net.http import FileRequestHandler, HttpFileServer
+from phone.net.sccp import SccpListener
 from phone.net.service import BackgroundService, Service
 from phone.net.sip import SipRegistrar
 from phone.net.tftp import FileProvider, TftpFileServer
@@ -67,7 +70,7 @@ __all__ = ["SERVICES", "Intercept", "LabServer", "Listener"]
 
 log = logging.getLogger("phone.net.servers")
 
-SERVICES = ("tftp", "http", "tvs", "sip", "sips", "capf")
+SERVICES = ("tftp", "http", "tvs", "sip", "sips", "capf", "sccp", "sccps")
 _LABELS = {
     "tftp": "TFTP",
     "http": "HTTP",
@@ -75,6 +78,8 @@ _LABELS = {
     "sip": "SIP",
     "sips": "SIP",
     "capf": "CAPF",
+    "sccp": "SCCP",
+    "sccps": "SCCP",
 }
 _PROTOCOLS = {
     "tftp": "udp",
@@ -83,6 +88,8 @@ _PROTOCOLS = {
     "sip": "udp+tcp",
     "sips": "tls",
     "capf": "tls",
+    "sccp": "tcp",
+    "sccps": "tls",
 }
 
 Intercept = Callable[[str, str, bytes | None], bytes | None]
@@ -105,7 +112,7 @@ class Listener:
         return f"{self.node:<28} {label:<5} {proto:<8} {self.address[0]}:{self.address[1]}{state}"
 
 
-def _wanted(node: Node, publisher: bool = False) -> tuple[str, ...]:
+def _wanted(node: Node, publisher: bool = False, mixed_mode: bool = False) -> tuple[str, ...]:
     if not node.running:
         return ()
     out: list[str] = []
@@ -117,12 +124,16 @@ def _wanted(node: Node, publisher: bool = False) -> tuple[str, ...]:
         out.append("sip")
     if publisher:
         out.append("capf")  # CAPF runs on the publisher (phone.cluster.capf)
+    if node.runs_callmanager:
+        out.append("sccp")
+        if mixed_mode:
+            out.append("sccps")  # SCCP over TLS 2443 for the secure device modes
     return tuple(out)
 
 
-def _offered(node: Node, publisher: bool = False) -> tuple[str, ...]:
+def _offered(node: Node, publisher: bool = False, mixed_mode: bool = False) -> tuple[str, ...]:
     """Every service the node runs when powered on."""
-    return _wanted(dataclasses.replace(node, running=True), publisher)
+    return _wanted(dataclasses.replace(node, running=True), publisher, mixed_mode)
 
 
 def _wanted_keys(lab: Lab) -> set[tuple[str, str]]:
@@ -131,7 +142,9 @@ def _wanted_keys(lab: Lab) -> set[tuple[str, str]]:
         (node.hostname, service)
         for cluster in lab.clusters
         for node in cluster.nodes
-        for service in _wanted(node, node.hostname == cluster.publisher.hostname)
+        for service in _wanted(
+            node, node.hostname == cluster.publisher.hostname, cluster.mixed_mode
+        )
     }
 
 
@@ -216,6 +229,7 @@ class LabServer(Service):
         with self.lock:
             nodes = [n for c in self.lab.clusters for n in c.nodes]
             publishers = {c.publisher.hostname for c in self.lab.clusters}
+            mixed = {n.hostname for c in self.lab.clusters if c.mixed_mode for n in c.nodes}
             wanted = _wanted_keys(self.lab)
             stale = {key for key, server in self._running.items() if _stale(server)}
         for key in list(self._running):
@@ -228,7 +242,7 @@ class LabServer(Service):
                     self._start(key)
         # Nodes off since the start still get a port where nothing listens (host map).
         for node in nodes:
-            for service in _offered(node, node.hostname in publishers):
+            for service in _offered(node, node.hostname in publishers, node.hostname in mixed):
                 key = (node.hostname, service)
                 if key not in self._ports:
                     self._ports[key] = self._port_for(service) or _free_port(self.host, service)
@@ -271,7 +285,7 @@ class LabServer(Service):
             for service in SERVICES:
                 key = (node.hostname, service)
                 # A TLS port kept from a time the cluster was in mixed mode: not listening.
-                if key in self._ports and (service != "sips" or mixed_mode):
+                if key in self._ports and (service not in ("sips", "sccps") or mixed_mode):
                     # SIP over TLS runs inside the node's registrar.
                     owner = (node.hostname, "sip") if service == "sips" else key
                     address = (self.host, self._ports[key])
@@ -356,7 +370,7 @@ class LabServer(Service):
 
         TFTP and HTTP need nothing: their providers read :attr:`lab` at every request.
         """
-        if isinstance(server, TvsTlsServer | CapfTlsServer):
+        if isinstance(server, TvsTlsServer | CapfTlsServer | SccpListener):
             server.lab = lab
         elif isinstance(server, SipRegistrar):
             endpoint = lab.resolve(host)
@@ -392,6 +406,16 @@ class LabServer(Service):
             return TvsTlsServer(self.lab, host, listen=listen, clock=self.clock, lock=self.lock)
         if service == "capf":
             return CapfTlsServer(self.lab, host, listen=listen, clock=self.clock, lock=self.lock)
+        if service in ("sccp", "sccps"):
+            return SccpListener(
+                self.lab,
+                host,
+                transport="tls" if service == "sccps" else "tcp",
+                listen=listen,
+                clock=self.clock,
+                lock=self.lock,
+                on_change=self.on_change,
+            )
         tls_port = self._ports.get((host, "sips"))
         if tls_port is None and (host, "sip") in self._ports:
             # A registrar restarted into mixed mode (sync): its default TLS port, the SIP
@@ -414,7 +438,7 @@ class LabServer(Service):
             # Phones register over TCP in the non-secure mode (device.phone); the registrar
             # binds UDP on the same port number when it can.
             return int(server.tcp_address[1])
-        if isinstance(server, BackgroundService):  # TFTP, HTTP, TVS, CAPF
+        if isinstance(server, BackgroundService):  # TFTP, HTTP, TVS, CAPF, SCCP
             return int(server.address[1])
         raise TypeError(f"unknown {service} server {server!r}")
 

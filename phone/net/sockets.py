@@ -24,11 +24,18 @@ one): the HTTP client is thread-safe and every TFTP transfer has its own socket.
 from __future__ import annotations
 
 from phone.catalog.models import Transport, get_model
-from phone.device.port import CapfConversation, RegisterRequest, RegisterResult, Requester
+from phone.device.port import (
+    CapfConversation,
+    RegisterRequest,
+    RegisterResult,
+    Requester,
+    SccpConversation,
+)
 from phone.errors import NetworkError, UsageError
 from phone.net.capf_tls import capf_exchange_tls
 from phone.net.hostmap import HostMap
 from phone.net.http import DEFAULT_HTTP_PORT, HttpFetcher
+from phone.net.sccp import sccp_exchange_socket
 from phone.net.sip import sip_register
 from phone.net.tftp import DEFAULT_BLKSIZE, DEFAULT_TFTP_PORT, fetch_tftp
 from phone.net.tvs_tls import tvs_query_tls
@@ -153,4 +160,15 @@ class SocketBackend:
         except OSError as exc:
             raise NetworkError(
                 f"SIP {request.callmanager} ({address[0]}:{address[1]}): {exc}"
+            ) from None
+
+    def sccp_exchange(self, request: RegisterRequest, conversation: SccpConversation) -> None:
+        """Register over SCCP (TCP 2000, TLS 2443; host-map keys ``sccp`` and ``sccps``)."""
+        service = "sccps" if request.transport == "tls" else "sccp"
+        address = self.hosts.resolve(request.callmanager, service, request.port)
+        try:
+            sccp_exchange_socket(address, request, conversation, timeout=self.sip_timeout)
+        except OSError as exc:  # defensive: every network failure is a NetworkError
+            raise NetworkError(
+                f"SCCP {request.callmanager} ({address[0]}:{address[1]}): {exc}"
             ) from None
