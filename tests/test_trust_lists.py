@@ -7,7 +7,7 @@ from cryptography import x509
 from trustkit import FakeTvs, Kit, identity, no_tvs, signer
 
 from phone.formats import Role, TrustList, build_trust_list, record_from_certificate
-from phone.trust.decision import Status, Verdict
+from phone.trust.decision import Verdict
 from phone.trust.lists import (
     ListKind,
     ListOutcome,
@@ -47,7 +47,7 @@ def test_item9_first_itl_trusted_on_first_use(kit: Kit) -> None:
     outcome = itl_decision(kit.itl().encode())
     assert outcome.decision.verdict is Verdict.ACCEPTED
     assert outcome.decision.rule == "item 9"
-    assert outcome.decision.status == Status.ITL_INSTALLED
+    assert outcome.decision.status == "ITL installed"  # item 9 [S3][S4]
     assert outcome.trust_list is not None
 
 
@@ -74,7 +74,7 @@ def test_item12_update_signed_by_known_sast_accepted(kit: Kit) -> None:
     outcome = itl_decision(regenerated.itl().encode(), itl=old)
     assert outcome.decision.verdict is Verdict.ACCEPTED
     assert outcome.decision.rule == "item 12"
-    assert outcome.decision.status == Status.TRUST_LIST_UPDATED
+    assert outcome.decision.status == "Trust List updated"  # item 13 [S13]
 
 
 def test_item12_tampered_update_from_known_signer_rejected(kit: Kit) -> None:
@@ -85,14 +85,14 @@ def test_item12_tampered_update_from_known_signer_rejected(kit: Kit) -> None:
     new[-1] ^= 0x01
     outcome = itl_decision(bytes(new), itl=old)
     assert outcome.decision.verdict is Verdict.REJECTED
-    assert outcome.decision.status == Status.TRUST_LIST_UPDATE_FAILED
+    assert outcome.decision.status == "Trust List update failed"  # item 13 [S13]
     assert "signature" in outcome.decision.reason
 
 
 def test_item13_unknown_signer_without_tvs_rejected_and_old_kept(kit: Kit, other: Kit) -> None:
     outcome = itl_decision(other.itl().encode(), itl=kit.itl())
     assert outcome.decision.verdict is Verdict.REJECTED
-    assert outcome.decision.status == Status.TRUST_LIST_UPDATE_FAILED
+    assert outcome.decision.status == "Trust List update failed"  # item 13 [S13]
     assert outcome.trust_list is None
     assert "is not a SAST record" in outcome.decision.reason
 
@@ -140,7 +140,7 @@ def test_item10_first_ctl_imprinted(kit: Kit) -> None:
         tvs=no_tvs,
     )
     assert outcome.decision.rule == "item 10"
-    assert outcome.decision.status == Status.CTL_INSTALLED
+    assert outcome.decision.status == "CTL installed"  # item 10 [S13]
 
 
 def test_item13_ctl_update_from_unknown_signer_reports_ctl_update_failed(
@@ -155,7 +155,7 @@ def test_item13_ctl_update_from_unknown_signer_reports_ctl_update_failed(
         tvs=no_tvs,
     )
     assert outcome.decision.verdict is Verdict.REJECTED
-    assert outcome.decision.status == Status.CTL_UPDATE_FAILED
+    assert outcome.decision.status == "CTL update failed"  # item 47 [S13]
 
 
 def test_item11_itl_with_ctl_must_verify_against_ctl_not_tofu(kit: Kit, other: Kit) -> None:
@@ -226,6 +226,54 @@ def test_item17_truncated_list_rejected_with_offset(kit: Kit) -> None:
     outcome = itl_decision(data, itl=kit.itl())
     assert outcome.decision.verdict is Verdict.REJECTED
     assert "at byte" in outcome.decision.reason
+
+
+def _itl_version(kit: Kit, version: tuple[int, int]) -> bytes:
+    """The kit's ITL records, signed by ITLRecovery, with header version ``version``."""
+    records = [
+        record_from_certificate(kit.itlrecovery.certificate, Role.SAST),
+        record_from_certificate(kit.callmanager.certificate, Role.TFTP, dns_name="cucm1"),
+        record_from_certificate(kit.tvs.certificate, Role.TVS, dns_name="tvs1"),
+    ]
+    return build_trust_list(records, signer(kit.itlrecovery), timestamp=0, version=version).encode()
+
+
+# Item 17 [S6][S30]: a phone parses TLV header versions 1.0-1.2; trust-file-formats.md section
+# 2: 1.2 in CUCM CTLs and certutils ITLs, 1.1 in every legacy firmware file, 1.0 in certutils
+# .sgn. A 10.3 firmware logged "hdr ver 1.2 (knows only upto 1.1)" and still verified the file:
+# a newer minor version is tolerated, another major version is not a trust list it reads.
+@pytest.mark.parametrize("version", [(1, 0), (1, 1), (1, 2), (1, 3)])
+def test_item17_header_versions_1x_are_trusted_on_first_use(
+    kit: Kit, version: tuple[int, int]
+) -> None:
+    outcome = itl_decision(_itl_version(kit, version))
+    assert outcome.decision.verdict is Verdict.ACCEPTED
+    assert outcome.decision.rule == "item 9"
+    assert outcome.trust_list is not None
+    assert outcome.trust_list.header.version == version
+
+
+@pytest.mark.parametrize("version", [(1, 0), (1, 1)])
+def test_item17_header_versions_1_0_and_1_1_update_from_the_known_signer(
+    kit: Kit, version: tuple[int, int]
+) -> None:
+    outcome = itl_decision(_itl_version(kit, version), itl=kit.itl())
+    assert outcome.decision.verdict is Verdict.ACCEPTED
+    assert (outcome.decision.rule, outcome.decision.status) == ("item 12", "Trust List updated")
+
+
+@pytest.mark.parametrize(("version", "text"), [((2, 0), "2.0"), ((0, 9), "0.9"), ((3, 1), "3.1")])
+def test_item17_another_major_header_version_is_rejected_and_old_list_kept(
+    kit: Kit, version: tuple[int, int], text: str
+) -> None:
+    outcome = itl_decision(_itl_version(kit, version), itl=kit.itl())
+    assert outcome.decision.verdict is Verdict.REJECTED
+    assert outcome.decision.rule == "item 17"
+    assert outcome.decision.reason == f"header version {text} is not a 1.x trust list"
+    assert outcome.decision.status == "Trust List update failed"  # item 13 [S13]
+    assert outcome.trust_list is None
+    # Without any list installed the major check still applies (no trust on first use).
+    assert itl_decision(_itl_version(kit, version)).decision.rule == "item 17"
 
 
 def test_item2_ctl_served_as_itl_rejected(kit: Kit) -> None:
