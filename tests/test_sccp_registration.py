@@ -31,6 +31,7 @@ from phone.net.memory import MemoryBackend
 from phone.net.servers import LabServer
 from phone.net.sockets import SocketBackend
 from phone.pki import CertKind
+from phone.scenario import load_scenario, parse_scenario, run_scenario
 from phone.wire.sccp import (
     DEVICE_TYPES,
     CapabilitiesReq,
@@ -294,3 +295,24 @@ def test_tshark_decodes_a_registration_captured_from_lab_server(
         "keepAliveInterval: 30",
     ):
         assert fact in text, fact
+
+
+# --- scenarios ----------------------------------------------------------------------------------
+
+
+def test_scenario_groups_pick_the_protocol_and_refuse_one_the_model_lacks() -> None:
+    base = (
+        '[scenario]\nname = "p"\ntitle = "t"\n[[cluster]]\nname = "c"\n'
+        '[[group]]\nname = "g"\ncount = 1\n'
+    )
+    good = parse_scenario(base + 'cluster = "c"\nmodel = "7942"\nprotocol = "sccp"\n')
+    assert good.groups[0].protocol == "sccp"
+    with pytest.raises(UsageError, match="the 8841 does not run sccp"):
+        parse_scenario(base + 'cluster = "c"\nmodel = "8841"\nprotocol = "sccp"\n')
+
+
+def test_sccp_migration_scenario_runs_on_a_2000_phone_fleet() -> None:
+    scenario = load_scenario("migration-sccp-79xx").with_count(1000)  # two groups: 2,000
+    assert sum(g.count for g in scenario.groups) == 2000
+    report = run_scenario(scenario, keys=pooled_keys())
+    assert report.ok, [e.expect for e in report.failed]

@@ -180,6 +180,8 @@ class GroupDef:
     # The security profile's "Encrypted TFTP Configuration". None: as the security mode says
     # (on for "encrypted"), which is what scenarios written before the key existed get.
     encrypt_config: bool | None = None
+    # "sip" or "sccp" (issue 15); "": the model's default (SIP where it runs both).
+    protocol: str = ""
     index: int = 0  # position among the scenario's groups (MACs are derived from it)
     line: int = 0
 

@@ -81,6 +81,10 @@ class Definitions:
         model = r.text("model", "8841").upper().removeprefix("CP-")
         if model not in MODELS:
             raise r.error(f"unknown model {model!r} (known: {', '.join(sorted(MODELS))})", "model")
+        protocol = r.choice("protocol", ("", "sip", "sccp"), "")
+        if protocol and protocol.upper() not in MODELS[model].protocols:
+            runs = ", ".join(p.lower() for p in MODELS[model].protocols)
+            raise r.error(f"the {model} does not run {protocol} (it runs {runs})", "protocol")
         power = r.choice("power", ("on", "off"), "on")
         configured = r.boolean("configured", True)
         security = r.choice("security_mode", SECURITY_MODES, "non-secure")
@@ -97,6 +101,7 @@ class Definitions:
             security_mode=security,
             load=load,
             encrypt_config=encrypt,
+            protocol=protocol,
             index=index,
             line=r.line(),
         )

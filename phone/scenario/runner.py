@@ -200,6 +200,7 @@ class ScenarioRunner:
                     tftp=host,
                     clock=self.clock,
                     keys=self.phone_keys,
+                    protocol=group.protocol or None,
                 )
                 slots.append(Slot(index, group, phone))
             self._slots[group.name] = slots
@@ -213,6 +214,7 @@ class ScenarioRunner:
             acted[group.name] = (booted, len(slots) - booted)
         description = "setup: " + "; ".join(
             f"{g.name}: {g.count} x CP-{g.model} on {g.cluster}"
+            + (f" over {g.protocol.upper()}" if g.protocol else "")
             + ("" if g.powered else " (powered off)")
             for g in self.scenario.groups
         )
