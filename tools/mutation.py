@@ -45,10 +45,11 @@ ROOT = Path(__file__).resolve().parents[1]
 WORK = ROOT / ".mutation"
 TREE = WORK / "tree"
 RECORD = ROOT / "docs" / "mutation.md"
-SNAPSHOT = ("phone", "tests", "tools", "docs", "README.md", "pyproject.toml")
+SNAPSHOT = (".",)  # every tracked file: tests read docs/, firmware_images/, tools/
 
 # mutmut 3.8.1's exit-code classes (mutmut/stats.py), folded into the columns of the summary.
-KILLED, SURVIVED, TIMEOUT, NO_TESTS, OTHER = "killed", "survived", "timeout", "no tests", "other"
+KILLED, SURVIVED, TIMEOUT, NO_TESTS = "killed", "survived", "timeout", "no tests"
+OTHER, NOT_RUN = "other", "not run"  # suspicious, segfault, skipped; not checked (interrupted)
 _STATUS = {1: KILLED, 3: KILLED, 37: KILLED, 0: SURVIVED, 5: NO_TESTS, 33: NO_TESTS}
 _STATUS.update(dict.fromkeys((36, -24, 24, 152, 255), TIMEOUT))
 
@@ -107,11 +108,32 @@ def mutant_prefix(module: str) -> str:
     return module.removesuffix(".py").replace("/", ".") + "."
 
 
-def lay_tree(source: str) -> None:
-    """A fresh snapshot of the repository under ``.mutation/tree``."""
+def lay_tree(source: str, *, reuse: bool) -> None:
+    """A snapshot of the repository under ``.mutation/tree``.
+
+    With ``reuse`` an earlier snapshot is updated in place (only files whose bytes changed are
+    rewritten), so mutmut keeps its test-to-function map and regenerates only changed modules.
+    """
+    if reuse and TREE.is_dir():
+        fresh = WORK / "fresh"
+        if fresh.exists():
+            shutil.rmtree(fresh)
+        _extract(source, fresh)
+        for origin in fresh.rglob("*"):
+            target = TREE / origin.relative_to(fresh)
+            if origin.is_dir():
+                target.mkdir(parents=True, exist_ok=True)
+            elif not target.is_file() or target.read_bytes() != origin.read_bytes():
+                shutil.copyfile(origin, target)
+        shutil.rmtree(fresh)
+        return
     if TREE.exists():
         shutil.rmtree(TREE)
-    TREE.mkdir(parents=True)
+    _extract(source, TREE)
+
+
+def _extract(source: str, into: Path) -> None:
+    into.mkdir(parents=True)
     if source == "head":
         archive = subprocess.run(
             ["git", "archive", "--format=tar", "HEAD", *SNAPSHOT],
@@ -122,23 +144,36 @@ def lay_tree(source: str) -> None:
         tar = WORK / "head.tar"
         tar.write_bytes(archive)
         with tarfile.open(tar) as bundle:
-            bundle.extractall(TREE, filter="data")
+            bundle.extractall(into, filter="data")
         tar.unlink()
         return
     listed = git("ls-files", "--cached", "--others", "--exclude-standard", "-z", *SNAPSHOT)
     for rel in filter(None, listed.split("\0")):
         origin = ROOT / rel
         if origin.is_file():
-            target = TREE / rel
+            target = into / rel
             target.parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(origin, target)
+
+
+def narrow_config(modules: Sequence[str]) -> None:
+    """Let mutmut in the snapshot mutate only ``modules`` (its ``only_mutate``), so it does not
+    spend time generating mutants of files this run does not test."""
+    path = TREE / "pyproject.toml"
+    text = path.read_text("utf-8")
+    start = text.index("only_mutate = [")
+    end = text.index("]", start) + 1
+    listed = "".join(f'\n    "{m}",' for m in modules)
+    path.write_text(f"{text[:start]}only_mutate = [{listed}\n]{text[end:]}", "utf-8")
 
 
 def run_mutmut(prefixes: Sequence[str], jobs: int, timeout: float, log: Path) -> int:
     """``mutmut run`` over the mutants of the given modules, bounded in time; its exit code."""
     command = [sys.executable, "-m", "mutmut", "run", "--max-children", str(jobs)]
     command += [f"{p}*" for p in prefixes]
-    env = dict(os.environ, PYTHONDONTWRITEBYTECODE="1")
+    # The venv's bin/ on PATH: tests that run the ``vphone`` console script find it.
+    path = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
+    env = dict(os.environ, PYTHONDONTWRITEBYTECODE="1", PATH=path)
     with log.open("w") as out:
         process = subprocess.Popen(
             command, cwd=TREE, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True
@@ -180,7 +215,7 @@ def read_results(modules: Sequence[str]) -> list[ModuleResult]:
         if meta.is_file():
             codes: dict[str, int | None] = json.loads(meta.read_text())["exit_code_by_key"]
             for name, code in sorted(codes.items(), key=lambda kv: _natural(kv[0])):
-                status = _STATUS.get(code, OTHER) if code is not None else OTHER
+                status = _STATUS.get(code, OTHER) if code is not None else NOT_RUN
                 result.counts[status] += 1
                 if status in (SURVIVED, NO_TESTS, OTHER):
                     result.survivors.append(name)
@@ -221,8 +256,8 @@ def summary(results: Sequence[ModuleResult], listed: set[str], seconds: float, n
     rows = [
         f"mutation run: {note}, {seconds:.0f} s",
         "",
-        "| module | mutants | killed | survived | timed out | no tests | other | score |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| module | mutants | killed | survived | timed out | no tests | other | not run | score |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     total = ModuleResult("total")
     for r in results:
@@ -244,7 +279,7 @@ def summary(results: Sequence[ModuleResult], listed: set[str], seconds: float, n
 def _row(r: ModuleResult, *, bold: bool = False) -> str:
     c = r.counts
     name = f"**{r.module}**" if bold else f"`{r.module}`"
-    cells = [r.total, c[KILLED], c[SURVIVED], c[TIMEOUT], c[NO_TESTS], c[OTHER]]
+    cells = [r.total, c[KILLED], c[SURVIVED], c[TIMEOUT], c[NO_TESTS], c[OTHER], c[NOT_RUN]]
     return f"| {name} | " + " | ".join(map(str, cells)) + f" | {r.score:.1f}% |"
 
 
@@ -259,6 +294,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--jobs", type=int, default=2, help="mutants run at once (default 2)")
     parser.add_argument("--timeout", type=float, default=3600, help="seconds for the whole run")
     parser.add_argument("--source", choices=("head", "worktree"), default="head")
+    parser.add_argument("--reuse", action="store_true", help="keep mutmut's test map and results")
     parser.add_argument("--summary", type=Path, help="file for the summary")
     parser.add_argument("--check", action="store_true", help="fail on an unlisted survivor")
     args = parser.parse_args(argv)
@@ -282,7 +318,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     WORK.mkdir(exist_ok=True)
     started = time.monotonic()
-    lay_tree(args.source)
+    lay_tree(args.source, reuse=args.reuse)
+    if args.changed and not args.reuse:
+        # A throwaway snapshot: generate mutants of the chosen modules only. (A reused one keeps
+        # every module mutated, so its test map covers them all.)
+        narrow_config(chosen)
     log = WORK / "mutmut.log"
     code = run_mutmut([mutant_prefix(m) for m in chosen], args.jobs, args.timeout, log)
     seconds = time.monotonic() - started
@@ -297,7 +337,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"mutation: summary written to {target}")
     if args.check:
         unlisted = [s for r in results for s in r.survivors if s not in listed]
-        if code != 0:
+        if code != 0 or any(r.counts[NOT_RUN] for r in results):
             print("mutation check FAILED: the run did not complete")
             return 1
         if unlisted:
