@@ -18,7 +18,17 @@ probe, each bounded by a 2 s timeout; loopback only. ``--code DIR`` serves from 
 of the ``phone`` package (``git archive HEAD phone | tar -x -C DIR``: the figures before a
 change). The soft file-descriptor limit is raised to the hard one (1,000 idle sockets).
 
+``--tvs``, ``--capf`` and ``--http`` (``HOST:PORT``, loopback only) aim the probes at servers
+already listening, e.g. those ``vphone lab serve`` prints, instead of starting a child: only
+the probes given a target run. ``--cert PEM`` is the certificate the good TVS clients VERIFY
+(``vphone lab cert DIR callmanager``), ``--http-path`` the file the good GETs fetch,
+``--server-pid`` the serving process whose threads are counted. ``tools/abuse.py`` runs them
+so against a served lab. Exit 1 when a probe misses its target (99% within 1 s; every good
+GET under 200 ms).
+
     python tools/abuse_services.py [--idle 64,1000] [--seconds 10] [--requests 40]
+    python tools/abuse_services.py --tvs 127.0.0.1:PORT --cert cm.pem --capf 127.0.0.1:PORT \
+        --http 127.0.0.1:PORT --http-path /ITLFile.tlv --server-pid PID
 """
 
 from __future__ import annotations
@@ -35,6 +45,8 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -152,9 +164,10 @@ class IdleHolder:
 class Slowloris:
     """``count`` clients sending a header line a second, reopened when dropped."""
 
-    def __init__(self, address: tuple[str, int], count: int) -> None:
+    def __init__(self, address: tuple[str, int], count: int, path: str = "/ITLFile.tlv") -> None:
         self.address = address
         self.count = count
+        self.path = path
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
@@ -169,7 +182,7 @@ class Slowloris:
     def _open(self) -> socket.socket | None:
         try:
             sock = socket.create_connection(self.address, timeout=1)
-            sock.sendall(b"GET /ITLFile.tlv HTTP/1.1\r\n")
+            sock.sendall(f"GET {self.path} HTTP/1.1\r\n".encode())
         except OSError:
             return None
         return sock
@@ -244,21 +257,37 @@ def good_capf(address: tuple[str, int]) -> float:
     return time.perf_counter() - start
 
 
-def good_http(address: tuple[str, int]) -> float:
-    """GET /ITLFile.tlv on a new connection; seconds (inf: failed)."""
+def good_http(address: tuple[str, int], path: str = "/ITLFile.tlv") -> float:
+    """GET ``path`` on a new connection, the whole body read; seconds (inf: failed)."""
     start = time.perf_counter()
     try:
         with socket.create_connection(address, timeout=2) as sock:
-            sock.sendall(b"GET /ITLFile.tlv HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            sock.sendall(f"GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode())
             got = b""
-            while len(got) < len(FILE):
+            while b"\r\n\r\n" not in got:
                 data = sock.recv(65536)
                 if not data:
-                    break
+                    return float("inf")
                 got += data
-            if not got.startswith(b"HTTP/1.1 200") or len(got) < len(FILE):
+            head, _, body = got.partition(b"\r\n\r\n")
+            if not head.startswith(b"HTTP/1.1 200"):
                 return float("inf")
-    except OSError:
+            length = next(
+                (
+                    int(line.split(b":", 1)[1])
+                    for line in head.split(b"\r\n")
+                    if line.lower().startswith(b"content-length:")
+                ),
+                -1,
+            )
+            while len(body) < length:
+                data = sock.recv(65536)
+                if not data:
+                    return float("inf")
+                body += data
+            if length < 0 or len(body) < length:
+                return float("inf")
+    except (OSError, ValueError):
         return float("inf")
     return time.perf_counter() - start
 
@@ -272,7 +301,7 @@ def server_threads(pid: int) -> int:
     return next((int(x.split()[1]) for x in status.splitlines() if x.startswith("Threads:")), 0)
 
 
-def _good_run(probe: object, seconds: float, requests: int) -> list[float]:
+def _good_run(probe: Callable[[], float], seconds: float, requests: int) -> list[float]:
     """Run good requests spread over ``seconds``, at most ``requests``."""
     out: list[float] = []
     start = time.monotonic()
@@ -280,15 +309,84 @@ def _good_run(probe: object, seconds: float, requests: int) -> list[float]:
         wait = start + i * seconds / requests - time.monotonic()
         if wait > 0:
             time.sleep(wait)
-        out.append(probe())  # type: ignore[operator]
+        out.append(probe())
     return out
 
 
 # --- the probes ----------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class Outcome:
+    """A probe's result: its name, the figure (one line) and whether it met the target."""
+
+    name: str
+    figure: str
+    passed: bool
+
+
+def probe_idle(
+    name: str,
+    address: tuple[str, int],
+    idle: int,
+    good: Callable[[], float],
+    *,
+    seconds: float,
+    requests: int,
+    server_pid: int | None = None,
+) -> Outcome:
+    """``idle`` idle connections to ``address`` held and reopened while ``good`` runs."""
+    with IdleHolder(address, idle) as holder:
+        time.sleep(0.5)  # let the idle connections land
+        threads = server_threads(server_pid) if server_pid else 0
+        times = _good_run(good, seconds, requests)
+    ok = sum(t <= WITHIN for t in times)
+    answered = [t for t in times if t != float("inf")]
+    worst = f"{max(answered) * 1000:.0f} ms" if answered else "-"
+    figure = (
+        f"{ok} of {len(times)} good requests answered within {WITHIN:g} s "
+        f"({100 * ok / len(times):.1f}%), slowest answered {worst}, "
+        f"idle connections reopened {holder.reopened}, server threads {threads}"
+    )
+    return Outcome(f"{name} {idle}", figure, ok >= 0.99 * len(times))
+
+
+def probe_http(
+    address: tuple[str, int],
+    *,
+    idle: int,
+    slowloris: int,
+    seconds: float,
+    requests: int,
+    path: str = "/ITLFile.tlv",
+    server_pid: int | None = None,
+) -> Outcome:
+    """``idle`` idle and ``slowloris`` slow HTTP clients while good GETs of ``path`` run."""
+    with IdleHolder(address, idle), Slowloris(address, slowloris, path):
+        time.sleep(1.5)  # the idle connections land, every slowloris client sent a line
+        threads = server_threads(server_pid) if server_pid else 0
+        times = _good_run(lambda: good_http(address, path), seconds, requests)
+    ok = sum(t <= HTTP_TARGET for t in times)
+    slowest = max(times)
+    figure = (
+        f"{idle} idle + {slowloris} slowloris: slowest good request "
+        f"{'failed' if slowest == float('inf') else f'{slowest * 1000:.0f} ms'}, "
+        f"{ok} of {len(times)} under {HTTP_TARGET * 1000:.0f} ms, "
+        f"median {sorted(times)[len(times) // 2] * 1000:.0f} ms, server threads {threads}"
+    )
+    return Outcome("http-slowloris", figure, ok == len(times))
+
+
+def tvs_verify(certificate_der: bytes) -> bytes:
+    """The bytes of one good VERIFY of ``certificate_der``."""
+    sys.path.insert(0, str(ROOT))
+    from phone.wire.tvs import encode_frame, verify_request  # noqa: PLC0415
+
+    return encode_frame(verify_request(1, DEVICE, certificate_der))
+
+
 def run(args: argparse.Namespace) -> list[str]:
-    """Every probe; its lines."""
+    """Every probe against a child serving them (the standalone mode); its lines."""
     raise_fd_limit()
     env = dict(os.environ)
     if args.code:
@@ -301,48 +399,15 @@ def run(args: argparse.Namespace) -> list[str]:
         text=True,
     )
     assert child.stdin is not None and child.stdout is not None
-    lines: list[str] = []
     try:
         ports = json.loads(child.stdout.readline())
         print(f"serving from {ports['code']}", file=sys.stderr)
-        sys.path.insert(0, str(ROOT))
-        from phone.wire.tvs import encode_frame, verify_request  # noqa: PLC0415
-
-        request = encode_frame(verify_request(1, DEVICE, bytes.fromhex(ports["der"])))
-        tvs = ("127.0.0.1", ports["tvs"])
-        capf = ("127.0.0.1", ports["capf"])
-        http = ("127.0.0.1", ports["http"])
-        for idle in args.idle:
-            for name, address, probe in (
-                ("idle-tvs", tvs, lambda: good_tvs(tvs, request)),
-                ("idle-capf", capf, lambda: good_capf(capf)),
-            ):
-                with IdleHolder(address, idle) as holder:
-                    time.sleep(0.5)  # let the idle connections land
-                    threads = server_threads(child.pid)
-                    times = _good_run(probe, args.seconds, args.requests)
-                ok = sum(t <= WITHIN for t in times)
-                answered = [t for t in times if t != float("inf")]
-                worst = f"{max(answered) * 1000:.0f} ms" if answered else "-"
-                lines.append(
-                    f"{name} {idle}: {ok} of {len(times)} good requests answered within "
-                    f"{WITHIN:g} s ({100 * ok / len(times):.1f}%), slowest answered {worst}, "
-                    f"idle connections reopened {holder.reopened}, server threads {threads}"
-                )
-                print(lines[-1], flush=True)
-        with IdleHolder(http, args.http_idle), Slowloris(http, args.slowloris):
-            time.sleep(1.5)
-            threads = server_threads(child.pid)
-            times = _good_run(lambda: good_http(http), args.seconds, args.requests)
-        ok = sum(t <= HTTP_TARGET for t in times)
-        slowest = max(times)
-        lines.append(
-            f"http-slowloris: {args.http_idle} idle + {args.slowloris} slowloris: slowest good "
-            f"request {'failed' if slowest == float('inf') else f'{slowest * 1000:.0f} ms'}, "
-            f"{ok} of {len(times)} under {HTTP_TARGET * 1000:.0f} ms, "
-            f"median {sorted(times)[len(times) // 2] * 1000:.0f} ms, server threads {threads}"
-        )
-        print(lines[-1], flush=True)
+        args.tvs = ("127.0.0.1", ports["tvs"])
+        args.capf = ("127.0.0.1", ports["capf"])
+        args.http = ("127.0.0.1", ports["http"])
+        args.der = bytes.fromhex(ports["der"])
+        args.server_pid = child.pid
+        return run_targets(args)
     finally:
         child.stdin.close()
         try:
@@ -350,11 +415,75 @@ def run(args: argparse.Namespace) -> list[str]:
         except subprocess.TimeoutExpired:
             child.kill()
             child.wait()
-    return lines
+
+
+def run_targets(args: argparse.Namespace) -> list[str]:
+    """The probes whose targets ``args`` names; their lines (printed as they come)."""
+    outcomes: list[Outcome] = []
+
+    def report(outcome: Outcome) -> None:
+        outcomes.append(outcome)
+        print(f"{outcome.name}: {outcome.figure}", flush=True)
+
+    request = tvs_verify(args.der) if args.tvs else b""
+    tvs: tuple[str, int] = args.tvs
+    capf: tuple[str, int] = args.capf
+    for idle in args.idle:
+        if tvs:
+            report(
+                probe_idle(
+                    "idle-tvs",
+                    tvs,
+                    idle,
+                    lambda: good_tvs(tvs, request),
+                    seconds=args.seconds,
+                    requests=args.requests,
+                    server_pid=args.server_pid,
+                )
+            )
+        if capf:
+            report(
+                probe_idle(
+                    "idle-capf",
+                    capf,
+                    idle,
+                    lambda: good_capf(capf),
+                    seconds=args.seconds,
+                    requests=args.requests,
+                    server_pid=args.server_pid,
+                )
+            )
+    if args.http:
+        report(
+            probe_http(
+                args.http,
+                idle=args.http_idle,
+                slowloris=args.slowloris,
+                seconds=args.seconds,
+                requests=args.requests,
+                path=args.http_path,
+                server_pid=args.server_pid,
+            )
+        )
+    args.failed = [o.name for o in outcomes if not o.passed]
+    return [f"{o.name}: {o.figure}" for o in outcomes]
+
+
+def loopback(text: str) -> tuple[str, int]:
+    """``HOST:PORT`` on a loopback address (argparse type)."""
+    host, _, port = text.rpartition(":")
+    try:
+        import ipaddress  # noqa: PLC0415
+
+        if not ipaddress.ip_address(host).is_loopback:
+            raise ValueError(host)
+        return host, int(port)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a loopback HOST:PORT") from None
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Parse arguments, run the probes."""
+    """Parse arguments, run the probes; 1 when one missed its target."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--idle", default="64,1000", help="idle connection counts, comma-separated")
@@ -363,13 +492,31 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--http-idle", type=int, default=200, help="idle HTTP connections")
     parser.add_argument("--slowloris", type=int, default=20, help="slowloris HTTP clients")
     parser.add_argument("--code", help="a folder holding another copy of the phone package")
+    parser.add_argument("--tvs", type=loopback, help="HOST:PORT of a running TVS")
+    parser.add_argument("--capf", type=loopback, help="HOST:PORT of a running CAPF")
+    parser.add_argument("--http", type=loopback, help="HOST:PORT of a running HTTP file server")
+    parser.add_argument("--cert", type=Path, help="PEM certificate the good TVS clients VERIFY")
+    parser.add_argument("--http-path", default="/ITLFile.tlv", help="the file good GETs fetch")
+    parser.add_argument("--server-pid", type=int, help="the serving process (threads counted)")
     args = parser.parse_args(argv)
     if args.serve:
         serve()
         return 0
     args.idle = [int(n) for n in args.idle.split(",") if n.strip()]
-    run(args)
-    return 0
+    if args.tvs or args.capf or args.http:
+        if args.tvs and not args.cert:
+            parser.error("--tvs needs --cert (the certificate to VERIFY)")
+        if args.cert:
+            from cryptography import x509  # noqa: PLC0415
+            from cryptography.hazmat.primitives.serialization import Encoding  # noqa: PLC0415
+
+            pem = args.cert.read_bytes()
+            args.der = x509.load_pem_x509_certificate(pem).public_bytes(Encoding.DER)
+        raise_fd_limit()
+        run_targets(args)
+    else:
+        run(args)
+    return 1 if args.failed else 0
 
 
 if __name__ == "__main__":

@@ -11,6 +11,10 @@ lab serve`` runs), with the throttle parameters given (default: the lab's, 10 fa
    and when challenged, the REGISTER with credentials), then the right password;
 3. from 127.0.0.1, the phone registers (``sip_register``, as ``vphone boot --server``).
 
+``--target HOST:PORT`` aims the probe at a registrar already listening on loopback (``vphone
+lab serve``'s SIP port; ``--registrar``, ``--mac``, ``--user``, ``--password`` name a phone
+of that lab whose digest is on): ``tools/abuse.py`` runs it so.
+
 Bounded: at most ``--guesses`` + 1 guesses, each waiting at most 2 s for an answer; loopback
 only (Linux answers all of 127.0.0.0/8). Prints one line:
 
@@ -22,6 +26,8 @@ only (Linux answers all of 127.0.0.0/8). Prints one line:
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import ipaddress
 import random
 import socket
 import sys
@@ -71,7 +77,17 @@ def make_lab(folder: Path, failures: int | None, lockout: int | None) -> None:
 class Guesser:
     """A third-party client (no MAC: identified by its digest user) on one loopback address."""
 
-    def __init__(self, local: str, server: tuple[str, int]) -> None:
+    def __init__(
+        self,
+        local: str,
+        server: tuple[str, int],
+        *,
+        host: str = HOST,
+        mac: str = MAC,
+        user: str = USER,
+        password: str = PASSWORD,
+    ) -> None:
+        self.host, self.mac, self.user, self.password = host, mac, user, password
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self.sock.bind((local, 0))
         self.sock.connect(server)
@@ -92,16 +108,16 @@ class Guesser:
     def register(self) -> SipRequest:
         self.calls += 1
         request = RegisterClient(
-            registrar=HOST,
+            registrar=self.host,
             transport="udp",
             local=(self.local, self.port),
-            mac=MAC,
+            mac=self.mac,
             model="8841",
-            user=USER,
-            password=PASSWORD,
+            user=self.user,
+            password=self.password,
             random=random.Random(self.calls).randbytes,
         ).start()
-        contact = f"<sip:{USER}@{self.local}:{self.port}>"
+        contact = f"<sip:{self.user}@{self.local}:{self.port}>"
         return request.replace_headers(("Contact", contact), drop=("Contact",))
 
     def answered(
@@ -140,90 +156,157 @@ def comparable(response: SipResponse) -> tuple[object, ...]:
     return (response.status, response.reason, headers)
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--guesses", type=int, default=10_000)
-    parser.add_argument("--failures", type=int, default=None, help="sip-auth-failures")
-    parser.add_argument("--lockout", type=int, default=None, help="sip-auth-lockout")
-    args = parser.parse_args(argv)
-    with tempfile.TemporaryDirectory(prefix="abuse-sip-") as tmp:
-        folder = Path(tmp) / "lab"
-        make_lab(folder, args.failures, args.lockout)
-        lab = load_lab(folder)
-        server = SipRegistrar(lab, HOST, listen=("127.0.0.1", 0))
-        server.start()
-        try:
-            address = server.udp_address
-            # 1. Identical answers, from a third address (so the guesses below start at 0).
-            probe = Guesser("127.0.0.3", address)
-            request = probe.register()
-            answers = []
-            for user in (USER, "nobody"):
-                challenge = probe.exchange(request)
-                answer = probe.exchange(probe.answered(request, challenge, user, "wrong"))
-                answers.append(comparable(answer))
-                request = request.replace_headers(
-                    ("Via", f"SIP/2.0/UDP 127.0.0.3:{probe.port};branch=z9hG4bKagain"),
-                    drop=("Via",),
-                )
-            probe.close()
-            identical = answers[0] == answers[1]
-            # 2. The guesses.
-            attacker = Guesser("127.0.0.2", address)
-            checked = throttled = accepted = 0
-            started = time.perf_counter()
-            for i in range(args.guesses):
-                answer = attacker.guess(USER, f"guess{i}")
-                if answer.status == 200:
-                    accepted += 1
-                elif answer.get("Retry-After") is not None:
-                    throttled += 1
-                else:
-                    checked += 1
-            elapsed = time.perf_counter() - started
-            right = attacker.guess(USER, PASSWORD)
-            attacker.close()
-            # 3. The phone, from another source.
-            phone = RegisterRequest(
-                callmanager=HOST,
-                port=address[1],
-                transport="udp",
-                requester=Requester(mac=MAC, model="8841"),
-                digest_user=USER,
-                digest_password=PASSWORD,
-            )
-            began = time.perf_counter()
-            result = sip_register(address, phone, timeout=2.0)
-            took = (time.perf_counter() - began) * 1000
-        finally:
-            server.stop()
-        params = lab.cluster().parameters
-    setting = (
-        f"throttle {params.sip_auth_failures} failures/{params.sip_auth_lockout} s"
-        if params.sip_auth_failures and params.sip_auth_lockout
-        else "throttle off"
+@dataclasses.dataclass(frozen=True)
+class Outcome:
+    """What the probe saw (module docstring)."""
+
+    guesses: int
+    elapsed: float
+    checked: int
+    throttled: int
+    accepted: int
+    right: SipResponse
+    phone_ok: bool
+    phone_text: str
+    identical: bool
+
+    def guessing(self) -> str:
+        right = (
+            "ACCEPTED"
+            if self.right.status == 200
+            else f"refused ({self.right.status}"
+            f"{' Retry-After' if self.right.get('Retry-After') else ''})"
+        )
+        return (
+            f"{self.guesses} wrong passwords from 127.0.0.2 in {self.elapsed:.1f} s: "
+            f"{self.checked} checked, {self.throttled} throttled (403 Retry-After), "
+            f"{self.accepted} accepted; right password then {right}; phone from 127.0.0.1 "
+            f"{self.phone_text}"
+        )
+
+    def throttled_ok(self) -> bool:
+        """The throttle's target: no guess accepted, guesses throttled, the right password
+        refused from the guessing source, the phone from another source registered."""
+        return (
+            self.accepted == 0 and self.throttled > 0 and self.right.status != 200 and self.phone_ok
+        )
+
+
+def probe(
+    address: tuple[str, int],
+    *,
+    guesses: int,
+    host: str = HOST,
+    mac: str = MAC,
+    user: str = USER,
+    password: str = PASSWORD,
+) -> Outcome:
+    """The three steps of the module docstring against the registrar at ``address`` (UDP)."""
+    who = {"host": host, "mac": mac, "user": user, "password": password}
+    # 1. Identical answers, from a third address (so the guesses below start at 0).
+    third = Guesser("127.0.0.3", address, **who)
+    request = third.register()
+    answers = []
+    for name in (user, "nobody"):
+        challenge = third.exchange(request)
+        answer = third.exchange(third.answered(request, challenge, name, "wrong"))
+        answers.append(comparable(answer))
+        request = request.replace_headers(
+            ("Via", f"SIP/2.0/UDP 127.0.0.3:{third.port};branch=z9hG4bKagain"),
+            drop=("Via",),
+        )
+    third.close()
+    identical = answers[0] == answers[1]
+    # 2. The guesses.
+    attacker = Guesser("127.0.0.2", address, **who)
+    checked = throttled = accepted = 0
+    started = time.perf_counter()
+    for i in range(guesses):
+        answer = attacker.guess(user, f"guess{i}")
+        if answer.status == 200:
+            accepted += 1
+        elif answer.get("Retry-After") is not None:
+            throttled += 1
+        else:
+            checked += 1
+    elapsed = time.perf_counter() - started
+    right = attacker.guess(user, password)
+    attacker.close()
+    # 3. The phone, from another source.
+    phone = RegisterRequest(
+        callmanager=host,
+        port=address[1],
+        transport="udp",
+        requester=Requester(mac=mac, model="8841"),
+        digest_user=user,
+        digest_password=password,
     )
-    right_text = (
-        "ACCEPTED"
-        if right.status == 200
-        else f"refused ({right.status}{' Retry-After' if right.get('Retry-After') else ''})"
-    )
+    began = time.perf_counter()
+    result = sip_register(address, phone, timeout=2.0)
+    took = (time.perf_counter() - began) * 1000
     phone_text = (
         f"registered first time in {took:.0f} ms"
         if result.ok
         else f"FAILED ({result.code} {result.reason})"
     )
+    return Outcome(
+        guesses, elapsed, checked, throttled, accepted, right, result.ok, phone_text, identical
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--guesses", type=int, default=10_000)
+    parser.add_argument("--failures", type=int, default=None, help="sip-auth-failures")
+    parser.add_argument("--lockout", type=int, default=None, help="sip-auth-lockout")
+    parser.add_argument(
+        "--target", help="HOST:PORT of a running registrar (UDP, loopback only), e.g. lab serve's"
+    )
+    parser.add_argument("--registrar", default=HOST, help="its host name (with --target)")
+    parser.add_argument("--mac", default=MAC, help="the phone's MAC (with --target)")
+    parser.add_argument("--user", default=USER, help="its digest user (with --target)")
+    parser.add_argument("--password", default=PASSWORD, help="its digest password (--target)")
+    args = parser.parse_args(argv)
+    if args.target:
+        host, _, port = args.target.rpartition(":")
+        if not ipaddress.ip_address(host).is_loopback:
+            parser.error("--target must be a loopback address")
+        outcome = probe(
+            (host, int(port)),
+            guesses=args.guesses,
+            host=args.registrar,
+            mac=args.mac,
+            user=args.user,
+            password=args.password,
+        )
+        setting = "the served lab's throttle"
+        throttle_on = True
+    else:
+        with tempfile.TemporaryDirectory(prefix="abuse-sip-") as tmp:
+            folder = Path(tmp) / "lab"
+            make_lab(folder, args.failures, args.lockout)
+            lab = load_lab(folder)
+            server = SipRegistrar(lab, HOST, listen=("127.0.0.1", 0))
+            server.start()
+            try:
+                outcome = probe(server.udp_address, guesses=args.guesses)
+            finally:
+                server.stop()
+            params = lab.cluster().parameters
+        throttle_on = bool(params.sip_auth_failures and params.sip_auth_lockout)
+        setting = (
+            f"throttle {params.sip_auth_failures} failures/{params.sip_auth_lockout} s"
+            if throttle_on
+            else "throttle off"
+        )
     print(
-        f"sip abuse ({setting}): {args.guesses} wrong passwords from 127.0.0.2 in "
-        f"{elapsed:.1f} s: {checked} checked, {throttled} throttled (403 Retry-After), "
-        f"{accepted} accepted; right password then {right_text}; phone from 127.0.0.1 "
-        f"{phone_text}; unknown-user and wrong-password answers "
-        f"{'identical' if identical else 'DIFFERENT'}",
+        f"sip abuse ({setting}): {outcome.guessing()}; unknown-user and wrong-password answers "
+        f"{'identical' if outcome.identical else 'DIFFERENT'}",
         flush=True,
     )
-    ok = identical and result.ok and accepted == 0
-    if params.sip_auth_failures and params.sip_auth_lockout:
-        ok = ok and right.status != 200 and throttled > 0
+    ok = outcome.identical and outcome.phone_ok and outcome.accepted == 0
+    if throttle_on:
+        ok = ok and outcome.throttled_ok()
     return 0 if ok else 1
 
 

@@ -1,8 +1,9 @@
 """Abuse probe: phones download over TFTP while an attacker sends malformed packets.
 
 Starts a :class:`phone.net.tftp.TftpFileServer` on loopback (or aims at ``--target``, a TFTP
-server already listening on a loopback address, e.g. one of ``vphone lab serve``'s), then runs
-``--phones`` phone threads downloading with the phone's own client
+server already listening on a loopback address, e.g. one of ``vphone lab serve``'s, with
+``--file NAME`` the names it serves; ``tools/abuse.py`` does), then runs ``--phones`` phone
+threads downloading with the phone's own client
 (:func:`phone.net.tftp.fetch_tftp`: blksize 1428, 2 s per packet, 3 attempts) until
 ``--downloads`` downloads were attempted, while one attacker thread sends ``--rate``
 malformed or hostile packets a second to the server port, cycling through every kind the
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import ipaddress
 import itertools
 import logging
@@ -86,53 +88,53 @@ def attack(address: tuple[str, int], rate: float, stop: threading.Event) -> int:
     return sent
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rate", type=float, default=200.0, help="malformed packets per second")
-    parser.add_argument("--downloads", type=int, default=100)
-    parser.add_argument("--phones", type=int, default=5, help="downloads at once")
-    parser.add_argument(
-        "--seconds", type=float, default=10.0, help="the attack's length; downloads spread over it"
-    )
-    parser.add_argument("--target", help="HOST:PORT of a running server (loopback only)")
-    parser.add_argument("--file", help="the name to download from --target")
-    parser.add_argument("--verbose", action="store_true", help="show the server's log")
-    args = parser.parse_args(argv)
-    if not args.verbose:
-        logging.getLogger("phone.net").setLevel(logging.CRITICAL)
+@dataclasses.dataclass
+class Result:
+    """What a probe saw: downloads attempted and completed, packets sent, failures by kind."""
 
-    server: TftpFileServer | None = None
-    if args.target:
-        host, _, port = args.target.rpartition(":")
-        if not ipaddress.ip_address(host).is_loopback:
-            parser.error("--target must be a loopback address")
-        address = (host, int(port))
-        names = [args.file or "ITLFile.tlv"]
-        expected: dict[str, bytes] | None = None
-    else:
+    tried: int
+    done: int
+    sent: int
+    elapsed: float
+    errors: dict[str, int]
 
-        def provide(name: str, client: ClientInfo) -> bytes | None:
-            return FILES.get(name)
+    @property
+    def share(self) -> float:
+        return 100.0 * self.done / self.tried if self.tried else 0.0
 
-        server = TftpFileServer(provide, label="abuse")
-        server.start()
-        address = server.address
-        names = list(FILES)
-        expected = FILES
+    def figure(self, rate: float) -> str:
+        failures = ", ".join(f"{k} {v}" for k, v in sorted(self.errors.items())) or "none"
+        return (
+            f"{rate:g} malformed packets/s ({self.sent} sent in {self.elapsed:.1f} s): "
+            f"{self.done} of {self.tried} downloads completed ({self.share:.1f}%); "
+            f"failures: {failures}"
+        )
 
+
+def probe(
+    address: tuple[str, int],
+    names: list[str],
+    expected: dict[str, bytes] | None,
+    *,
+    rate: float,
+    downloads: int,
+    phones: int,
+    seconds: float,
+) -> Result:
+    """Phones download ``names`` round-robin from ``address`` while ``attack`` runs."""
     counter = itertools.count()
     lock = threading.Lock()
     results = {"attempted": 0, "completed": 0}
     errors: dict[str, int] = {}
-    spacing = args.seconds / max(1, args.downloads)
+    spacing = seconds / max(1, downloads)
     start = time.monotonic() + 0.2  # the attack is under way before the first download
-    deadline = start + args.seconds + 1.0
+    deadline = start + seconds + 1.0
 
     def phone() -> None:
         while True:
             with lock:
                 n = next(counter)
-                if n >= args.downloads:
+                if n >= downloads:
                     return
             begin = start + n * spacing  # downloads spread evenly over the attack
             delay = begin - time.monotonic()
@@ -156,33 +158,72 @@ def main(argv: list[str] | None = None) -> int:
 
     stop = threading.Event()
     sent = [0]
-    attacker = threading.Thread(
-        target=lambda: sent.__setitem__(0, attack(address, args.rate, stop))
-    )
+    attacker = threading.Thread(target=lambda: sent.__setitem__(0, attack(address, rate, stop)))
     attacker.start()
-    phones = [threading.Thread(target=phone) for _ in range(args.phones)]
-    for t in phones:
+    threads = [threading.Thread(target=phone) for _ in range(phones)]
+    for t in threads:
         t.start()
-    for t in phones:
+    for t in threads:
         t.join()
     stop.set()
     attacker.join()
     elapsed = time.monotonic() - start + 0.2
-    if server is not None:
-        server.stop()
-    done, tried = results["completed"], results["attempted"]
-    share = 100.0 * done / tried if tried else 0.0
-    failures = ", ".join(f"{k} {v}" for k, v in sorted(errors.items())) or "none"
+    return Result(results["attempted"], results["completed"], sent[0], elapsed, errors)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rate", type=float, default=200.0, help="malformed packets per second")
+    parser.add_argument("--downloads", type=int, default=100)
+    parser.add_argument("--phones", type=int, default=5, help="downloads at once")
+    parser.add_argument(
+        "--seconds", type=float, default=10.0, help="the attack's length; downloads spread over it"
+    )
+    parser.add_argument("--target", help="HOST:PORT of a running server (loopback only)")
+    parser.add_argument(
+        "--file", action="append", help="a name to download from --target (repeatable)"
+    )
+    parser.add_argument("--verbose", action="store_true", help="show the server's log")
+    args = parser.parse_args(argv)
+    if not args.verbose:
+        logging.getLogger("phone.net").setLevel(logging.CRITICAL)
+
+    server: TftpFileServer | None = None
+    if args.target:
+        host, _, port = args.target.rpartition(":")
+        if not ipaddress.ip_address(host).is_loopback:
+            parser.error("--target must be a loopback address")
+        address = (host, int(port))
+        names = args.file or ["ITLFile.tlv"]
+        expected: dict[str, bytes] | None = None
+    else:
+
+        def provide(name: str, client: ClientInfo) -> bytes | None:
+            return FILES.get(name)
+
+        server = TftpFileServer(provide, label="abuse")
+        server.start()
+        address = server.address
+        names = list(FILES)
+        expected = FILES
+
+    result = probe(
+        address,
+        names,
+        expected,
+        rate=args.rate,
+        downloads=args.downloads,
+        phones=args.phones,
+        seconds=args.seconds,
+    )
     extra = ""
     if server is not None:
+        server.stop()
         restarts = getattr(server, "restarts", None)  # the tftpy server before issue 13
         stats = getattr(server, "stats", None)
         extra = f"; server: {stats if stats is not None else f'{restarts} restarts'}"
-    print(
-        f"tftp abuse: {args.rate:g} malformed packets/s ({sent[0]} sent in {elapsed:.1f} s): "
-        f"{done} of {tried} downloads completed ({share:.1f}%); failures: {failures}{extra}"
-    )
-    return 0 if tried and done == tried else 1
+    print(f"tftp abuse: {result.figure(args.rate)}{extra}")
+    return 0 if result.tried and result.done == result.tried else 1
 
 
 if __name__ == "__main__":
