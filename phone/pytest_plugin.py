@@ -22,8 +22,10 @@ Fixtures:
     An in-memory lab with one 14.x cluster ``cluster1``; ``@pytest.mark.vphone_lab(...)``
     passes cluster names or :class:`phone.api.ClusterSpec` objects instead.
 ``vphone_phone``
-    A CP-8841 (MAC ``001122334455``) whose TFTP option names the lab's first cluster;
-    ``@pytest.mark.vphone_phone(model="7962", mac=..., cluster=...)`` changes that.
+    A CP-8841 (MAC ``001122334455``) whose TFTP option names the lab's first cluster, and a
+    device of that cluster (so it fetches ``SEP<MAC>.cnf.xml.sgn``, not ``XMLDefault``);
+    ``@pytest.mark.vphone_phone(model="7962", mac=..., cluster=..., provisioned=False)``
+    changes that (``provisioned=False``: no device record, the phone autoregisters).
 ``vphone_served_lab``
     ``vphone_lab`` served on loopback ports (TFTP, HTTP 6970, TVS, SIP, CAPF) by
     :class:`phone.net.servers.LabServer`; stopped, and its threads joined, at teardown.
@@ -110,7 +112,8 @@ def pytest_configure(config: pytest.Config) -> None:
     )
     config.addinivalue_line(
         "markers",
-        "vphone_phone(model='8841', mac='001122334455', cluster=None): the vphone_phone fixture",
+        "vphone_phone(model='8841', mac='001122334455', cluster=None, provisioned=True): "
+        "the vphone_phone fixture",
     )
 
 
@@ -148,7 +151,12 @@ def vphone_lab(
 def vphone_phone(
     request: pytest.FixtureRequest, vphone_lab: Lab, vphone_clock: SimClock
 ) -> VirtualPhone:
-    """A phone (CP-8841 by default) on ``vphone_lab``'s first cluster, powered off."""
+    """A phone (CP-8841 by default) on ``vphone_lab``'s first cluster, powered off.
+
+    The cluster has a device record for it unless the marker says ``provisioned=False``: a
+    harness that serves its own ``SEP<MAC>.cnf.xml.sgn`` must not be answered with
+    ``XMLDefault.cnf.xml.sgn`` instead (issue 18).
+    """
     from phone.api import create_phone  # noqa: PLC0415
 
     marker = request.node.get_closest_marker("vphone_phone")
@@ -159,6 +167,7 @@ def vphone_phone(
         model=str(options.get("model", "8841")),
         cluster=options.get("cluster"),
         clock=vphone_clock,
+        provision=bool(options.get("provisioned", True)),
     )
 
 

@@ -23,6 +23,11 @@ Names answered (case-insensitive, leading "/" ignored, like CUCM's TFTP):
 any name in ``cluster.firmware``       firmware loads, served as they are
 =====================================  ==========================================================
 
+Before any of these, a node answers from its *served files* (``Lab.serve_file``): bytes a
+harness put there to stand in for, or add to, the generated files (docs/harness.md). They are
+served exactly as given, whatever the name, and only while the node runs TFTP; a served
+``ITLFile.tlv`` (``CTLFile.tlv``) answers the ``ITLSEP<MAC>.tlv`` (``CTLSEP<MAC>.tlv``) names too.
+
 Signed files are cached per name together with what they were made from (payload, signer,
 timestamp): a request for an unchanged file costs no signature, a changed one is re-signed
 ("If the TFTP server verifies that a saved file has changed, the TFTP server re-signs the
@@ -32,7 +37,7 @@ file", seed).
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -53,6 +58,7 @@ __all__ = [
     "ClientInfo",
     "FileService",
     "FileStats",
+    "ServedFiles",
     "default_config",
     "device_config",
 ]
@@ -70,6 +76,9 @@ RING_LIST = b"""<?xml version="1.0" encoding="UTF-8"?>
 </CiscoIPPhoneRingList>
 """
 """The static ring list every node serves (content of our choosing)."""
+
+ServedFiles = Mapping[str, tuple[str, bytes]]
+"""Files a harness serves (``Lab.serve_file``): lower-case name -> (name as given, bytes)."""
 
 _SEP = re.compile(r"sep([0-9a-f]{12})\.cnf\.xml(\.sgn|\.enc\.sgn)?")
 _TRUST = re.compile(r"(itl|ctl)(?:file|sep[0-9a-f]{12})\.tlv")
@@ -159,9 +168,12 @@ def default_config(cluster: Cluster) -> DeviceConfig:
 class FileService:
     """The files TFTP node ``host`` of ``cluster`` serves (module docstring)."""
 
-    def __init__(self, cluster: Cluster, host: str) -> None:
+    def __init__(self, cluster: Cluster, host: str, served: Sequence[ServedFiles] = ()) -> None:
         self.cluster = cluster
         self.host = host
+        # Served files, most specific first (the node's, then the cluster's): the lab owns
+        # the mappings and changes them in place (Lab.serve_file).
+        self.served = tuple(served)
         self.stats = FileStats()
         self._cache: dict[str, _Cached] = {}
         self._rendered: dict[str, _Rendered] = {}
@@ -204,6 +216,10 @@ class FileService:
             if self._encryption_key(device) is not None:
                 out.append(f"{device.name}.cnf.xml.enc.sgn")
         out += sorted(cluster.firmware)
+        known = {n.lower() for n in out}
+        for served in self.served:
+            out += sorted(name for key, (name, _) in served.items() if key not in known)
+            known.update(served)
         return tuple(out)
 
     # --- dispatch ----------------------------------------------------------------------------
@@ -218,6 +234,13 @@ class FileService:
             return None
         key = name.lower()
         trust = _TRUST.fullmatch(key)
+        # A served ITLFile.tlv (CTLFile.tlv) also answers ITLSEP<MAC>.tlv, which the phone asks
+        # for first: CUCM serves the same file under both names (item 2).
+        keys = (key, f"{trust[1]}file.tlv") if trust is not None else (key,)
+        for wanted in keys:
+            for served in self.served:
+                if wanted in served:
+                    return served[wanted][1]
         if trust is not None:
             return cluster.itl_file(self.host) if trust[1] == "itl" else cluster.ctl_file
         sep = _SEP.fullmatch(key)

@@ -26,6 +26,8 @@ from phone.cluster.tvs import TvsService
 from phone.errors import LabError
 from phone.pki import KeySource
 
+_MAX_NAME = 255  # the longest name the file service answers (phone.cluster.files)
+
 
 @dataclass(frozen=True)
 class Endpoint:
@@ -61,6 +63,9 @@ class Lab:
         self._clock: Callable[[], datetime] | None = None
         self._file_services: dict[Cluster, dict[str, FileService]] = {}
         self._capf_services: dict[Cluster, CapfService] = {}
+        # Files a harness serves (serve_file): per cluster name and per node host name. The
+        # file services hold these very dicts, so a change reaches a running server at once.
+        self._served: dict[tuple[str, str | None], dict[str, tuple[str, bytes]]] = {}
         for cluster in clusters:
             self._attach(cluster)
 
@@ -193,9 +198,59 @@ class Lab:
         services = self._file_services.setdefault(endpoint.cluster, {})
         service = services.get(node.hostname)
         if service is None:
-            service = FileService(endpoint.cluster, node.hostname)
+            cluster_name = endpoint.cluster.name
+            served = (
+                self._served.setdefault((cluster_name, node.hostname), {}),
+                self._served.setdefault((cluster_name, None), {}),
+            )
+            service = FileService(endpoint.cluster, node.hostname, served)
             services[node.hostname] = service
         return service
+
+    def serve_file(
+        self, cluster: str | Cluster, name: str, data: bytes, *, host: str | None = None
+    ) -> None:
+        """Serve ``data`` as ``name`` from every TFTP node of ``cluster`` (or only ``host``).
+
+        The file is added, or replaces the one the node would generate (a signed config, the
+        ITL, a firmware image...), byte for byte and case-insensitively by name, over memory,
+        TFTP and HTTP alike, until :meth:`unserve_file`. A node's own served file wins over
+        the cluster's. Served files live in memory only: a lab folder does not keep them.
+
+        Raises:
+            LabError: no such cluster, ``host`` is not one of its TFTP nodes, or the name is
+                empty or longer than a TFTP name can be.
+        """
+        key = self._served_key(cluster, name, host)
+        if not isinstance(data, bytes | bytearray):
+            raise LabError(f"serve_file needs the file's bytes, got {type(data).__name__}")
+        self._served.setdefault(key, {})[name.lstrip("/").lower()] = (name.lstrip("/"), bytes(data))
+
+    def unserve_file(self, cluster: str | Cluster, name: str, *, host: str | None = None) -> bool:
+        """Stop serving ``name`` (as given to :meth:`serve_file`); False if it was not served.
+
+        Raises:
+            LabError: as :meth:`serve_file`.
+        """
+        key = self._served_key(cluster, name, host)
+        return self._served.get(key, {}).pop(name.lstrip("/").lower(), None) is not None
+
+    def _served_key(
+        self, cluster: str | Cluster, name: str, host: str | None
+    ) -> tuple[str, str | None]:
+        target = self.cluster(cluster if isinstance(cluster, str) else cluster.name)
+        if isinstance(cluster, Cluster) and cluster is not target:
+            raise LabError(f"cluster {cluster.name} is not this lab's")
+        stripped = name.lstrip("/")
+        if not stripped or len(stripped) > _MAX_NAME:
+            raise LabError(f"a served file needs a name of 1 to {_MAX_NAME} characters: {name!r}")
+        if host is None:
+            return (target.name, None)
+        node = target.find_node(host)
+        if node is None or not node.runs_tftp:
+            hosts = ", ".join(target.tftp_hosts)
+            raise LabError(f"{host} is not a TFTP node of cluster {target.name} ({hosts})")
+        return (target.name, node.hostname)
 
     def capf_service(self, host: str) -> CapfService | None:
         """The CAPF at ``host`` (a cluster's publisher), or None if none answers there."""
