@@ -1,45 +1,72 @@
 """Benchmark: the rollback migration for a fleet, next to the crypto floor of the same work.
 
 Runs the library scenario ``migration-rollback`` (items 16, 33: set Prepare Cluster for
-Rollback, reset, re-point option 150, reset) with ``--phones`` phones, first on ``--workers``
-processes, then in this process. The in-process run counts the RSA work actually done: the
-signature verifications the phones made (every ``verify_signature`` call) and the signatures
-the lab's TFTP services made (their ``stats.signatures``). The floor is the time those
-operations take as bare ``cryptography`` calls on the same keys, measured in the same run.
+Rollback, reset, re-point option 150, reset) with ``--phones`` phones and compares like with
+like, in one run:
 
-Reports wall time, phone boots per second, the ratio to the floor (serial floor, and the
-floor divided by the number of workers, the ideal parallel run), and peak memory (RSS of this
-process and of the largest worker).
+* ``--workers`` processes (wall time) against the floor on as many processes (wall time): the
+  RSA operations the work needs, split evenly over ``--workers`` processes doing bare
+  ``cryptography`` calls on the lab's own key and bytes (a served per-phone signed config and
+  the key of the TFTP node that signed it). The floor is timed before and after the fleet run
+  (the machine may be shared: both figures are printed, the ratio uses their mean);
+* the fleet in this process (CPU time) against the floor in this process (CPU time), the
+  floor timed in slices interleaved with nothing else running here.
 
-    python tools/bench_fleet.py [--phones 10000] [--workers 2] [--floor-sample 4000]
+The operation counts the floor assumes (per phone: ``VERIFIES_PER_PHONE`` verifications and
+``SIGNS_PER_PHONE`` lab signatures) are printed and checked against what the in-process run
+counted: every ``verify_signature`` call the phones made and the lab's TFTP ``stats.signatures``.
+A mismatch exits 1: the floor would be wrong.
+
+The report of every runner is hashed (SHA-256 of its JSON): the runs must agree byte for byte.
+:func:`report_sha256` hashes the report a runner produces; a new runner (a Dask cluster) adds
+one line to :func:`runners`.
+
+    python tools/bench_fleet.py [--phones 10000] [--workers 2] [--cpu-sample 2000]
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
+import multiprocessing
 import resource
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
+from cryptography.hazmat.primitives.serialization import (
+    Encoding,
+    NoEncryption,
+    PrivateFormat,
+    load_pem_private_key,
+)
 
 import phone.formats.signature as signature_module
 import phone.formats.signed as signed_module
 import phone.formats.trustlist as trustlist_module
 import phone.trust.images as images_module
+from phone.cluster.files import ClientInfo
 from phone.formats import parse_signed
-from phone.pki import CertKind
+from phone.formats.signature import Digest
 from phone.scenario import ScenarioRunner, load_scenario, run_scenario
-from phone.scenario.fleet import planned_operations
-from phone.scenario.report import merge
+from phone.scenario.model import Scenario
+from phone.scenario.report import Report, merge
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from keypool import pooled_keys
 
 SCENARIO = "migration-rollback"
+# What the rollback needs per phone (the issue's count, checked against the run's counters):
+# verifications: the signed config twice (old cluster, then rolled back) and the ITL of each
+# cluster; signatures: the phone's own config, signed by each cluster's TFTP once.
+VERIFIES_PER_PHONE = 4
+SIGNS_PER_PHONE = 2
+
+Runner = Callable[[Scenario], Report]
+"""Runs a whole scenario and returns its merged report."""
 
 
 @dataclass
@@ -50,13 +77,40 @@ class Counted:
     signatures: int = 0
 
 
+@dataclass(frozen=True)
+class FloorWork:
+    """The bytes and key the floor works on (picklable: sent to the floor processes)."""
+
+    key_pem: bytes
+    payload: bytes
+    signature: bytes
+    digest: Digest
+    verifies: int
+    signs: int
+
+
+def report_sha256(report: Report) -> str:
+    """SHA-256 of a report's JSON: equal reports, equal hashes."""
+    return hashlib.sha256(report.to_json().encode()).hexdigest()
+
+
+def runners(workers: int) -> dict[str, Runner]:
+    """The out-of-process runners whose report must equal the in-process one."""
+    found: dict[str, Runner] = {
+        f"{workers} worker processes": lambda s: run_scenario(
+            s, keys=pooled_keys(), workers=workers
+        ),
+    }
+    # A Dask LocalCluster runner goes here, e.g. found["dask LocalCluster, 2 workers"] = ...
+    return found
+
+
 def _max_rss_mib(who: int) -> float:
     return resource.getrusage(who).ru_maxrss / 1024  # Linux reports KiB
 
 
-def run_in_process(phones: int) -> tuple[float, Counted, ScenarioRunner, bool]:
-    """Run the fleet in this process, counting verifications and lab signatures."""
-    scenario = load_scenario(SCENARIO).with_count(phones)
+def run_in_process(scenario: Scenario) -> tuple[float, float, Counted, ScenarioRunner, Report]:
+    """Run the fleet in this process: (wall s, CPU s, counted RSA work, runner, report)."""
     counted = Counted()
     real_verify = signature_module.verify_signature
 
@@ -69,8 +123,9 @@ def run_in_process(phones: int) -> tuple[float, Counted, ScenarioRunner, bool]:
         setattr(module, "verify_signature", counting)  # noqa: B010 - mypy cannot see it
     try:
         runner = ScenarioRunner(scenario, keys=pooled_keys())
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), time.process_time()
         result = runner.run()
+        cpu = time.process_time() - cpu
         elapsed = time.perf_counter() - start
     finally:
         for module in modules:
@@ -80,42 +135,90 @@ def run_in_process(phones: int) -> tuple[float, Counted, ScenarioRunner, bool]:
             service = runner.lab.file_service(host)
             if service is not None:
                 counted.signatures += service.stats.signatures
-    ok = merge(scenario, [result]).ok
-    return elapsed, counted, runner, ok
+    return elapsed, cpu, counted, runner, merge(scenario, [result])
 
 
-def floor_seconds(runner: ScenarioRunner, counted: Counted, sample: int) -> tuple[float, float]:
-    """Seconds for ``counted`` bare verifications and signatures (timed on up to ``sample``
-    of each, scaled): the verify of a served signed config, the sign of its payload."""
+def floor_work(scenario: Scenario, verifies: int, signs: int) -> FloorWork:
+    """A per-phone signed config served by the lab's old cluster, and its signing key."""
+    runner = ScenarioRunner(scenario.with_count(1), keys=pooled_keys())
+    runner.run()  # the devices are added as the scenario sets up
     cluster = runner.lab.cluster("old")
-    service = runner.lab.file_service(cluster.tftp_hosts[0])
+    host = cluster.tftp_hosts[0]
+    service = runner.lab.file_service(host)
     assert service is not None
-    data = service.get("XMLDefault.cnf.xml.sgn")
-    assert data is not None
+    device = next(iter(cluster.devices.values()))
+    data = service.get(f"{device.name}.cnf.xml.sgn", ClientInfo("10.0.0.1", device.mac))
+    assert data is not None, "the lab serves no signed config for its phone"
     signed = parse_signed(data)
-    identity = cluster.identity(CertKind.CALLMANAGER)
-    public = identity.certificate.public_key()
-    private = identity.key
-    assert isinstance(public, rsa.RSAPublicKey) and isinstance(private, rsa.RSAPrivateKey)
-    payload = signed.signed_data()
+    key = cluster.config_signer(host).key
+    pem = key.private_bytes(Encoding.PEM, PrivateFormat.PKCS8, NoEncryption())
     digest = signed.header.digest
     assert digest is not None
+    return FloorWork(pem, signed.signed_data(), signed.header.signature, digest, verifies, signs)
 
-    def timed(count: int, operation: str) -> float:
+
+def _load_key(pem: bytes) -> rsa.RSAPrivateKey:
+    key = load_pem_private_key(pem, None, unsafe_skip_rsa_key_validation=True)
+    assert isinstance(key, rsa.RSAPrivateKey)
+    return key
+
+
+def _crypto(work: FloorWork, key: rsa.RSAPrivateKey, verifies: int, signs: int) -> None:
+    public = key.public_key()
+    algorithm = work.digest.algorithm()
+    for _ in range(verifies):
+        public.verify(work.signature, work.payload, padding.PKCS1v15(), algorithm)
+    for _ in range(signs):
+        key.sign(work.payload, padding.PKCS1v15(), algorithm)
+
+
+def _floor_process(work: FloorWork, share: int, of: int, ready: object, go: object) -> None:
+    key = _load_key(work.key_pem)
+    verifies = work.verifies // of + (1 if share < work.verifies % of else 0)
+    signs = work.signs // of + (1 if share < work.signs % of else 0)
+    ready.wait()  # type: ignore[attr-defined]
+    go.wait()  # type: ignore[attr-defined]
+    _crypto(work, key, verifies, signs)
+
+
+def floor_on_processes(work: FloorWork, processes: int) -> float:
+    """Wall seconds for ``work`` split over ``processes`` processes, start-up excluded."""
+    context = multiprocessing.get_context("spawn")  # the fleet's workers are spawned too
+    ready = context.Barrier(processes + 1)
+    go = context.Barrier(processes + 1)
+    procs = [
+        context.Process(target=_floor_process, args=(work, i, processes, ready, go))
+        for i in range(processes)
+    ]
+    for proc in procs:
+        proc.start()
+    ready.wait()
+    start = time.perf_counter()
+    go.wait()
+    for proc in procs:
+        proc.join()
+    elapsed = time.perf_counter() - start
+    if any(proc.exitcode != 0 for proc in procs):
+        raise SystemExit("a floor process failed")
+    return elapsed
+
+
+def floor_cpu(work: FloorWork, sample: int) -> float:
+    """CPU seconds in this process for ``work`` (timed on up to ``sample`` of each, scaled)."""
+    key = _load_key(work.key_pem)
+    total = 0.0
+    for count, as_verify in ((work.verifies, True), (work.signs, False)):
         n = min(count, sample)
         if n == 0:
-            return 0.0
-        start = time.perf_counter()
-        for _ in range(n):
-            if operation == "verify":
-                public.verify(
-                    signed.header.signature, payload, padding.PKCS1v15(), digest.algorithm()
-                )
-            else:
-                private.sign(payload, padding.PKCS1v15(), hashes.SHA1())
-        return (time.perf_counter() - start) * count / n
+            continue
+        start = time.process_time()
+        _crypto(work, key, n if as_verify else 0, 0 if as_verify else n)
+        total += (time.process_time() - start) * count / n
+    return total
 
-    return timed(counted.verifies, "verify"), timed(counted.signatures, "sign")
+
+def _load() -> str:
+    return " ".join(Path("/proc/loadavg").read_text().split()[:3])
 
 
 def main() -> None:
@@ -124,51 +227,73 @@ def main() -> None:
     parser.add_argument("--phones", type=int, default=10_000)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument(
-        "--floor-sample", type=int, default=4000, help="bare operations timed per kind"
+        "--cpu-sample", type=int, default=2000, help="bare operations timed per kind in process"
     )
     args = parser.parse_args()
     phones: int = args.phones
     workers: int = args.workers
+    if phones < 1 or not 1 <= workers <= 64:
+        parser.error("--phones must be at least 1 and --workers between 1 and 64")
     scenario = load_scenario(SCENARIO).with_count(phones)
-    boots = planned_operations(scenario)  # every phone operation of this scenario boots
+    assumed_verifies, assumed_signs = VERIFIES_PER_PHONE * phones, SIGNS_PER_PHONE * phones
+    work = floor_work(scenario, assumed_verifies, assumed_signs)
+    print(f"scenario:        {SCENARIO}, {phones:,} phones; load average {_load()}")
+    print(
+        f"floor assumes:   {assumed_verifies:,} RSA verifications ({VERIFIES_PER_PHONE}/phone) "
+        f"+ {assumed_signs:,} RSA signatures ({SIGNS_PER_PHONE}/phone), "
+        f"RSA-{_load_key(work.key_pem).key_size}"
+    )
 
-    # Workers first: this process stays small until the in-process run.
-    start = time.perf_counter()
-    report = run_scenario(scenario, keys=pooled_keys(), workers=workers)
-    parallel = time.perf_counter() - start
-    parent_rss = _max_rss_mib(resource.RUSAGE_SELF)
-    worker_rss = _max_rss_mib(resource.RUSAGE_CHILDREN)
+    # Out of process first: this process stays small until the in-process run.
+    floor_before = floor_on_processes(work, workers)
+    hashes: dict[str, str] = {}
+    walls: dict[str, float] = {}
+    for name, runner in runners(workers).items():
+        start = time.perf_counter()
+        report = runner(scenario)
+        walls[name] = time.perf_counter() - start
+        hashes[name] = report_sha256(report)
+        if not report.ok:
+            print(f"{name}: the scenario's expectations failed")
+    worker_rss = _max_rss_mib(resource.RUSAGE_CHILDREN)  # the largest child, floor included
+    floor_after = floor_on_processes(work, workers)
+    floor_wall = (floor_before + floor_after) / 2
+    load_workers = _load()
 
-    serial, counted, runner, ok_serial = run_in_process(phones)
+    serial_wall, serial_cpu, counted, _runner, report = run_in_process(scenario)
+    hashes["1 process (in process)"] = report_sha256(report)
     serial_rss = _max_rss_mib(resource.RUSAGE_SELF)
-    verify_floor, sign_floor = floor_seconds(runner, counted, args.floor_sample)
-    floor = verify_floor + sign_floor
+    cpu_floor = floor_cpu(work, args.cpu_sample)
+    counts_ok = (counted.verifies, counted.signatures) == (assumed_verifies, assumed_signs)
 
-    print(f"scenario:                 {SCENARIO}, {phones:,} phones, {boots:,} boots")
-    print(f"expectations hold:        {workers} workers: {report.ok}; in process: {ok_serial}")
     print(
-        f"RSA work counted:         {counted.verifies:,} verifications "
-        f"({counted.verifies / boots:.2f} per boot), {counted.signatures:,} lab signatures"
+        f"counted:         {counted.verifies:,} verifications, {counted.signatures:,} lab "
+        f"signatures in the in-process run: {'as assumed' if counts_ok else 'MISMATCH'}"
+    )
+    print(f"expectations:    {'hold' if report.ok else 'FAILED'} (in process)")
+    for name, wall in walls.items():
+        print(
+            f"{name + ':':<16} wall {wall:.2f} s (process start and lab load included); floor "
+            f"on {workers} processes {floor_wall:.2f} s (before {floor_before:.2f} s, after "
+            f"{floor_after:.2f} s); ratio {wall / floor_wall:.2f}x; load average {load_workers}"
+        )
+    print(
+        f"in process:      CPU {serial_cpu:.2f} s ({serial_cpu / phones * 1000:.3f} ms/phone, "
+        f"wall {serial_wall:.2f} s); floor CPU {cpu_floor:.2f} s "
+        f"({cpu_floor / phones * 1000:.3f} ms/phone); ratio {serial_cpu / cpu_floor:.2f}x; "
+        f"non-crypto {(serial_cpu - cpu_floor) / cpu_floor:.2f}x the crypto; "
+        f"load average {_load()}"
     )
     print(
-        f"bare crypto floor:        {floor:.2f} s  (verify {verify_floor:.2f} s + sign "
-        f"{sign_floor:.2f} s; {boots / floor:,.0f} boots/s)"
+        f"peak memory:     largest worker {worker_rss:,.0f} MiB; in process "
+        f"{serial_rss:,.0f} MiB ({serial_rss * 1024 / phones:.1f} KiB per phone)"
     )
-    print(
-        f"in process (1 worker):    {serial:.2f} s  ({boots / serial:,.0f} boots/s)  "
-        f"ratio to floor {serial / floor:.2f}x"
-    )
-    print(
-        f"{workers} workers:                {parallel:.2f} s  ({boots / parallel:,.0f} boots/s, "
-        f"process start and lab load included)  ratio to floor {parallel / floor:.2f}x, to "
-        f"floor/{workers} {parallel / (floor / workers):.2f}x"
-    )
-    print(
-        f"peak memory (RSS):        in process {serial_rss:,.0f} MiB "
-        f"({serial_rss * 1024 / phones:.1f} KiB per phone); "
-        f"with {workers} workers: parent {parent_rss:,.0f} MiB, largest worker "
-        f"{worker_rss:,.0f} MiB"
-    )
+    same = len(set(hashes.values())) == 1
+    for name, digest in hashes.items():
+        print(f"report sha256:   {digest}  {name}")
+    print(f"reports:         {'identical' if same else 'DIFFER'}")
+    if not (counts_ok and same and report.ok):
+        raise SystemExit(1)
 
 
 if __name__ == "__main__":
