@@ -142,6 +142,13 @@ def register(sub: Sub) -> None:
     p = add_command(commands, "show", cmd_show, "nodes, certificates, parameters, ITL/CTL, devices")
     lab_arguments(p)
     p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.add_argument(
+        "--html",
+        type=Path,
+        metavar="OUT",
+        help="also write a diagram of the lab (nodes, which certificate signs which file) "
+        "as a self-contained HTML page",
+    )
 
     p = add_command(commands, "get", cmd_get, "the exact bytes a TFTP node serves for a file name")
     lab_arguments(p)

@@ -20,9 +20,11 @@ from cryptography.hazmat.primitives import hashes
 from phone.cli.lab_edge import emit, iso, now
 from phone.cli.lab_sip import SIP_SECTIONS, sip_report
 from phone.cluster.cluster import Cluster
+from phone.cluster.diagram import lab_html
 from phone.cluster.itl import itl_hash
 from phone.cluster.records import PARAMETERS, TrustStore, unix_time
 from phone.cluster.store import load_lab
+from phone.errors import UsageError
 from phone.formats.certfields import serial_bytes
 from phone.formats.trustlist import parse_trust_list
 
@@ -246,6 +248,12 @@ def cmd_show(args: argparse.Namespace) -> int:
     lab = load_lab(args.dir)
     clusters = [lab.cluster(args.cluster)] if args.cluster else list(lab.clusters)
     reports = [cluster_report(c) for c in clusters]
+    html_path = getattr(args, "html", None)
+    if html_path is not None:
+        try:
+            html_path.write_text(lab_html(clusters, f"vphone lab {args.dir}"), encoding="utf-8")
+        except OSError as exc:
+            raise UsageError(f"cannot write {html_path}: {exc}") from None
     if args.json:
         emit(json.dumps({"clusters": reports}, indent=2))
     else:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -25,6 +26,7 @@ from phone.scenario import (
 )
 from phone.scenario.fleet import MAX_WORKERS
 from phone.scenario.report import junit_xml
+from phone.scenario.report_html import render_html
 
 Sub: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
 
@@ -83,8 +85,26 @@ def _show_progress(args: argparse.Namespace) -> bool:
     return sys.stderr.isatty()
 
 
+def check_writable(path: Path) -> None:
+    """Refuse an output file that cannot be written, before a run spends minutes on it.
+
+    Raises:
+        UsageError: ``path`` is a directory, its folder does not exist, or either is not
+            writable.
+    """
+    folder = path.parent if str(path.parent) else Path(".")
+    if path.is_dir():
+        raise UsageError(f"cannot write {path}: it is a directory")
+    if not folder.is_dir():
+        raise UsageError(f"cannot write {path}: folder {folder} does not exist")
+    if not os.access(path if path.exists() else folder, os.W_OK):
+        raise UsageError(f"cannot write {path}: permission denied")
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     """``vphone scenario run FILE|NAME``."""
+    if args.html is not None:
+        check_writable(args.html)
     scenario = load_scenario(args.scenario)
     if args.count is not None:
         scenario = scenario.with_count(args.count)
@@ -100,6 +120,11 @@ def cmd_run(args: argparse.Namespace) -> int:
             junit.write_text(junit_xml([report]), encoding="utf-8")
         except OSError as exc:
             raise UsageError(f"cannot write {junit}: {exc}") from None
+    if args.html is not None:
+        try:
+            args.html.write_text(render_html(report), encoding="utf-8")
+        except OSError as exc:
+            raise UsageError(f"cannot write {args.html}: {exc}") from None
     if args.json:
         sys.stdout.write(report.to_json())
     else:
@@ -166,6 +191,12 @@ def register(sub: Sub) -> None:
     run.add_argument("scenario", metavar="FILE", help="a scenario file, or a library name")
     run.add_argument("--json", action="store_true", help="print the JSON report instead")
     run.add_argument("--junit", type=Path, metavar="OUT", help="also write a JUnit XML report")
+    run.add_argument(
+        "--html",
+        type=Path,
+        metavar="OUT",
+        help="also write a self-contained HTML report with charts (opens offline)",
+    )
     run.add_argument(
         "--workers",
         type=int,
