@@ -380,7 +380,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         "sccp": args.sccp_port,
         "sccps": args.sccps_port,
     }
-    server = LabServer(lab, host=args.host, ports=ports, clock=now)
+    server = LabServer(lab, host=args.host, ports=ports, clock=now, tvs_workers=args.tvs_workers)
     follower = _Follower(server, path, lab, version, host_map_out=args.host_map_out)
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
@@ -476,7 +476,25 @@ def add_parser(commands: Sub) -> None:
         help="write the host map (node host names -> ports) for `vphone boot --host-map`",
     )
     p.add_argument("--quiet", action="store_true", help="log warnings only, not every request")
+    p.add_argument(
+        "--tvs-workers",
+        type=_workers,
+        default=1,
+        metavar="N",
+        help="worker processes answering each TVS port (default 1; one per core answers TVS "
+        "on every core: docs/scaling.md)",
+    )
     p.set_defaults(handler=cmd_serve)
+
+
+def _workers(text: str) -> int:
+    try:
+        value = int(text, 10)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of processes") from None
+    if not 1 <= value <= 64:
+        raise argparse.ArgumentTypeError(f"--tvs-workers must be between 1 and 64, not {value}")
+    return value
 
 
 def _port(text: str) -> int:

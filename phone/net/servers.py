@@ -65,6 +65,7 @@ from phone.net.service import BackgroundService, Service
 from phone.net.sip import SipRegistrar
 from phone.net.tftp import FileProvider, TftpFileServer
 from phone.net.tvs_tls import TvsTlsServer
+from phone.net.tvs_workers import TvsWorkerPool
 
 __all__ = ["SERVICES", "Intercept", "LabServer", "Listener"]
 
@@ -170,6 +171,9 @@ class LabServer(Service):
         http_handler: the HTTP request handler class (tests pass misbehaving ones).
         on_change: called by the registrar, under :attr:`lock`, after a request changed the
             lab (``lab serve`` saves the lab folder then).
+        tvs_workers: worker processes answering each node's TVS on its port (1: threads in
+            this process; more: :class:`phone.net.tvs_workers.TvsWorkerPool`, whose clock
+            must be a module-level function).
     """
 
     def __init__(
@@ -183,8 +187,10 @@ class LabServer(Service):
         tftp_timeout: float = 0.2,
         http_handler: type[FileRequestHandler] = FileRequestHandler,
         on_change: Callable[[], None] | None = None,
+        tvs_workers: int = 1,
     ) -> None:
         self.lab = lab
+        self.tvs_workers = tvs_workers
         self.on_change = on_change
         self.host = host
         self.clock = clock
@@ -370,8 +376,8 @@ class LabServer(Service):
 
         TFTP and HTTP need nothing: their providers read :attr:`lab` at every request.
         """
-        if isinstance(server, TvsTlsServer | CapfTlsServer | SccpListener):
-            server.lab = lab
+        if isinstance(server, TvsTlsServer | CapfTlsServer | SccpListener | TvsWorkerPool):
+            server.lab = lab  # a TvsWorkerPool returns once every worker serves ``lab``
         elif isinstance(server, SipRegistrar):
             endpoint = lab.resolve(host)
             if endpoint is None:  # swap() stopped every server of a node ``lab`` lacks
@@ -401,6 +407,15 @@ class LabServer(Service):
         if service == "http":
             return HttpFileServer(
                 self._provider(host), listen=listen, label=host, handler=self.http_handler
+            )
+        if service == "tvs" and self.tvs_workers > 1:
+            return TvsWorkerPool(
+                self.lab,
+                host,
+                processes=self.tvs_workers,
+                listen=listen,
+                clock=self.clock,
+                lock=self.lock,
             )
         if service == "tvs":
             return TvsTlsServer(self.lab, host, listen=listen, clock=self.clock, lock=self.lock)

@@ -322,13 +322,7 @@ class StreamService(BackgroundService):
         """
         # Fail early: a wrong node is the caller's error, not a drop.
         self._tls = self._tls_context() is not None
-        host, port = self.listen
-        try:
-            sock = socket.create_server(self.listen, backlog=self._backlog)
-        except OSError as exc:
-            raise NetworkError(
-                f"{self._protocol} cannot listen on {self._bind_kind}{host}:{port}: {exc}"
-            ) from None
+        sock = self._bind()
         sock.setblocking(False)
         self._sock = sock
         self._wake_r, self._wake_w = socket.socketpair()
@@ -341,6 +335,21 @@ class StreamService(BackgroundService):
         self._thread = threading.Thread(target=self._loop, name=f"{self._name}-loop", daemon=True)
         self._thread.start()
         self._announce()
+
+    def _bind(self) -> socket.socket:
+        """The listening socket: bound to :attr:`listen` here (a worker process of
+        :mod:`phone.net.tvs_workers` is handed the one its parent bound instead).
+
+        Raises:
+            NetworkError: the address cannot be bound.
+        """
+        host, port = self.listen
+        try:
+            return socket.create_server(self.listen, backlog=self._backlog)
+        except OSError as exc:
+            raise NetworkError(
+                f"{self._protocol} cannot listen on {self._bind_kind}{host}:{port}: {exc}"
+            ) from None
 
     def stop(self) -> None:
         """Stop accepting, close every connection, and wait for the threads to end."""
