@@ -32,25 +32,25 @@ from __future__ import annotations
 import argparse
 from typing import TypeAlias
 
-from phone.cli.files_image import image_show
-from phone.cli.files_input import DIGESTS, KEY_PASSWORD_ENV, FileInputError
-from phone.cli.files_sgn import sgn_show, sgn_sign, sgn_strip, sgn_verify
-from phone.cli.files_tlv import tlv_build, tlv_show, tlv_verify
+from phone.cli.lazy import handler, reexport
 
-__all__ = [
-    "FileInputError",
-    "image_show",
-    "register",
-    "sgn_show",
-    "sgn_sign",
-    "sgn_strip",
-    "sgn_verify",
-    "tlv_build",
-    "tlv_show",
-    "tlv_verify",
-]
+__all__ = ["DIGEST_NAMES", "KEY_PASSWORD_ENV", "register"]  # and the handlers, lazily
 
 Subparsers: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
+
+# The commands import the codecs and cryptography; the argument tree imports neither, so
+# building it costs nothing (issue 17 item 4). Names once imported from here still work.
+_HOMES = {
+    "image_show": "phone.cli.files_image",
+    "FileInputError": "phone.cli.files_input",
+    **dict.fromkeys(("sgn_show", "sgn_sign", "sgn_strip", "sgn_verify"), "phone.cli.files_sgn"),
+    **dict.fromkeys(("tlv_build", "tlv_show", "tlv_verify"), "phone.cli.files_tlv"),
+}
+__getattr__ = reexport(_HOMES)
+
+DIGEST_NAMES = ("sha1", "sha512")
+"""``--digest`` choices: the keys of :data:`phone.cli.files_input.DIGESTS` (a test checks)."""
+KEY_PASSWORD_ENV = "VPHONE_KEY_PASSWORD"  # noqa: S105 - the variable name, not a password
 
 
 # --- registration ------------------------------------------------------------------------------
@@ -85,7 +85,7 @@ def _add_signing_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--digest",
         type=str.lower,
-        choices=tuple(DIGESTS),
+        choices=DIGEST_NAMES,
         default="sha1",
         help="signature digest (default sha1, as CUCM writes)",
     )
@@ -110,7 +110,7 @@ def _register_tlv(sub: Subparsers) -> None:
     )
     show.add_argument("file", help="ITL or CTL file")
     show.add_argument("--json", action="store_true", help="print JSON instead of text")
-    show.set_defaults(handler=tlv_show)
+    show.set_defaults(handler=handler("phone.cli.files_tlv:tlv_show"))
 
     verify = actions.add_parser("verify", help="exit 0 if the signature verifies, 1 if it does not")
     verify.add_argument("file", help="ITL or CTL file")
@@ -120,7 +120,7 @@ def _register_tlv(sub: Subparsers) -> None:
         help="verify with this certificate (default: the file's SAST record matching the signer)",
     )
     verify.add_argument("--json", action="store_true", help="print JSON instead of text")
-    verify.set_defaults(handler=tlv_verify)
+    verify.set_defaults(handler=handler("phone.cli.files_tlv:tlv_verify"))
 
     build = actions.add_parser(
         "build",
@@ -141,7 +141,7 @@ def _register_tlv(sub: Subparsers) -> None:
         ),
     )
     _add_signing_options(build)
-    build.set_defaults(handler=tlv_build)
+    build.set_defaults(handler=handler("phone.cli.files_tlv:tlv_build"))
 
 
 def _register_sgn(sub: Subparsers) -> None:
@@ -151,7 +151,7 @@ def _register_sgn(sub: Subparsers) -> None:
     show.add_argument("file", help=".sgn or .enc.sgn file")
     show.add_argument("--cert", metavar="PEM", help="also check the signature with this cert")
     show.add_argument("--json", action="store_true", help="print JSON instead of text")
-    show.set_defaults(handler=sgn_show)
+    show.set_defaults(handler=handler("phone.cli.files_sgn:sgn_show"))
 
     verify = actions.add_parser(
         "verify", help="exit 0 if the signature verifies with --cert, 1 if it does not"
@@ -159,17 +159,17 @@ def _register_sgn(sub: Subparsers) -> None:
     verify.add_argument("file", help=".sgn or .enc.sgn file")
     verify.add_argument("--cert", required=True, metavar="PEM", help="signer certificate")
     verify.add_argument("--json", action="store_true", help="print JSON instead of text")
-    verify.set_defaults(handler=sgn_verify)
+    verify.set_defaults(handler=handler("phone.cli.files_sgn:sgn_verify"))
 
     sign = actions.add_parser("sign", help="sign a file into a .sgn (header version 1.0)")
     sign.add_argument("file", help="file to sign (e.g. SEP<MAC>.cnf.xml)")
     _add_signing_options(sign)
-    sign.set_defaults(handler=sgn_sign)
+    sign.set_defaults(handler=handler("phone.cli.files_sgn:sgn_sign"))
 
     strip = actions.add_parser("strip", help="write the original file inside a .sgn")
     strip.add_argument("file", help=".sgn file")
     strip.add_argument("-o", "--output", required=True, metavar="OUT", help="file to write")
-    strip.set_defaults(handler=sgn_strip)
+    strip.set_defaults(handler=handler("phone.cli.files_sgn:sgn_strip"))
 
 
 def _register_image(sub: Subparsers) -> None:
@@ -182,4 +182,4 @@ def _register_image(sub: Subparsers) -> None:
         "--cert", metavar="PEM", help="also check the (emulated) signature with this cert"
     )
     show.add_argument("--json", action="store_true", help="print JSON instead of text")
-    show.set_defaults(handler=image_show)
+    show.set_defaults(handler=handler("phone.cli.files_image:image_show"))

@@ -21,12 +21,12 @@ from pathlib import Path
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from phone.cli.files import KEY_PASSWORD_ENV
 from phone.errors import UsageError, VphoneError
 from phone.formats.header import Digest
 from phone.formats.signature import Signer
 from phone.pki.store import cert_from_pem, key_from_pem
 
-KEY_PASSWORD_ENV = "VPHONE_KEY_PASSWORD"  # noqa: S105 - the variable name, not a password
 DIGESTS = {"sha1": Digest.SHA1, "sha512": Digest.SHA512}
 
 
