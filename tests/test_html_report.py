@@ -8,6 +8,7 @@ page puts them), not just that the markup is there.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import shutil
 import struct
@@ -27,7 +28,7 @@ from phone.cluster.diagram import lab_html, picture
 from phone.cluster.records import ClusterSpec
 from phone.pki import KeySource
 from phone.scenario import library_text, load_scenario, parse_scenario, run_scenario
-from phone.scenario.report import Report
+from phone.scenario.report import Report, SummaryRow
 from phone.scenario.report_html import CLEAN_REASON, STATE_COLOURS, render_html
 
 NOW = datetime(2026, 6, 1, 9, 0, tzinfo=UTC)
@@ -93,7 +94,33 @@ def test_the_chart_has_one_bar_per_step_with_its_phones_by_state() -> None:
 
 def test_the_clean_reason_is_the_one_the_runner_gives() -> None:
     report = _rollback(2)
-    assert [(r.state, r.reason) for r in report.summary] == [("registered", CLEAN_REASON)]
+    assert [r.reason for r in report.summary] == [CLEAN_REASON]
+    assert report.summary[0].state.startswith("registered")
+
+
+def test_stuck_means_a_problem_or_not_registered() -> None:
+    report = _rollback(15)
+    rows = (
+        SummaryRow("desk", "registered with new", CLEAN_REASON, 5),
+        SummaryRow("desk", "registered", CLEAN_REASON, 4),
+        SummaryRow("desk", "registered with old", "itl rejected by item 24: <x>", 3),
+        SummaryRow("lobby", "registered with old", "itl rejected by item 24: <x>", 2),
+        SummaryRow("lobby", "no-config", CLEAN_REASON, 1),
+    )
+    page = render_html(dataclasses.replace(report, summary=rows))
+    assert '<p id="stuck-total">6 of 15 phones ended with a problem, in 2 cause(s):</p>' in page
+    assert 'class="cause" x="0" y="0" width="40.00"' in page  # 5 of 15 phones: a third of 120
+    table = re.findall(r'<table id="stuck">.*?</table>', page, re.S)[0]
+    cells = re.findall(
+        r'<td class="num">(\d+)</td>.*?<td>([^<]+)</td><td class="mono">([^<]*)</td>'
+        r"<td>([^<]+)</td>",
+        table,
+        re.S,
+    )
+    assert cells == [
+        ("5", "registered with old", "itl rejected by item 24: &lt;x&gt;", "desk (3), lobby (2)"),
+        ("1", "no-config", CLEAN_REASON, "lobby (1)"),
+    ]
 
 
 def test_a_failing_run_shows_stuck_phones_by_cause_and_failed_expectations() -> None:

@@ -188,12 +188,18 @@ def _legend(report: Report, spare: dict[str, str]) -> str:
     return f'<p class="legend">{"".join(spans)}</p>'
 
 
+def _clean(state: str, reason: str) -> bool:
+    # "registered", or "registered with new" where summaries name the cluster: either way a
+    # phone whose latest boot met no problem is where the procedure put it, not stuck.
+    return reason == CLEAN_REASON and (state == "registered" or state.startswith("registered "))
+
+
 def _stuck(report: Report, spare: dict[str, str]) -> str:
     """The phones that ended with a problem, grouped by cause (largest first), with a bar."""
     causes: Counter[tuple[str, str]] = Counter()
     groups: dict[tuple[str, str], list[str]] = {}
     for row in report.summary:
-        if row.state == "registered" and row.reason == CLEAN_REASON:
+        if _clean(row.state, row.reason):
             continue
         key = (row.state, row.reason)
         causes[key] += row.phones
@@ -212,7 +218,7 @@ def _stuck(report: Report, spare: dict[str, str]) -> str:
         "<th>groups</th></tr>",
     ]
     for (state, reason), count in sorted(causes.items(), key=lambda kv: (-kv[1], kv[0])):
-        width = 120 * count / max(phones, 1)
+        width = 120 * min(count / max(phones, 1), 1.0)
         bar = (
             f'<svg width="124" height="12" xmlns="http://www.w3.org/2000/svg">'
             f'<rect class="cause" x="0" y="0" width="{width:.2f}" height="12" '
