@@ -147,7 +147,7 @@ def build_parser(argv: Sequence[str] = (), *, full: bool = False) -> argparse.Ar
             if module not in registered:
                 registered.add(module)
                 importlib.import_module(module).register(sub)
-        else:
+        elif not wanted:  # `vphone --help`, or an unknown command: list every command
             sub.add_parser(command, help=help_text, description=help_text)
     for child in _commands(parser):
         _conventions(child)

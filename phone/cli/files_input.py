@@ -25,7 +25,6 @@ from phone.cli.files import KEY_PASSWORD_ENV
 from phone.errors import UsageError, VphoneError
 from phone.formats.header import Digest
 from phone.formats.signature import Signer
-from phone.pki.store import cert_from_pem, key_from_pem
 
 DIGESTS = {"sha1": Digest.SHA1, "sha512": Digest.SHA512}
 
@@ -79,6 +78,8 @@ def load_certificate(path: str) -> x509.Certificate:
     """The PEM certificate in ``path``."""
     data = read_input(path)
     with about(path):
+        from phone.pki.store import cert_from_pem  # noqa: PLC0415 - not for `tlv show`
+
         return cert_from_pem(data)
 
 
@@ -95,6 +96,8 @@ def load_signer(args: argparse.Namespace) -> Signer:
     certificate = load_certificate(args.signer_cert)
     data = read_input(args.signer_key)
     with about(args.signer_key):
+        from phone.pki.store import key_from_pem  # noqa: PLC0415 - signing commands only
+
         key = key_from_pem(data, key_password(args))
     if not isinstance(key, rsa.RSAPrivateKey):
         raise UsageError(

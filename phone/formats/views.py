@@ -14,13 +14,15 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterable
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from phone.formats.firmware import ContainerImage
 from phone.formats.header import MODULUS_SIZES, RSA_PKCS1, EncryptionInfo, Header, Tag, digest_label
-from phone.formats.signed import SignedFile
 from phone.formats.tlv import Element
 from phone.formats.trustlist import Record, RecordTag, Role, SelfCheck, TrustList
+
+if TYPE_CHECKING:  # annotations only: `vphone tlv show` does not import the firmware codecs
+    from phone.formats.firmware import ContainerImage
+    from phone.formats.signed import SignedFile
 
 __all__ = [
     "JSONDict",
