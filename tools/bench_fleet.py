@@ -50,7 +50,7 @@ import phone.formats.trustlist as trustlist_module
 import phone.trust.images as images_module
 from phone.cluster.files import ClientInfo
 from phone.formats import parse_signed
-from phone.formats.signature import Digest
+from phone.formats.header import Digest
 from phone.scenario import ScenarioRunner, load_scenario, run_scenario
 from phone.scenario.model import Scenario
 from phone.scenario.report import Report, merge

@@ -79,6 +79,25 @@ class RegisterOutcome:
     rule: str = "item 1"  # the behaviour item a failure comes from (item 40, 41, 42 ...)
 
 
+def final_outcome(
+    status: int, reason: str, why: str | None = None, *, expires: int | None = None
+) -> RegisterOutcome:
+    """How the phone reads a final answer other than a challenge: a success with ``expires``,
+    or a refusal whose Warning text ``why`` may name the behaviour item behind it.
+
+    Shared by :meth:`RegisterClient.receive` and the in-memory registration that skips the
+    messages (:mod:`phone.cluster.registrar_direct`), so both read an answer alike."""
+    if 200 <= status < 300:
+        return RegisterOutcome(True, status, reason, expires)
+    rule = re.search(r"\(item (\d+)\)", why or "")
+    return RegisterOutcome(
+        False,
+        status,
+        f"{reason}: {why}" if why else reason,
+        rule=f"item {rule[1]}" if rule else "item 1",
+    )
+
+
 class RegisterClient:
     """The phone's side of a registration, sans-IO.
 
@@ -183,21 +202,13 @@ class RegisterClient:
             return None
         if 200 <= response.status < 300:
             expires = response.get("Expires")
-            return RegisterOutcome(
-                True,
+            return final_outcome(
                 response.status,
                 response.reason,
-                int(expires) if expires and expires.isdigit() else None,
+                expires=int(expires) if expires and expires.isdigit() else None,
             )
         if response.status not in (401, 407):
-            why = warning_text(response)
-            rule = re.search(r"\(item (\d+)\)", why or "")
-            return RegisterOutcome(
-                False,
-                response.status,
-                f"{response.reason}: {why}" if why else response.reason,
-                rule=f"item {rule[1]}" if rule else "item 1",
-            )
+            return final_outcome(response.status, response.reason, warning_text(response))
         header = "WWW-Authenticate" if response.status == 401 else "Proxy-Authenticate"
         value = response.get(header)
         if value is None:
