@@ -22,6 +22,7 @@ import shutil
 import subprocess
 import sys
 import textwrap
+import urllib.request
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -31,6 +32,8 @@ from keypool import KEY_DIR, pooled_keys
 import phone.api
 from phone.api import API_VERSION, State, create_lab, create_phone, decision_on
 from phone.errors import LabError
+from phone.net.servers import LabServer
+from phone.net.sockets import SocketBackend
 
 pytest_plugins = ["pytester"]
 
@@ -276,3 +279,25 @@ def test_create_phone_provision_keeps_an_existing_device() -> None:
     assert device is not None and device.model == phone_.model.name == "8841"
     create_phone(lab, mac=MAC, model="7841", clock=lambda: NOW, provision=True)
     assert lab.cluster().device(MAC) is device
+
+
+def test_served_files_reach_the_socket_servers() -> None:
+    # The TFTP and HTTP servers ask the same FileService: a served file needs nothing of them.
+    lab, _ = _lab_and_phone()
+    name = f"SEP{MAC}.cnf.xml.sgn"
+    lab.serve_file("c1", name, b"not a signed file")
+    lab.serve_file("c1", "Mine.bin", b"\x00mine")
+    server = LabServer(lab, host="127.0.0.1", clock=lambda: NOW)
+    server.start()
+    try:
+        address = server.address(lab.cluster().tftp_hosts[0], "http")
+        url = f"http://{address[0]}:{address[1]}/Mine.bin"
+        with urllib.request.urlopen(url, timeout=2) as answer:
+            assert answer.read() == b"\x00mine"
+        with SocketBackend(server.host_map(), timeout=1.0) as backend:
+            over_sockets = create_phone(lab, mac=MAC, clock=lambda: NOW, backend=backend)
+            assert over_sockets.boot() is State.NO_CONFIG
+        entry = decision_on(over_sockets, name)
+        assert (entry.decision, entry.rule) == ("rejected", "item 14")
+    finally:
+        server.stop()
