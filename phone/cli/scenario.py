@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 from typing import TextIO, TypeAlias
 
+from phone.cli.paths import output_file
 from phone.errors import UsageError
 from phone.pki import FreshKeys, KeySource
 from phone.scenario import (
@@ -190,7 +191,9 @@ def register(sub: Sub) -> None:
     )
     run.add_argument("scenario", metavar="FILE", help="a scenario file, or a library name")
     run.add_argument("--json", action="store_true", help="print the JSON report instead")
-    run.add_argument("--junit", type=Path, metavar="OUT", help="also write a JUnit XML report")
+    run.add_argument(
+        "--junit", type=output_file, metavar="OUT", help="also write a JUnit XML report"
+    )
     run.add_argument(
         "--html",
         type=Path,
