@@ -63,8 +63,8 @@ def register_direct(
     cluster = registrar.cluster
     if registrar.trunk_for(source.host) is not None:
         return None
-    record = cluster.state.auth_failures.get(source_key(source.host))
-    if record is not None:
+    failures = cluster.state.auth_failures
+    if failures and source_key(source.host) in failures:
         return None  # the throttle may refuse or end (and log it): the full path decides
     device = cluster.device(mac.upper())
     if device is None or device.digest_authentication:
