@@ -328,7 +328,7 @@ def test_cluster_expectations() -> None:
         """,
     )
     good, bad = report.expectations
-    assert good.ok and good.values == {"itl_mismatches": 0, "log_contains": 1}
+    assert good.ok and good.values == {"itl_mismatches": 0, "itl_reports": 3, "log_contains": 1}
     assert not bad.ok and bad.outcome == "log_contains=0"
 
 
@@ -404,11 +404,13 @@ def test_json_report_layout(rollback_report: Report) -> None:
     }
     assert (expect["matched"], expect["total"], expect["step"]) == (4, 4, 2)
     final_cluster = steps[-1]["expectations"][-1]
-    assert final_cluster["values"] == {"itl_mismatches": 0}
+    assert final_cluster["values"] == {"itl_mismatches": 0, "itl_reports": 4}
     assert document["summary"] == [
         {
             "group": "desk",
             "state": "registered",
+            "cluster": "new",
+            "cause": "no problem in the latest boot",
             "reason": "no problem in the latest boot",
             "phones": 4,
         }
@@ -430,7 +432,7 @@ def test_text_report_is_per_step_and_per_group(rollback_report: Report) -> None:
     assert any(line.startswith("step  2  line ") and line.endswith("reset") for line in lines)
     assert "      desk: 4 acted -> 4 registered" in lines
     assert "      . old: prepare-cluster-for-rollback = true" in lines
-    assert "final states by reason:" in lines
+    assert "final states by cause (-v: whole reasons):" in lines
     assert lines[-1] == "PASS: 3 of 3 expectations hold"
 
 

@@ -136,6 +136,19 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_check(args: argparse.Namespace) -> int:
     """``vphone scenario check FILE``: parse and validate without running."""
     scenario = load_scenario(args.scenario)
+    if getattr(args, "json", False):
+        document = {
+            "path": str(scenario.path),
+            "name": scenario.name,
+            "valid": True,
+            "clusters": len(scenario.clusters),
+            "phones": scenario.phone_count,
+            "steps": len(scenario.steps),
+            "expectations": len(scenario.all_expects()),
+        }
+        json.dump(document, sys.stdout, indent=2)
+        print()
+        return 0
     print(
         f"{scenario.path}: scenario {scenario.name} is valid: {len(scenario.clusters)} "
         f"cluster(s), {scenario.phone_count} phones, {len(scenario.steps)} steps, "
@@ -221,6 +234,7 @@ def register(sub: Sub) -> None:
 
     check = commands.add_parser("check", help="validate a scenario file without running it")
     check.add_argument("scenario", metavar="FILE", help="a scenario file, or a library name")
+    check.add_argument("--json", action="store_true", help="print JSON instead of text")
     check.set_defaults(handler=cmd_check)
 
     listing = commands.add_parser("list", help="the library of documented procedures")

@@ -107,6 +107,10 @@ class Checks:
         for check in expect.cluster_checks:
             if check.key == "itl_mismatches":
                 value = len(cluster.hashes.mismatches())
+                # How many phones reported an ITL to this cluster at all: "0 mismatches" out of
+                # 0 reports is no evidence (issue 18 friction 3; report.py fails it).
+                reports = len(cluster.hashes.devices)
+                tallies.append(ClusterTally(check.line, "itl_reports", reports))
             else:
                 value = int(any(check.text in str(entry) for entry in cluster.log))
             tallies.append(ClusterTally(check.line, check.key, value))

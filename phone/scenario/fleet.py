@@ -30,7 +30,9 @@ from __future__ import annotations
 
 import gc
 import multiprocessing
+import signal
 import tempfile
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
@@ -48,13 +50,36 @@ from phone.scenario.parse import CERT_KINDS
 from phone.scenario.report import Report, merge
 from phone.scenario.runner import ScenarioRunner, ShardResult, build_lab, seeded_random
 
-__all__ = ["MAX_WORKERS", "FleetProgress", "planned_operations", "run_scenario"]
+__all__ = [
+    "MAX_WORKERS",
+    "FleetInterrupted",
+    "FleetProgress",
+    "planned_operations",
+    "run_scenario",
+]
 
 MAX_WORKERS = 64
 _BATCH = 64  # phone operations a worker does between two updates of the shared counter
 _LSC_BITS = 2048  # CAPF asks phones for RSA-2048 keys (phone.cluster.capf)
 _POLL_SECONDS = 0.1
 _WORKER_GC_THRESHOLDS = (10_000, 10, 10)  # gc.set_threshold in a worker process (see _worker)
+
+class FleetInterrupted(KeyboardInterrupt):
+    """Ctrl-C ended a run: how far it got (the CLI prints one line and exits 130)."""
+
+    def __init__(self, done: int, total: int) -> None:
+        super().__init__(done, total)
+        self.done = done
+        self.total = total
+
+    def summary(self) -> str:
+        """``interrupted after 1,234 of 30,000 phone operations (4%); no report``."""
+        share = 100 * self.done // max(self.total, 1)
+        return (
+            f"interrupted after {self.done:,} of {self.total:,} phone operations ({share}%); "
+            "no report was written"
+        )
+
 
 FleetProgress = Callable[[int, int], None]
 """Called with (phone operations done, phone operations planned)."""
@@ -133,6 +158,9 @@ class _Job:
 def _worker(job: _Job, conn: Connection, counter: Synchronized[int]) -> None:
     """A worker process: load the lab, run one shard, send the tallies (or the error) back."""
     pending = 0
+    # Ctrl-C reaches every process of the terminal's group: the parent alone answers it (one
+    # line, exit 130) and ends the workers, so no worker prints a traceback.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
     def progress(done: int) -> None:
         nonlocal pending
@@ -224,7 +252,10 @@ def run_scenario(
             if progress is not None and done % _BATCH == 0:
                 progress(done, total)
 
-        result = ScenarioRunner(scenario, keys=source, progress=step).run()
+        try:
+            result = ScenarioRunner(scenario, keys=source, progress=step).run()
+        except KeyboardInterrupt:
+            raise FleetInterrupted(done, total) from None
         if progress is not None:
             progress(total, total)
         return merge(scenario, [result])
@@ -256,6 +287,7 @@ def _run_workers(
         lab_path = Path(folder) / "lab"
         save_lab(lab, lab_path)
         processes: list[tuple[multiprocessing.process.BaseProcess, Connection]] = []
+        interrupted = False
         try:
             for shard in range(workers):
                 receive, send = context.Pipe(duplex=False)
@@ -263,7 +295,8 @@ def _run_workers(
                 process = context.Process(
                     target=_worker, args=(job, send, counter), name=f"vphone-shard-{shard}"
                 )
-                process.start()
+                with _sigint_ignored():  # a spawned child inherits it from its first instruction
+                    process.start()
                 send.close()
                 processes.append((process, receive))
             results: dict[int, ShardResult] = {}
@@ -283,13 +316,29 @@ def _run_workers(
             if progress is not None:
                 progress(total, total)
             return [results[s] for s in range(workers)]
+        except KeyboardInterrupt:
+            interrupted = True
+            raise FleetInterrupted(min(counter.value, total), total) from None
         finally:
             for worker, conn in processes:
                 conn.close()
-                worker.join(timeout=5)
+                worker.join(timeout=0 if interrupted else 5)
                 if worker.is_alive():  # only after an error elsewhere: do not leave it behind
                     worker.terminate()
                     worker.join()
+
+
+class _sigint_ignored:
+    """Ignore SIGINT while starting a worker (main thread only: Python's rule for signals)."""
+
+    def __enter__(self) -> None:
+        self.saved = None
+        if threading.current_thread() is threading.main_thread():
+            self.saved = signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+    def __exit__(self, *exc: object) -> None:
+        if self.saved is not None:
+            signal.signal(signal.SIGINT, self.saved)
 
 
 def _receive(conn: Connection, shard: int) -> ShardResult:

@@ -9,6 +9,7 @@ processes ran the fleet. The JSON and JUnit layouts are documented in ``docs/har
 from __future__ import annotations
 
 import json
+import re
 import xml.etree.ElementTree as ET
 from collections import Counter
 from collections.abc import Sequence
@@ -32,6 +33,7 @@ __all__ = [
     "Report",
     "StepResult",
     "SummaryRow",
+    "cause",
     "junit_xml",
     "merge",
     "render_text",
@@ -39,6 +41,55 @@ __all__ = [
 
 REPORT_FORMAT = "vphone-scenario-report"
 REPORT_VERSION = 1
+CAUSE_WIDTH = 160  # a summary line that names a cause fits this many columns
+
+# A distinguished name in a reason ('CN=x;OU=VTG;O=vphone lab;...' or CN=x,OU=..., quoted or
+# not) and the "(serial <hex>, issuer '...')" that follows a certificate: a cause keeps the CN.
+# Unquoted, a value may hold spaces ("O=vphone lab") only before another separator: the last
+# one ends at a space, so the words after a DN stay.
+_DN = re.compile(
+    r"'CN=([^;,']+?)(?:[;,] ?[A-Za-z]+=[^;,']*)*'"
+    r"|CN=([^;,'() ]+)(?:[;,] ?[A-Za-z]+=[^;,'()]*(?=[;,]))*(?:[;,] ?[A-Za-z]+=[^;,'() ]*)?"
+)
+_SERIAL = re.compile(r" \(serial <hex>(?:, issuer [^)]*)?\)")
+
+
+def cause(reason: str, width: int = CAUSE_WIDTH) -> str:
+    """``reason`` as one line of at most ``width`` characters, the cause first.
+
+    Reasons start with what decided ("itl rejected by item 24: ..."), then name certificates
+    by their whole DN, serial and issuer: about 600 characters with the same DN three times
+    (issue 18 friction 3). The cause keeps each certificate's CN and drops serials and
+    issuers; while still too long it says the same in fewer words (:data:`_SHORTER`, what
+    follows from the rejection such as "kept the old ITL", the file name) and at last cuts at
+    a word with "...". The full reason stays in ``-v`` and in the JSON.
+    """
+    text = _DN.sub(lambda m: f"CN={m[1] or m[2]}", _SERIAL.sub("", reason))
+    text = _TVS_TLS.sub(r"TLS to TVS \1 refused", text)
+    for pattern, shorter in _SHORTER:
+        if len(text) <= width:
+            return text
+        text = pattern.sub(shorter, text)
+    if len(text) <= width:
+        return text
+    cut = text[: max(width - 3, 1)]
+    if " " in cut:
+        cut = cut.rsplit(" ", 1)[0]
+    return cut.rstrip(" ;,:(") + "..."
+
+
+# "TVS h:2445: TLS to h:2445 refused" names the TVS twice.
+_TVS_TLS = re.compile(r"TVS (\S+): TLS to \1 refused")
+# Applied one after the other while a cause is too long: each keeps what decided.
+_SHORTER: tuple[tuple[re.Pattern[str], str], ...] = (
+    (re.compile(r"; kept the old (ITL|CTL|config\w*|image)$"), ""),
+    (re.compile(r" is not a SAST record of the installed (ITL|CTL)"), r" not in the \1"),
+    (
+        re.compile(r"server certificate (CN=\S+) is not a TVS record of the installed ITL"),
+        r"\1 not a TVS of the ITL",
+    ),
+    (re.compile(r"(by (?:item \d+|seed): )[\w<>.-]+\.(?:tlv|sgn|xml|loads): "), r"\1"),
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,9 +170,21 @@ class SummaryRow:
     """How many phones of a group ended in a state for one reason."""
 
     group: str
-    state: str
-    reason: str
+    state: str  # the phone's state: "registered", "failed" ...
+    reason: str  # the whole reason (-v, JSON)
     phones: int
+    cluster: str = ""  # the cluster a registered phone is registered with
+
+    @property
+    def label(self) -> str:
+        """The state as the summary prints it: ``registered with new`` for a registered phone,
+        so that phones stuck with the old cluster do not read as migrated."""
+        return f"{self.state} with {self.cluster}" if self.cluster else self.state
+
+    @property
+    def cause(self) -> str:
+        """The reason in one line of at most :data:`CAUSE_WIDTH` characters (:func:`cause`)."""
+        return cause(self.reason)
 
 
 @dataclass(frozen=True, slots=True)
@@ -180,7 +243,14 @@ class Report:
             "expectations": {"total": len(self.expectations), "failed": len(self.failed)},
             "steps": [s.as_dict() for s in self.steps],
             "summary": [
-                {"group": r.group, "state": r.state, "reason": r.reason, "phones": r.phones}
+                {
+                    "group": r.group,
+                    "state": r.state,
+                    "cluster": r.cluster or None,
+                    "cause": r.cause,
+                    "reason": r.reason,
+                    "phones": r.phones,
+                }
                 for r in self.summary
             ],
         }
@@ -226,8 +296,17 @@ def _cluster_result(expect: ExpectDef, tallies: Sequence[ClusterTally]) -> Expec
         mine = [t.value for t in tallies if t.line == check.line and t.key == check.key]
         if check.key == "itl_mismatches":
             value = sum(mine)  # device rows of disjoint phones: they add up
+            reports = sum(
+                t.value for t in tallies if t.line == check.line and t.key == "itl_reports"
+            )
             assert check.quantity is not None
-            ok = ok and check.quantity.holds(value, 0)
+            # No phone reported its ITL to this cluster: "0 mismatches" would pass while every
+            # phone is stuck elsewhere (issue 18 friction 3). An author who counts mismatches
+            # means "the phones' ITLs match", so no report at all is a failure, said as such.
+            ok = ok and check.quantity.holds(value, 0) and reports > 0
+            values[check.key] = value
+            values["itl_reports"] = reports
+            continue
         else:
             value = max(mine, default=0)  # found in any shard's copy of the log
             ok = ok and value == 1
@@ -298,14 +377,14 @@ def merge(scenario: Scenario, shards: Sequence[ShardResult]) -> Report:
         expects = step_defs[index].expects if index in step_defs else ()
         steps.append(_merge_step(parts, expects))
     steps.append(_merge_step([s.final for s in ordered], scenario.expects))
-    reasons: Counter[tuple[str, str, str]] = Counter()
+    reasons: Counter[tuple[str, str, str, str]] = Counter()
     for shard in ordered:
         reasons.update(shard.reasons)
     order = {g.name: i for i, g in enumerate(scenario.groups)}
     summary = tuple(
-        SummaryRow(group, state, reason, count)
-        for (group, state, reason), count in sorted(
-            reasons.items(), key=lambda kv: (order[kv[0][0]], -kv[1], kv[0][1], kv[0][2])
+        SummaryRow(group, state, reason, count, cluster)
+        for (group, state, cluster, reason), count in sorted(
+            reasons.items(), key=lambda kv: (order[kv[0][0]], -kv[1], *kv[0][1:])
         )
     )
     return Report(
@@ -332,7 +411,14 @@ def _expect_lines(result: ExpectResult, *, verbose: bool) -> list[str]:
     ]
     if not result.ok or verbose:
         for example in result.examples:
-            lines.append(f"             SEP{example.mac}: {example.detail}")
+            head = f"             SEP{example.mac}: "
+            detail = example.detail if verbose else cause(example.detail, CAUSE_WIDTH - len(head))
+            lines.append(head + detail)
+    if not result.ok and result.values.get("itl_reports", 1) == 0:
+        lines.append(
+            f"             no phone reported its ITL to {result.subject}: its ITL File Status "
+            "is empty, so a mismatch count says nothing"
+        )
     return lines
 
 
@@ -362,13 +448,14 @@ def render_text(report: Report, *, verbose: bool = False) -> str:
             out.append(f"      . {note}")
         for result in step.expectations:
             out.extend(_expect_lines(result, verbose=verbose))
-    out.append("final states by reason:")
+    out.append(
+        "final states by reason:" if verbose else "final states by cause (-v: whole reasons):"
+    )
     width = max((len(r.group) for r in report.summary), default=5)
-    state_width = max((len(r.state) for r in report.summary), default=5)
+    state_width = max((len(r.label) for r in report.summary), default=5)
     for row in report.summary:
-        out.append(
-            f"  {row.group:<{width}}  {row.state:<{state_width}}  {row.phones:>7}  {row.reason}"
-        )
+        head = f"  {row.group:<{width}}  {row.label:<{state_width}}  {row.phones:>7}  "
+        out.append(head + (row.reason if verbose else cause(row.reason, CAUSE_WIDTH - len(head))))
     total = len(report.expectations)
     failed = len(report.failed)
     verdict = "PASS" if report.ok else "FAIL"

@@ -161,10 +161,14 @@ class ScenarioRunner:
             ),
             at=self.clock.now.isoformat(),
         )
-        reasons: Counter[tuple[str, str, str]] = Counter()
+        reasons: Counter[tuple[str, str, str, str]] = Counter()
         for group, slots in self._slots.items():
             for slot in slots:
-                reasons[(group, slot.phone.state.value, self._checks.reason(slot))] += 1
+                # Which cluster a registered phone is with: "registered" alone cannot tell a
+                # phone stuck on the old cluster from a migrated one (issue 18 friction 3).
+                cluster = registered_cluster(self.lab, slot.phone) or ""
+                key = (group, slot.phone.state.value, cluster, self._checks.reason(slot))
+                reasons[key] += 1
         return ShardResult(
             shard=self.shard[0],
             shards=self.shard[1],

@@ -85,5 +85,6 @@ class ShardResult:
     shards: int
     steps: tuple[StepTally, ...]
     final: StepTally
-    reasons: dict[tuple[str, str, str], int]
+    # (group, state, cluster the phone is registered with or "", reason) -> phones
+    reasons: dict[tuple[str, str, str, str], int]
     phone_operations: int = 0
