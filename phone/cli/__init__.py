@@ -215,8 +215,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         if getattr(args, "verbose", 0) and exc.__cause__ is not None:
             print(f"vphone: caused by {exc.__cause__!r}", file=sys.stderr)
         return exc.exit_code
-    except KeyboardInterrupt:
-        print("vphone: interrupted", file=sys.stderr)
+    except KeyboardInterrupt as exc:
+        # A fleet says how far it got (phone.scenario.fleet.FleetInterrupted); one line always.
+        summary = getattr(exc, "summary", None)
+        print(f"vphone: {summary() if callable(summary) else 'interrupted'}", file=sys.stderr)
         return EXIT_INTERRUPTED
     except BrokenPipeError:
         _silence_stdout()

@@ -11,7 +11,7 @@ import argparse
 import json
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -122,12 +122,32 @@ def _watch(phone: VirtualPhone, args: argparse.Namespace, source: str) -> None:
     phone.subscribe(show)
 
 
-def _report(phone: VirtualPhone, state: State, args: argparse.Namespace) -> int:
+def _cluster_of_host(host: str) -> str | None:
+    """The cluster of a host outside a lab (``--server`` boots): its domain's first label
+    (``cucm1.new.lab`` -> ``new``), the way vphone labs name their nodes."""
+    labels = host.split(".")
+    return labels[1] if len(labels) > 2 else None
+
+
+def _report(
+    phone: VirtualPhone,
+    state: State,
+    args: argparse.Namespace,
+    cluster_of: Callable[[str], str | None] = _cluster_of_host,
+) -> int:
     registered = phone.registered_with is not None
+    cluster = cluster_of(phone.registered_with) if phone.registered_with else None
+    expected: str | None = args.expect_cluster
+    # --expect-cluster: registered with another cluster (the old one, after a migration whose
+    # ITL the phone refused) is a failure a script must see (issue 18, friction 3).
+    met = None if expected is None else cluster == expected
     if args.json:
         document: dict[str, Any] = {
             "state": state.value,
             "registered_with": phone.registered_with,
+            "registered_cluster": cluster,
+            "expected_cluster": expected,
+            "expectation_met": met,
             "status": phone.status,
             "trace": [t.as_dict() for t in phone.trace],
             "itl_hash": phone.itl_hash(),
@@ -141,7 +161,10 @@ def _report(phone: VirtualPhone, state: State, args: argparse.Namespace) -> int:
             print(f"  {text}")
         tail = f" with {phone.registered_with}" if registered else ""
         print(f"final state: {state.value}{tail}")
-    return 0 if registered else 1
+        if met is False:
+            where = f"cluster {cluster}" if cluster else "no cluster"
+            print(f"expected cluster {expected}, but the phone registered with {where}")
+    return 0 if registered and met is not False else 1
 
 
 def cmd_boot(args: argparse.Namespace) -> int:
@@ -173,7 +196,12 @@ def cmd_boot(args: argparse.Namespace) -> int:
         phone.capf_string = args.capf_string  # typed on the keypad (docs/capf.md)
         _watch(phone, args, str(lab_path))
         state = phone.boot()
-    return _report(phone, state, args)
+
+    def cluster_of(host: str) -> str | None:
+        endpoint = lab.resolve(host)
+        return endpoint.cluster.name if endpoint is not None else None
+
+    return _report(phone, state, args, cluster_of)
 
 
 def _boot_server(args: argparse.Namespace) -> int:
@@ -337,6 +365,13 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         default=2.0,
         metavar="SECONDS",
         help="with --server: seconds per TFTP packet, HTTP read, TVS and SIP exchange (default 2)",
+    )
+    boot.add_argument(
+        "--expect-cluster",
+        metavar="NAME",
+        help="exit 1 unless the phone registered with this cluster (a phone that refused the "
+        "new cluster's ITL and stayed with the old one fails); JSON: registered_cluster, "
+        "expectation_met",
     )
     boot.set_defaults(handler=cmd_boot)
 

@@ -33,6 +33,7 @@ import argparse
 from typing import TypeAlias
 
 from phone.cli.lazy import handler, reexport
+from phone.cli.paths import output_name
 
 __all__ = ["DIGEST_NAMES", "KEY_PASSWORD_ENV", "register"]  # and the handlers, lazily
 
@@ -99,7 +100,9 @@ def _add_signing_options(parser: argparse.ArgumentParser) -> None:
         metavar="NAME",
         help="file name written in the header (default: the output file's name)",
     )
-    parser.add_argument("-o", "--output", required=True, metavar="OUT", help="file to write")
+    parser.add_argument(
+        "-o", "--output", required=True, type=output_name, metavar="OUT", help="file to write"
+    )
 
 
 def _register_tlv(sub: Subparsers) -> None:
@@ -168,7 +171,9 @@ def _register_sgn(sub: Subparsers) -> None:
 
     strip = actions.add_parser("strip", help="write the original file inside a .sgn")
     strip.add_argument("file", help=".sgn file")
-    strip.add_argument("-o", "--output", required=True, metavar="OUT", help="file to write")
+    strip.add_argument(
+        "-o", "--output", required=True, type=output_name, metavar="OUT", help="file to write"
+    )
     strip.set_defaults(handler=handler("phone.cli.files_sgn:sgn_strip"))
 
 

@@ -23,6 +23,7 @@ The names other code imported from here before the split are re-exported (``__al
 
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
 
 from phone.cli import lab_sip, serve
@@ -66,9 +67,12 @@ from phone.cli.lab_sip import (
     cmd_trunk_remove,
     sip_report,
 )
+from phone.cli.paths import output_file
 from phone.cluster import capf
-from phone.cluster.profiles import DEFAULT_PROFILE, PROFILES
+from phone.cluster.profiles import DEFAULT_PROFILE, PROFILES, get_profile
 from phone.cluster.records import PARAMETERS, SecurityMode
+from phone.errors import LabError
+from phone.pki import NODE_KEY_SIZES
 
 __all__ = [
     "APP_PASSWORD_ENV",
@@ -111,6 +115,14 @@ __all__ = [
 ]
 
 
+def _release(text: str) -> str:
+    """``--release``: a release profile's name, from any spelling :func:`get_profile` knows."""
+    try:
+        return get_profile(text).name
+    except LabError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def register(sub: Sub) -> None:
     """Add the ``lab`` command group."""
     lab = sub.add_parser(
@@ -124,20 +136,25 @@ def register(sub: Sub) -> None:
     p = add_command(commands, "init", cmd_init, "create a lab folder, or add a cluster to one")
     lab_arguments(p)
     p.add_argument(
-        "--version",
+        "--release",
+        "--version",  # the old name, kept for scripts (deprecated: docs/cli.md)
+        dest="version",
         default=DEFAULT_PROFILE,
-        choices=list(PROFILES),
-        help=f"release profile (default {DEFAULT_PROFILE})",
+        type=_release,
+        metavar="RELEASE",
+        help=f"Unified CM release: {', '.join(PROFILES)} or 11.5, 12.5, 14, 15 "
+        f"(default {DEFAULT_PROFILE}; --version is the deprecated spelling)",
     )
     p.add_argument("--tvs-nodes", type=int, default=1, metavar="N", help="Unified CM nodes")
     p.add_argument(
         "--tftp-nodes", type=int, default=1, metavar="M", help="how many of them run TFTP"
     )
     p.add_argument("--mixed-mode", action="store_true", help="start in mixed mode (tokenless CTL)")
-    p.add_argument("--key-size", type=int, default=2048, choices=(1024, 2048))
+    p.add_argument("--key-size", type=int, default=2048, choices=NODE_KEY_SIZES)
     p.add_argument(
         "--itlrecovery-years", type=int, default=5, choices=(5, 10, 15, 20), metavar="YEARS"
     )
+    p.add_argument("--json", action="store_true", help="print JSON instead of text")
 
     p = add_command(commands, "show", cmd_show, "nodes, certificates, parameters, ITL/CTL, devices")
     lab_arguments(p)
@@ -155,7 +172,9 @@ def register(sub: Sub) -> None:
     p.add_argument("filename", metavar="FILENAME")
     p.add_argument("--node", metavar="HOST", help="TFTP node (default: the first running one)")
     p.add_argument("--model", metavar="MODEL", help="the requesting phone's model")
-    p.add_argument("-o", "--output", type=Path, metavar="OUT", help="write here, not stdout")
+    p.add_argument(
+        "-o", "--output", type=output_file, metavar="OUT", help="write here, not stdout"
+    )
 
     p = add_command(commands, "set", cmd_set, "set an enterprise or service parameter")
     lab_arguments(p)
@@ -226,16 +245,20 @@ def register(sub: Sub) -> None:
     lab_arguments(p)
     p.add_argument("cert", metavar="CERT", help="callmanager, tvs, itlrecovery, capf or tomcat")
     p.add_argument("--node", metavar="HOST", help="node (per-node certificates)")
-    p.add_argument("-o", "--output", type=Path, metavar="FILE", help="write to FILE")
+    p.add_argument("-o", "--output", type=output_file, metavar="FILE", help="write to FILE")
 
     p = add_command(commands, "regenerate", cmd_regenerate, "regenerate a certificate and its key")
     lab_arguments(p)
     p.add_argument("cert", metavar="CERT", help="callmanager, tvs, itlrecovery, capf or tomcat")
     p.add_argument("--node", metavar="HOST", help="node (per-node certificates)")
     p.add_argument("--yes", action="store_true", help="proceed after the ITLRecovery warning")
+    p.add_argument("--json", action="store_true", help="print JSON instead of text")
 
     p = add_command(commands, "export-certs", cmd_export, "Bulk Certificate Management: export")
     lab_arguments(p)
+    p.set_defaults(cluster=None)
+    p._option_string_actions["--cluster"].help = "the cluster (default: every cluster of the lab)"
+    p.add_argument("--json", action="store_true", help="print JSON instead of text")
     p.add_argument("--to", type=Path, required=True, metavar="FOLDER", help="shared export folder")
     p.add_argument("--password", help=f"PKCS#12 password (or ${PASSWORD_ENV})")
 
@@ -250,6 +273,7 @@ def register(sub: Sub) -> None:
         help="the shared export folder",
     )
     p.add_argument("--password", help=f"PKCS#12 password (or ${PASSWORD_ENV})")
+    p.add_argument("--json", action="store_true", help="print JSON instead of text")
 
     p = add_command(
         commands, "itl-reset", cmd_itl_reset, "utils itl reset localkey|remotekey (item 29)"
@@ -284,6 +308,7 @@ def register(sub: Sub) -> None:
     p = add_command(commands, "log", cmd_log, "the service log (TFTP, CallManager, CLI)")
     lab_arguments(p)
     p.add_argument("--tail", type=int, default=0, metavar="N")
+    p.add_argument("--json", action="store_true", help="print JSON instead of text")
 
     lab_sip.add_parsers(commands)  # `lab trunk-profile|trunk|app-user|sip-realm` (items 43-44)
     serve.add_parser(commands)  # `lab serve` (issue 5): phone/cli/serve.py

@@ -14,9 +14,10 @@ import os
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from phone.cli import lab_edge
-from phone.cli.lab_edge import chosen_cluster, emit, iso, mutate
+from phone.cli.lab_edge import chosen_cluster, emit, emit_json, iso, mutate
 from phone.cluster import certops
 from phone.cluster.cluster import Cluster
 from phone.cluster.store import load_lab
@@ -91,12 +92,21 @@ def cmd_regenerate(args: argparse.Namespace) -> int:
 def cmd_export(args: argparse.Namespace) -> int:
     """``lab export-certs``: write ``TO/<cluster>/*.p12``."""
     lab = load_lab(args.dir)
-    cluster = chosen_cluster(lab, args)
-    files = certops.export_certificates(cluster, password=_password(args))
-    folder: Path = private_folder(args.to / cluster.name)  # bundles of private keys
-    for name, data in files.items():
-        write_private_file(folder / name, data)
-    emit(f"{cluster.name}: exported {', '.join(sorted(files))} to {folder}")
+    # Without --cluster, every cluster, as the scenario step exports (issue 18 item 3).
+    clusters = [chosen_cluster(lab, args)] if args.cluster else list(lab.clusters)
+    password = _password(args)
+    exported: list[dict[str, Any]] = []
+    for cluster in clusters:
+        files = certops.export_certificates(cluster, password=password)
+        folder: Path = private_folder(args.to / cluster.name)  # bundles of private keys
+        for name, data in files.items():
+            write_private_file(folder / name, data)
+        exported.append({"cluster": cluster.name, "files": sorted(files), "folder": str(folder)})
+    if getattr(args, "json", False):
+        emit_json({"exported": exported})
+        return 0
+    for item in exported:
+        emit(f"{item['cluster']}: exported {', '.join(item['files'])} to {item['folder']}")
     return 0
 
 

@@ -11,7 +11,7 @@ from datetime import datetime
 from pathlib import Path
 
 from phone.cli import lab_edge
-from phone.cli.lab_edge import chosen_cluster, emit, mutate, print_log
+from phone.cli.lab_edge import chosen_cluster, emit, emit_json, mutate, print_log
 from phone.cluster.cluster import Cluster
 from phone.cluster.files import ClientInfo
 from phone.cluster.records import ClusterSpec
@@ -46,6 +46,20 @@ def cmd_init(args: argparse.Namespace) -> int:
         capf_trust=lab_edge.capf_trust_seed(),
     )
     cluster = lab.cluster(name)
+    if getattr(args, "json", False):
+        emit_json(
+            {
+                "cluster": cluster.name,
+                "release": cluster.profile.name,
+                "path": str(path),
+                "nodes": [
+                    {"hostname": n.hostname, "ip": n.ip, "services": list(n.services)}
+                    for n in cluster.nodes
+                ],
+                "log": [str(entry) for entry in cluster.log_since(0)],
+            }
+        )
+        return 0
     emit(f"cluster {cluster.name} (release {cluster.profile.name}) installed in {path}")
     for node in cluster.nodes:
         emit(f"  {node.hostname}  {node.ip}  {' '.join(node.services)}")
@@ -139,6 +153,15 @@ def cmd_log(args: argparse.Namespace) -> int:
     """``lab log``."""
     lab = load_lab(args.dir)
     clusters = [lab.cluster(args.cluster)] if args.cluster else list(lab.clusters)
+    if getattr(args, "json", False):
+        emit_json(
+            [
+                {"cluster": cluster.name, "entry": str(entry)}
+                for cluster in clusters
+                for entry in (cluster.log[-args.tail :] if args.tail else cluster.log)
+            ]
+        )
+        return 0
     for cluster in clusters:
         entries = cluster.log[-args.tail :] if args.tail else cluster.log
         for entry in entries:

@@ -14,6 +14,7 @@ not changed").
 from __future__ import annotations
 
 import argparse
+import json
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -81,6 +82,15 @@ def mutate(args: argparse.Namespace, change: Callable[[Cluster, datetime], str |
         cluster = chosen_cluster(lab, args)
         since = cluster.next_log_seq
         summary = change(cluster, now())
+    if getattr(args, "json", False):  # the commands that offer --json (issue 18 item 2)
+        emit_json(
+            {
+                "cluster": cluster.name,
+                "summary": summary or "",
+                "log": [str(entry) for entry in cluster.log_since(since)],
+            }
+        )
+        return 0
     if summary:
         emit(summary)
     print_log(cluster, since)
@@ -93,6 +103,11 @@ def mutate(args: argparse.Namespace, change: Callable[[Cluster, datetime], str |
 def emit(text: str = "") -> None:
     """Print one line of a command's output."""
     print(text)
+
+
+def emit_json(document: object) -> None:
+    """Print a command's ``--json`` document."""
+    print(json.dumps(document, indent=2))
 
 
 def print_log(cluster: Cluster, since: int) -> None:

@@ -30,7 +30,7 @@ from phone.errors import LabError
 from phone.formats.header import Digest
 from phone.pki import CertKind
 
-__all__ = ["DEFAULT_PROFILE", "PROFILES", "ReleaseProfile", "get_profile"]
+__all__ = ["ALIASES", "DEFAULT_PROFILE", "PROFILES", "ReleaseProfile", "get_profile"]
 
 
 @dataclass(frozen=True)
@@ -92,14 +92,32 @@ PROFILES: MappingProxyType[str, ReleaseProfile] = MappingProxyType(
 
 DEFAULT_PROFILE = "14.x"
 
+ALIASES: MappingProxyType[str, str] = MappingProxyType(
+    {
+        # The spellings people use for a release (issue 18 item 3), each to the profile whose
+        # rules it follows. 15 changed none of the trust rules modelled here [G]: 14.x's.
+        "8.x": "8.x-11.5",
+        "10.5": "8.x-11.5",
+        "11": "8.x-11.5",
+        "11.5": "8.x-11.5",
+        "12": "12.x",
+        "12.5": "12.x",
+        "14": "14.x",
+        "15": "14.x",
+        "15.x": "14.x",
+    }
+)
+"""Other names of the release profiles (``vphone lab init --release 12.5``, scenario files)."""
+
 
 def get_profile(name: str) -> ReleaseProfile:
-    """The profile called ``name`` (``"14"``, ``"14.x"`` and ``"12"`` work too).
+    """The profile of release ``name``: a profile name or an alias (``"12.5"``, ``"15"``).
 
     Raises:
         LabError: no such profile.
     """
     key = name.strip().lower()
+    key = ALIASES.get(key, key)
     if key in PROFILES:
         return PROFILES[key]
     if key + ".x" in PROFILES:
@@ -108,5 +126,5 @@ def get_profile(name: str) -> ReleaseProfile:
         low, _, high = profile.name.partition("-")
         if key in (low, high, low.removesuffix(".x")):
             return profile
-    known = ", ".join(PROFILES)
-    raise LabError(f"unknown release profile {name!r} (known: {known})")
+    known = ", ".join([*PROFILES, *ALIASES])
+    raise LabError(f"unknown release {name!r} (known: {known})")

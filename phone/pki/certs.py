@@ -73,8 +73,9 @@ DEFAULT_DAYS = 1826
 ITLRECOVERY_YEARS = (5, 10, 15, 20)
 """The only validities, in years, that CUCM offers for an ITLRecovery certificate."""
 
-NODE_KEY_SIZES = (1024, 2048)
-"""RSA key sizes a node certificate may have: 2048 by default, 1024 for old profiles."""
+NODE_KEY_SIZES = (1024, 2048, 4096)
+"""RSA key sizes a node certificate may have: 2048 by default, 1024 for old profiles, 4096 as
+CUCM offers since 11.5; the CLI and scenario files accept exactly these (issue 18 item 3)."""
 
 _SERIAL_LIMIT = 1 << 159  # RFC 5280: at most 20 octets, and positive
 _SERVER_AND_CLIENT = (ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH)
@@ -298,7 +299,7 @@ def node_certificate(
     """
     if key_size not in NODE_KEY_SIZES:
         raise LabError(
-            f"a {kind} key must be RSA 1024 or 2048 bits, not {key_size} (CUCM offers no other)"
+            f"a {kind} key must be RSA 1024, 2048 or 4096 bits, not {key_size}"
         )
     if kind is CertKind.ITLRECOVERY:
         if validity_days is not None:

@@ -12,6 +12,7 @@ import re
 from phone.catalog.models import MODELS
 from phone.cluster.profiles import PROFILES, get_profile
 from phone.errors import LabError
+from phone.pki import NODE_KEY_SIZES
 from phone.scenario.model import ClusterDef, GroupDef
 from phone.scenario.schema import SECURITY_MODES
 from phone.scenario.toml_reader import Reader, suggest
@@ -52,7 +53,7 @@ class Definitions:
         tftp_nodes = r.integer("tftp_nodes", 1, low=1, high=tvs_nodes)
         mode = r.choice("mode", ("non-secure", "mixed"), "non-secure")
         key_size = r.integer("key_size", 2048, low=1024, high=4096)
-        if key_size not in (1024, 2048, 4096):
+        if key_size not in NODE_KEY_SIZES:  # the CLI's choices too (issue 18 item 3)
             raise r.error("key_size is 1024, 2048 or 4096", "key_size")
         r.finish()
         return ClusterDef(
