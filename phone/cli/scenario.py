@@ -111,7 +111,16 @@ def cmd_run(args: argparse.Namespace) -> int:
         scenario = scenario.with_count(args.count)
     bar = ProgressBar(sys.stderr, scenario.name) if _show_progress(args) else None
     try:
-        report = run_scenario(scenario, keys=key_source(), workers=args.workers, progress=bar)
+        scheduler = args.scheduler or os.environ.get("DASK_SCHEDULER_ADDRESS") or None
+        if scheduler is not None:
+            # Dask is an optional extra: imported only when a scheduler is named.
+            from phone.scenario.fleet_dask import run_scenario_on_dask  # noqa: PLC0415
+
+            report = run_scenario_on_dask(
+                scenario, scheduler, keys=key_source(), workers=args.workers, progress=bar
+            )
+        else:
+            report = run_scenario(scenario, keys=key_source(), workers=args.workers, progress=bar)
     finally:
         if bar is not None:
             bar.close()
@@ -219,6 +228,12 @@ def register(sub: Sub) -> None:
         default=1,
         metavar="N",
         help=f"spread the phones over N processes (1 to {MAX_WORKERS}; default 1)",
+    )
+    run.add_argument(
+        "--scheduler",
+        metavar="ADDRESS",
+        help="run the shards on the Dask cluster of this scheduler (tcp://HOST:8786; default "
+        "$DASK_SCHEDULER_ADDRESS, else local processes; needs vphone[dask]: docs/scaling.md)",
     )
     run.add_argument(
         "--progress",

@@ -38,6 +38,7 @@ from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from multiprocessing.sharedctypes import Synchronized
 from pathlib import Path
+from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
 
@@ -63,6 +64,7 @@ _BATCH = 64  # phone operations a worker does between two updates of the shared 
 _LSC_BITS = 2048  # CAPF asks phones for RSA-2048 keys (phone.cluster.capf)
 _POLL_SECONDS = 0.1
 _WORKER_GC_THRESHOLDS = (10_000, 10, 10)  # gc.set_threshold in a worker process (see _worker)
+
 
 class FleetInterrupted(KeyboardInterrupt):
     """Ctrl-C ended a run: how far it got (the CLI prints one line and exits 130)."""
@@ -170,6 +172,19 @@ def _worker(job: _Job, conn: Connection, counter: Synchronized[int]) -> None:
                 counter.value += pending
             pending = 0
 
+    try:
+        outcome = _run_shard(job, progress)
+        if outcome[0] == "ok":
+            with counter.get_lock():
+                counter.value += pending
+        conn.send(outcome)
+    finally:
+        conn.close()
+
+
+def _run_shard(job: _Job, progress: Callable[[int], None]) -> tuple[str, object]:
+    """Load the lab, run one shard: ("ok", its result) or the error as picklable fields (the
+    message a local worker sends, and what a Dask task returns: :mod:`.fleet_dask`)."""
     # This process only runs its shard, then ends. Its phones live as long as it does and
     # nearly everything else it allocates dies young, by reference count; at the default
     # threshold (700) the collector still walked the growing older generations a few hundred
@@ -198,19 +213,14 @@ def _worker(job: _Job, conn: Connection, counter: Synchronized[int]) -> None:
             shard=(job.shard, job.shards),
             progress=progress,
         )
-        result = runner.run()
-        with counter.get_lock():
-            counter.value += pending
-        conn.send(("ok", result))
+        return ("ok", runner.run())
     except ScenarioError as exc:
         # Exceptions with keyword-only fields do not survive pickling: send the fields.
-        conn.send(("scenario", (exc.problem, exc.path, exc.line, exc.key)))
+        return ("scenario", (exc.problem, exc.path, exc.line, exc.key))
     except VphoneError as exc:
-        conn.send(("error", (str(exc), exc.exit_code)))
+        return ("error", (str(exc), exc.exit_code))
     except Exception as exc:  # reported to the parent, which raises it
-        conn.send(("crash", f"{type(exc).__name__}: {exc}"))
-    finally:
-        conn.close()
+        return ("crash", f"{type(exc).__name__}: {exc}")
 
 
 def _rsa(key: object) -> RSAPrivateKey:
@@ -349,6 +359,11 @@ def _receive(conn: Connection, shard: int) -> ShardResult:
             f"worker {shard} ended without a result (a script that runs workers must keep its "
             "work under `if __name__ == '__main__':`, since spawned workers import it again)"
         ) from None
+    return _result(status, payload, shard)
+
+
+def _result(status: str, payload: Any, shard: int) -> ShardResult:  # noqa: ANN401 (pickled)
+    """The shard's result from :func:`_run_shard`'s outcome, or its error raised."""
     if status == "ok" and isinstance(payload, ShardResult):
         return payload
     if status == "scenario":
