@@ -11,6 +11,7 @@ from __future__ import annotations
 import io
 import logging
 import os
+import re
 import socket
 import threading
 import time
@@ -306,7 +307,7 @@ def test_http_leading_double_slash_stays_inside_the_root(
     assert [name for name, _ in provider.asked] == ["etc/passwd"]
 
 
-@pytest.mark.parametrize("method", [b"POST", b"PUT", b"DELETE", b"PATCH", b"HEAD", b"OPTIONS"])
+@pytest.mark.parametrize("method", [b"POST", b"PUT", b"DELETE", b"PATCH", b"OPTIONS"])
 def test_http_only_get_write_methods_refused(
     http: HttpFileServer, provider: Provider, method: bytes
 ) -> None:
@@ -317,6 +318,47 @@ def test_http_only_get_write_methods_refused(
     assert status == HTTPStatus.METHOD_NOT_ALLOWED
     assert b"Allow: GET" in reply
     assert provider.files["ITLFile.tlv"] == FILES["ITLFile.tlv"]
+
+
+def _read_response(conn: socket.socket, body: bool) -> tuple[bytes, bytes]:
+    """One response's head, and its body when ``body`` (Content-Length bytes)."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = conn.recv(4096)
+        assert chunk, data
+        data += chunk
+    head, _, rest = data.partition(b"\r\n\r\n")
+    length = int(re.search(rb"Content-Length: (\d+)", head)[1])  # type: ignore[index]
+    while body and len(rest) < length:
+        rest += conn.recv(4096)
+    return head, rest
+
+
+def test_http_head_answers_what_get_answers_without_the_body(
+    http: HttpFileServer, provider: Provider
+) -> None:
+    """Issue 18 friction 7: HEAD got 405. It gets GET's status and headers, and no body, on a
+    connection that stays usable (the next GET's body is not taken for HEAD's)."""
+    with socket.create_connection(http.address, timeout=2) as conn:
+        conn.sendall(b"HEAD /big.bin HTTP/1.1\r\nHost: x\r\n\r\n")
+        head, rest = _read_response(conn, body=False)
+        assert rest == b""
+        conn.sendall(b"GET /big.bin HTTP/1.1\r\nHost: x\r\n\r\n")
+        get_head, get_body = _read_response(conn, body=True)
+    assert head.startswith(b"HTTP/1.1 200 OK\r\n")
+    assert b"Content-Length: 10000\r\n" in head + b"\r\n"
+
+    # Every header but Date is the same.
+    def lines(h: bytes) -> list[bytes]:
+        return [line for line in h.split(b"\r\n") if not line.startswith(b"Date:")]
+
+    assert lines(head) == lines(get_head)
+    assert get_body == BIG
+    status, reply = raw_request(http.address, b"HEAD /CTLFile.tlv HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert status == HTTPStatus.NOT_FOUND
+    assert reply.endswith(b"\r\n\r\n")  # the 404's text body is not sent either
+    status, _ = raw_request(http.address, b"HEAD /../etc/passwd HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert status == HTTPStatus.FORBIDDEN
 
 
 def test_http_unknown_method_is_501(http: HttpFileServer) -> None:

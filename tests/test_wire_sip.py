@@ -272,6 +272,27 @@ def test_item40_client_answers_a_challenge_with_its_config_credentials() -> None
     assert credentials.username == "alice" and credentials.realm == "ccmsipline"
     assert second.cseq == (2, "REGISTER") and second.call_id == first.call_id
     ok = client.receive(make_response(second, 200, "OK", headers=(("Expires", "3600"),)))
+    # Each exchange, for the phone's trace (issue 18 friction 7): the challenge, the answer
+    # and what it got.
+    exchanges = (
+        (
+            "challenged",
+            "item 40",
+            "REGISTER (CSeq 1) -> 401 Unauthorized: digest challenge, realm 'ccmsipline'",
+        ),
+        (
+            "answered",
+            "item 40",
+            "REGISTER (CSeq 2) with Authorization for digest user 'alice' -> 200 OK",
+        ),
+    )
+    assert ok == RegisterOutcome(True, 200, "OK", 3600, exchanges=exchanges)
+
+
+def test_item40_client_without_a_challenge_reports_no_exchange() -> None:
+    client = _client()
+    first = client.start()
+    ok = client.receive(make_response(first, 200, "OK", headers=(("Expires", "3600"),)))
     assert ok == RegisterOutcome(True, 200, "OK", 3600)
 
 

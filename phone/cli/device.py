@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from phone.catalog.models import DEFAULT_MODEL, MODELS
 from phone.cluster.lab import Lab
@@ -31,6 +31,9 @@ from phone.net.faults import FaultyBackend, parse_fault
 from phone.net.memory import MemoryBackend
 from phone.pki import FreshKeys
 from phone.vendor import manufacturing_cas
+
+if TYPE_CHECKING:
+    from phone.net.hostmap import HostMap
 
 DEFAULT_MAC = "001122334455"
 
@@ -169,6 +172,8 @@ def _report(
 
 def cmd_boot(args: argparse.Namespace) -> int:
     """``vphone boot``: against a lab in memory, or a server given by URL (``--server``)."""
+    if args.lab_serve is not None:
+        return _boot_lab_serve(args)
     if args.server is not None:
         return _boot_server(args)
     if args.host_map:
@@ -204,8 +209,22 @@ def cmd_boot(args: argparse.Namespace) -> int:
     return _report(phone, state, args, cluster_of)
 
 
-def _boot_server(args: argparse.Namespace) -> int:
-    """``vphone boot --server URL``: real TFTP/HTTP servers, TVS over TLS, SIP (issue 5)."""
+def _boot_lab_serve(args: argparse.Namespace) -> int:
+    """``vphone boot --lab-serve DIR``: ``--server`` with the TFTP URL and the host map that
+    the ``vphone lab serve DIR`` running now wrote into the folder (``--tftp`` picks the
+    cluster; ``--host-map`` entries still win)."""
+    from phone.cli.serve_state import read_state  # noqa: PLC0415
+
+    if args.server is not None or args.lab is not None:
+        raise UsageError("--lab-serve DIR replaces --server and --lab: the folder names them")
+    url, served = read_state(args.lab_serve, args.tftp)
+    args.server, args.tftp = url, None
+    return _boot_server(args, served)
+
+
+def _boot_server(args: argparse.Namespace, served: HostMap | None = None) -> int:
+    """``vphone boot --server URL``: real TFTP/HTTP servers, TVS over TLS, SIP (issue 5);
+    ``served``: the host map of a ``lab serve`` (``--lab-serve``), under ``--host-map``."""
     # Sockets, TLS and tftpy are imported only when a boot uses them (`vphone --help` fast).
     from phone.net.hostmap import parse_host_maps  # noqa: PLC0415
     from phone.net.urls import open_target, parse_server_url, restrict_transports  # noqa: PLC0415
@@ -213,7 +232,10 @@ def _boot_server(args: argparse.Namespace) -> int:
     if args.lab is not None or args.tftp is not None:
         raise UsageError("--server URL replaces --lab and --tftp: the URL names the TFTP server")
     url = parse_server_url(args.server)
-    target = open_target(url, parse_host_maps(args.host_map), timeout=args.timeout)
+    host_map = parse_host_maps(args.host_map)
+    if served is not None:
+        host_map = served.merged(host_map)
+    target = open_target(url, host_map, timeout=args.timeout)
     try:
         with _flash(args.flash) as flash:
             phone = VirtualPhone(
@@ -350,6 +372,13 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         metavar="URL",
         help="boot over the network instead of a lab in memory: tftp://HOST[:PORT], "
         "http://HOST[:PORT] (port 6970 files) or dir:PATH (files pulled from a cluster, offline)",
+    )
+    boot.add_argument(
+        "--lab-serve",
+        type=Path,
+        metavar="DIR",
+        help="boot against the `vphone lab serve DIR` running now: its TFTP address and host map "
+        "come from DIR/lab-serve.json (--tftp CLUSTER picks the cluster)",
     )
     boot.add_argument(
         "--host-map",

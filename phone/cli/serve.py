@@ -48,6 +48,7 @@ from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, TypeAlias
 
+from phone.cli.serve_state import remove_state, write_state
 from phone.cluster.cluster import Cluster
 from phone.cluster.itl import itl_hash
 from phone.cluster.lab import Lab
@@ -234,6 +235,8 @@ class _Follower:
             for line in self.server.describe():
                 log.info("  %s", line)
         text = self.server.host_map().to_json()
+        if text != host_map:
+            write_state(self.server, self.lab, self.path)  # for `vphone boot --lab-serve`
         if text != host_map and self.host_map_out is not None:
             self.host_map_out.write_text(text, encoding="utf-8")
             log.info("host map rewritten to %s", self.host_map_out)
@@ -379,6 +382,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         "sip": args.sip_port,
         "sccp": args.sccp_port,
         "sccps": args.sccps_port,
+        "capf": args.capf_port,
     }
     server = LabServer(lab, host=args.host, ports=ports, clock=now, tvs_workers=args.tvs_workers)
     follower = _Follower(server, path, lab, version, host_map_out=args.host_map_out)
@@ -419,6 +423,7 @@ def _serve(
                 follower.step()
                 last = time.monotonic()
     finally:
+        remove_state(path)  # first: a `boot --lab-serve` from now on is told nothing runs
         server.stop()
         follower.step()  # the last save, after a last reload if the folder changed
 
@@ -441,15 +446,17 @@ def _announce(server: LabServer, lab: Lab, path: Path, host_map_out: Path | None
     first = next(
         (entry for entry in server.listeners if entry.service == "tftp" and entry.running), None
     )
+    state = write_state(server, lab, path)
     if first is not None:
         url = f"tftp://{first.address[0]}:{first.address[1]}"
         print(f"boot a phone: vphone boot --server {url} {maps}", flush=True)
+        print(f"  or simply:  vphone boot --lab-serve {path}   (reads {state})", flush=True)
     print("Ctrl-C or SIGTERM stops the servers", flush=True)
 
 
 def add_parser(commands: Sub) -> None:
     """Add ``lab serve`` to the ``lab`` command group."""
-    text = "serve the lab on real sockets: TFTP, HTTP 6970, TVS over TLS, SIP, SCCP"
+    text = "serve the lab on real sockets: TFTP, HTTP 6970, TVS and CAPF over TLS, SIP, SCCP"
     p = commands.add_parser(
         "serve",
         help=text,
@@ -465,6 +472,7 @@ def add_parser(commands: Sub) -> None:
         ("sip", "SIP UDP and TCP (5060 on a real cluster)"),
         ("sccp", "SCCP over TCP (2000 on a real cluster)"),
         ("sccps", "SCCP over TLS, mixed mode (2443 on a real cluster)"),
+        ("capf", "CAPF over TLS, on the publisher (3804 on a real cluster)"),
     ):
         p.add_argument(
             f"--{service}-port", type=_port, default=0, metavar="PORT", help=f"{label} port"

@@ -69,6 +69,9 @@ class RegisterResult:
     reason: str
     cluster: str | None = None
     rule: str = "item 1"  # the behaviour item behind a failure (item 40/42: digest)
+    # After a digest challenge: each exchange as (kind, rule, text), kind "challenged" or
+    # "answered" (phone.wire.sip.RegisterOutcome.exchanges); the phone's trace shows them.
+    exchanges: tuple[tuple[str, str, str], ...] = ()
 
 
 class CapfConversation(Protocol):

@@ -92,6 +92,12 @@ class RegisterStep(PhoneCore):
                 failures.append(f"{host}:{request.port}: {exc}")
                 continue
             where = f"{host}:{request.port}/{request.transport}" + (" (SCCP)" if sccp else "")
+            for kind, exchange_rule, text in result.exchanges:
+                # Each digest exchange (challenge, answer and its result) in the trace, as the
+                # registrar's log shows them (issue 18 friction 7).
+                self._record(
+                    "register", Verdict(kind), exchange_rule, f"{where}: {text}", server=host
+                )
             if result.ok:
                 self.registered_with = host
                 self._record(

@@ -14,8 +14,9 @@ Server (:class:`HttpFileServer`): a :class:`phone.net.service.StreamService` (on
 loop holds every connection, a bounded pool of workers answers): the loop reads a whole request
 head (at most :data:`MAX_HEAD` bytes, within ``request_timeout`` of its first byte, so a client
 sending a header line a second is dropped and holds no thread meanwhile), and a worker answers
-it with the standard library's ``BaseHTTPRequestHandler`` (HTTP/1.1, keep-alive); GET only
-(other known methods get 405, unknown ones 501); unsafe names
+it with the standard library's ``BaseHTTPRequestHandler`` (HTTP/1.1, keep-alive); GET and HEAD
+(the same status and headers as GET, no body: ``curl -I`` works), other known methods get 405,
+unknown ones 501; unsafe names
 (:func:`phone.net.directory.unsafe_name_reason`) get 403 with the logged reason;
 ``Content-Length`` is always exact. Idle keep-alive connections time out (``idle_timeout``) or
 are evicted first when the connection limits are reached; :meth:`HttpFileServer.stop` closes
@@ -216,7 +217,7 @@ class FileRequestHandler(BaseHTTPRequestHandler):
         name = path[1:]
         reason = unsafe_name_reason(name)
         if reason is not None:
-            self._refuse(HTTPStatus.FORBIDDEN, f"GET {name[:80]!r} refused: {reason}")
+            self._refuse(HTTPStatus.FORBIDDEN, f"{self.command} {name[:80]!r} refused: {reason}")
             return
         agent = self.headers.get("User-Agent", "")
         model = _MODEL.search(agent)
@@ -229,15 +230,26 @@ class FileRequestHandler(BaseHTTPRequestHandler):
         try:
             data = self.server.provider(name, info)
         except Exception as exc:  # one bad request must not break the server
-            log.error("%s: HTTP GET %s from %s failed: %r", label, name, client, exc)
+            log.error("%s: HTTP %s %s from %s failed: %r", label, self.command, name, client, exc)
             self._plain(HTTPStatus.INTERNAL_SERVER_ERROR, "internal error\n")
             return
         if data is None:
-            log.info("%s: HTTP GET %s from %s: not found", label, name, client)
+            log.info("%s: HTTP %s %s from %s: not found", label, self.command, name, client)
             self._plain(HTTPStatus.NOT_FOUND, f"File not found {name}\n")
             return
-        log.info("%s: HTTP GET %s from %s: %d bytes", label, name, client, len(data))
+        log.info("%s: HTTP %s %s from %s: %d bytes", label, self.command, name, client, len(data))
         self.send_file(data)
+
+    def do_HEAD(self) -> None:
+        """Answer one HEAD: what GET would answer (status, Content-Length ...), without the
+        body (RFC 9110 9.3.2)."""
+        self.do_GET()
+        written = self.wfile
+        assert isinstance(written, io.BytesIO)  # setup() made it one: nothing went out yet
+        response = written.getvalue()
+        end = response.find(b"\r\n\r\n")
+        if end >= 0:
+            self.wfile = io.BytesIO(response[: end + 4])
 
     def send_file(self, data: bytes) -> None:
         """Send ``data`` as a 200 response with an exact ``Content-Length``."""
@@ -249,23 +261,23 @@ class FileRequestHandler(BaseHTTPRequestHandler):
 
     def _not_allowed(self) -> None:
         log.warning(
-            "%s: HTTP %s %s from %s refused: the server is read-only (GET only)",
+            "%s: HTTP %s %s from %s refused: the server is read-only (GET and HEAD only)",
             self.server.label,
             self.command,
             self.path[:80],
             self.client_address[0],
         )
         self.close_connection = True  # the request body, if any, is not read
-        body = b"only GET is allowed\n"
+        body = b"only GET and HEAD are allowed\n"
         self.send_response(HTTPStatus.METHOD_NOT_ALLOWED)
-        self.send_header("Allow", "GET")
+        self.send_header("Allow", "GET, HEAD")
         self.send_header("Content-Type", "text/plain")
         self.send_header("Content-Length", str(len(body)))
         self.send_header("Connection", "close")
         self.end_headers()
         self.wfile.write(body)
 
-    do_HEAD = do_POST = do_PUT = do_DELETE = do_PATCH = do_OPTIONS = _not_allowed
+    do_POST = do_PUT = do_DELETE = do_PATCH = do_OPTIONS = _not_allowed
 
     def _refuse(self, status: HTTPStatus, reason: str) -> None:
         log.warning("%s: HTTP from %s: %s", self.server.label, self.client_address[0], reason)

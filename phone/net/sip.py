@@ -104,7 +104,9 @@ def register_client(
 
 def register_result(outcome: RegisterOutcome, cluster: str | None = None) -> RegisterResult:
     """The backend's :class:`RegisterResult` for a client outcome."""
-    return RegisterResult(outcome.ok, outcome.code, outcome.reason, cluster, outcome.rule)
+    return RegisterResult(
+        outcome.ok, outcome.code, outcome.reason, cluster, outcome.rule, outcome.exchanges
+    )
 
 
 def register_with(

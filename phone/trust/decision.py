@@ -16,6 +16,10 @@ class Verdict(StrEnum):
     TIMEOUT = "timeout"
     SKIPPED = "skipped"
     FAILED = "failed"  # a step that is not about one file (registration, a retry budget)
+    # One exchange of a registration the registrar challenged (its 401/407; the phone's
+    # REGISTER with credentials and the answer): shown in the trace, decides nothing.
+    CHALLENGED = "challenged"
+    ANSWERED = "answered"
 
 
 @dataclass(frozen=True, slots=True)

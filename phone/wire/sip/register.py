@@ -12,6 +12,7 @@ not public. The phone's MAC travels as RFC 5626 ``+sip.instance`` in the Contact
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import re
 from collections.abc import Callable
@@ -77,6 +78,10 @@ class RegisterOutcome:
     reason: str
     expires: int | None = None
     rule: str = "item 1"  # the behaviour item a failure comes from (item 40, 41, 42 ...)
+    # When a digest challenge came: every exchange, in order, as (kind, rule, text); kind is
+    # "challenged" (the registrar's 401/407) or "answered" (the REGISTER with credentials and
+    # the answer it got). The phone's trace shows them (issue 18 friction 7).
+    exchanges: tuple[tuple[str, str, str], ...] = ()
 
 
 def final_outcome(
@@ -143,6 +148,8 @@ class RegisterClient:
         self.challenges = 0
         self.answered: str | None = None  # the nonce last answered
         self.current: SipRequest | None = None
+        self._authorization: str | None = None  # the header the REGISTER in flight carries
+        self.exchanges: list[tuple[str, str, str]] = []  # RegisterOutcome.exchanges
 
     @property
     def uri(self) -> str:
@@ -200,6 +207,21 @@ class RegisterClient:
         """React to a response (see the class docstring)."""
         if not self.matches(response) or response.status < 200:
             return None
+        if self._authorization is not None:
+            self.exchanges.append(
+                (
+                    "answered",
+                    "item 40",
+                    f"REGISTER (CSeq {self.cseq}) with {self._authorization} for digest user "
+                    f"{self.user!r} -> {response.status} {response.reason}",
+                )
+            )
+        step = self._receive(response)
+        if isinstance(step, RegisterOutcome) and self.exchanges:
+            return dataclasses.replace(step, exchanges=tuple(self.exchanges))
+        return step
+
+    def _receive(self, response: SipResponse) -> SipRequest | RegisterOutcome | None:
         if 200 <= response.status < 300:
             expires = response.get("Expires")
             return final_outcome(
@@ -226,6 +248,15 @@ class RegisterClient:
                 rule="item 42",
             )
         self.challenges += 1
+        self.exchanges.append(
+            (
+                "challenged",
+                "item 41" if challenge.stale else "item 40",
+                f"REGISTER (CSeq {self.cseq}) -> {response.status} {response.reason}: digest "
+                f"challenge, realm {challenge.realm!r}"
+                + (", stale nonce (expired: a fresh one)" if challenge.stale else ""),
+            )
+        )
         if self.answered is not None and not challenge.stale:
             return RegisterOutcome(
                 False,
@@ -251,4 +282,5 @@ class RegisterClient:
         self.answered = challenge.nonce
         self.cseq += 1
         name = "Authorization" if response.status == 401 else "Proxy-Authorization"
+        self._authorization = name
         return self._request((name, credentials.render()))
