@@ -53,6 +53,9 @@ OTHER, NOT_RUN = "other", "not run"  # suspicious, segfault, skipped; not checke
 _STATUS = {1: KILLED, 3: KILLED, 37: KILLED, 0: SURVIVED, 5: NO_TESTS, 33: NO_TESTS}
 _STATUS.update(dict.fromkeys((36, -24, 24, 152, 255), TIMEOUT))
 
+# Which changed modules CI checks first when more changed than its budget allows.
+PRIORITY = ("trust", "formats", "device", "wire", "cluster")
+
 MUTANT_NAME = re.compile(r"`(phone\.[^`\s]+__mutmut_\d+)`")
 
 
@@ -96,12 +99,16 @@ def git(*args: str) -> str:
 
 def changed_modules(base: str | None, modules: Sequence[str]) -> tuple[str, list[str]]:
     """(base commit, configured modules changed between it and HEAD)."""
-    if base is None:
-        base = git("log", "-1", "--format=%H", "--", RECORD.relative_to(ROOT).as_posix()).strip()
-        if not base:
-            base = "HEAD~1"
-    names = set(git("diff", "--name-only", base, "HEAD", "--", "phone").split())
-    return base, [m for m in modules if m in names]
+    try:
+        if base is None:
+            record = RECORD.relative_to(ROOT).as_posix()
+            base = git("log", "-1", "--format=%H", "--", record).strip() or "HEAD~1"
+        names = set(git("diff", "--name-only", base, "HEAD", "--", "phone").split())
+    except subprocess.CalledProcessError as exc:  # a shallow clone, no such commit
+        print(f"mutation: cannot tell what changed ({exc.stderr.strip()})")
+        return base or "?", []
+    changed = [m for m in modules if m in names]
+    return base, sorted(changed, key=lambda m: (PRIORITY.index(m.split("/")[1]), m))
 
 
 def mutant_prefix(module: str) -> str:
@@ -178,9 +185,10 @@ def run_mutmut(prefixes: Sequence[str], jobs: int, timeout: float, log: Path) ->
         process = subprocess.Popen(
             command, cwd=TREE, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True
         )
+        previous = signal.signal(signal.SIGTERM, _interrupted)
         try:
             return process.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
+        except (subprocess.TimeoutExpired, KeyboardInterrupt):
             os.killpg(process.pid, signal.SIGTERM)
             try:
                 process.wait(timeout=30)
@@ -188,6 +196,13 @@ def run_mutmut(prefixes: Sequence[str], jobs: int, timeout: float, log: Path) ->
                 os.killpg(process.pid, signal.SIGKILL)
                 process.wait()
             return -1
+        finally:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _interrupted(signum: int, frame: object) -> None:
+    """SIGTERM ends mutmut's process group too (it runs in a session of its own)."""
+    raise KeyboardInterrupt
 
 
 @dataclass
@@ -308,7 +323,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not chosen:
             chosen, note = select([args.fallback], modules), f"{note}: none; fallback"
         if args.max_modules and len(chosen) > args.max_modules:
-            print(f"mutation: {len(chosen)} modules changed, checking the first {args.max_modules}")
+            left = ", ".join(chosen[args.max_modules :])
+            print(f"mutation: {len(chosen)} modules changed; over budget, not checked: {left}")
             chosen = chosen[: args.max_modules]
     elif args.modules:
         chosen, note = select(args.modules, modules), "selected modules"
@@ -319,10 +335,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     WORK.mkdir(exist_ok=True)
     started = time.monotonic()
     lay_tree(args.source, reuse=args.reuse)
-    if args.changed and not args.reuse:
-        # A throwaway snapshot: generate mutants of the chosen modules only. (A reused one keeps
-        # every module mutated, so its test map covers them all.)
-        narrow_config(chosen)
+    # Generate mutants of the chosen modules only (--reuse: re-run the same modules after
+    # adding tests; mutmut's test map covers only the functions of the modules it mutated).
+    narrow_config(chosen)
     log = WORK / "mutmut.log"
     code = run_mutmut([mutant_prefix(m) for m in chosen], args.jobs, args.timeout, log)
     seconds = time.monotonic() - started
