@@ -101,7 +101,7 @@ def measure(commands: dict[str, list[str]], runs: int) -> dict[str, tuple[float,
     """Median (wall, CPU) seconds of each command, the commands interleaved run by run."""
     walls: dict[str, list[float]] = {name: [] for name in commands}
     cpus: dict[str, list[float]] = {name: [] for name in commands}
-    for name, argv in commands.items():  # warm the page cache and .pyc files first
+    for argv in commands.values():  # warm the page cache and .pyc files first
         _once(argv)
     for _ in range(runs):
         for name, argv in commands.items():
@@ -150,7 +150,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     peer = figures.get("certutils tlvfile -p (same ITL)")
     width = max(map(len, figures))
     print(
-        f"{'command':<{width}}  {'wall ms':>8}  {'CPU ms':>7}  {'CPU/floor':>9}  {'CPU/tlvfile':>11}"
+        f"{'command':<{width}}  {'wall ms':>8}  {'CPU ms':>7}  {'CPU/floor':>9}  "
+        f"{'CPU/tlvfile':>11}"
     )
     for name, (wall, cpu) in figures.items():
         versus_peer = f"{cpu / peer[1]:.2f}x" if peer else "-"
@@ -165,8 +166,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     if peer:
         print(
-            f"tlv show vs tlvfile -p: wall {show_wall / peer[0]:.2f}x, CPU {show_cpu / peer[1]:.2f}x "
-            "(target 1x)"
+            f"tlv show vs tlvfile -p: wall {show_wall / peer[0]:.2f}x, "
+            f"CPU {show_cpu / peer[1]:.2f}x (target 1x)"
         )
     return 0
 
