@@ -116,7 +116,9 @@ def test_lsc_install_by_string_through_the_cli(
     for kind in ("mic", "lsc"):
         assert set(shown[kind]) >= {"subject", "issuer", "serial", "not_after"}
     assert shown["lsc"]["serial"] == row["certificate"]
-    assert shown["lsc"]["subject"].startswith(f"CN=SEP{MAC},")
+    assert (
+        shown["lsc"]["subject"] == f"CN=SEP{MAC};OU=VTG;O=vphone lab;L=SJ;ST=CA;C=US"
+    )  # CUCM form
 
 
 def test_wrong_string_in_the_boot_trace_and_in_lab_show(

@@ -392,11 +392,12 @@ def test_lsc_survives_on_a_flash_folder_and_phone_show_lists_mic_and_lsc(tmp_pat
     again = new_phone(lab, flash=DirectoryFlash(tmp_path))
     assert again.identity().certificate == lsc.certificate
     view = flash_view(DirectoryFlash(tmp_path))
-    capf_name = lab.cluster().capf.certificate.subject.rfc4514_string()
-    assert view["lsc"]["subject"].startswith(f"CN={NAME},")
-    assert view["lsc"]["issuer"] == capf_name
+    # One DN format in all output (issue 18): CUCM's, as in its ITL and certificate pages.
+    capf_cn = lab.cluster().capf.certificate.subject.rfc4514_string().split(",")[0]
+    assert view["lsc"]["subject"] == f"CN={NAME};OU=VTG;O=vphone lab;L=SJ;ST=CA;C=US"
+    assert view["lsc"]["issuer"] == f"{capf_cn};OU=VTG;O=vphone lab;L=SJ;ST=CA;C=US"
     assert view["lsc"]["serial"] and view["lsc"]["not_after"].startswith("2031-")
-    assert view["mic"]["subject"].startswith(f"CN=CP-8841-{NAME},")
+    assert view["mic"]["subject"].startswith(f"CN=CP-8841-{NAME};")
     assert "Manufacturing" in view["mic"]["issuer"] or view["mic"]["issuer"]
 
 

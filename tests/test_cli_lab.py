@@ -325,3 +325,19 @@ def test_cli_cert_prints_the_pem_an_independent_peer_trusts(cli: Cli) -> None:
     assert x509.load_pem_x509_certificate(target.read_bytes()) == cluster.capf.certificate
     code, _, err = cli("lab", "cert", cli.dir, "bogus")
     assert code == 2 and "unknown certificate kind 'bogus'" in err
+
+
+def test_one_dn_format_in_all_output_cucms(cli: Cli) -> None:
+    # Issue 18: DNs were printed both as CN=..,OU=.. and CN=..;OU=..; CUCM writes the second
+    # (its ITL records and certificate pages), so every output uses it.
+    cli.lab("init")
+    text = cli.lab("show")
+    report = cli.show()
+    cluster = report["clusters"][0]
+    subjects = [e["subject"] for entries in cluster["trust_stores"].values() for e in entries]
+    subjects += [c["subject"] for node in cluster["nodes"] for c in node["certificates"]]
+    assert subjects and all(";OU=" in s and ",OU=" not in s for s in subjects)
+    assert ",OU=VTG" not in text
+    target = cli.tmp / "ccm.pem"
+    written = cli.lab("cert", "callmanager", "-o", str(target))
+    assert "(CN=cucm1.cluster1.lab;OU=VTG;O=vphone lab;L=SJ;ST=CA;C=US)" in written

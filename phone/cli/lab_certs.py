@@ -22,6 +22,7 @@ from phone.cluster import certops
 from phone.cluster.cluster import Cluster
 from phone.cluster.store import load_lab
 from phone.errors import UsageError
+from phone.formats.certfields import cucm_name
 from phone.pki import (
     CertKind,
     cert_to_pem,
@@ -66,7 +67,7 @@ def cmd_cert(args: argparse.Namespace) -> int:
         sys.stdout.write(pem.decode())
     else:
         args.output.write_bytes(pem)
-        subject = identity.subject_string
+        subject = cucm_name(identity.certificate.subject)
         emit(f"{cluster.name}: {kind} certificate ({subject}) written to {args.output}")
     return 0
 

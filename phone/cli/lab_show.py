@@ -25,14 +25,14 @@ from phone.cluster.itl import itl_hash
 from phone.cluster.records import PARAMETERS, TrustStore, unix_time
 from phone.cluster.store import load_lab
 from phone.errors import UsageError
-from phone.formats.certfields import serial_bytes
+from phone.formats.certfields import cucm_name, serial_bytes
 from phone.formats.trustlist import parse_trust_list
 
 
 def _cert_info(kind: str, certificate: x509.Certificate) -> dict[str, Any]:
     return {
         "kind": kind,
-        "subject": certificate.subject.rfc4514_string(),
+        "subject": cucm_name(certificate.subject),
         "serial": serial_bytes(certificate.serial_number).hex(),
         "not_after": iso(certificate.not_valid_after_utc),
         "sha1": certificate.fingerprint(hashes.SHA1()).hex(),
@@ -137,7 +137,7 @@ def cluster_report(cluster: Cluster, at: int | None = None) -> dict[str, Any]:
         "trust_stores": {
             store.value: [
                 {
-                    "subject": e.certificate.subject.rfc4514_string(),
+                    "subject": cucm_name(e.certificate.subject),
                     "serial": serial_bytes(e.certificate.serial_number).hex(),
                     "source": e.source,
                 }

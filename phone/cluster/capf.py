@@ -71,7 +71,7 @@ from phone.cluster.capf_ops import (
 from phone.cluster.records import TrustStore
 from phone.cluster.tvs import authenticate_client
 from phone.errors import LabError, ProtocolError
-from phone.formats.certfields import serial_bytes
+from phone.formats.certfields import cucm_name, serial_bytes
 from phone.pki import issue
 from phone.wire.capf import (
     SHA512_CODE,
@@ -570,8 +570,8 @@ class CapfSession:
                     "CAPF FETCH_CERTIFICATE_RESPONSE certificate does not parse"
                 ) from None
             line = (
-                f"{self._kind(certificate)}: {certificate.subject.rfc4514_string()} issued by "
-                f"{certificate.issuer.rfc4514_string()}, serial "
+                f"{self._kind(certificate)}: {cucm_name(certificate.subject)} issued by "
+                f"{cucm_name(certificate.issuer)}, serial "
                 f"{serial_bytes(certificate.serial_number).hex()}, expires "
                 f"{certificate.not_valid_after_utc:%Y-%m-%d}"
             )

@@ -28,7 +28,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID
 from phone.cluster.cluster import Cluster
 from phone.cluster.records import ItlReset, TrustStore
 from phone.errors import LabError
-from phone.formats.certfields import serial_bytes
+from phone.formats.certfields import cucm_name, serial_bytes
 from phone.mac import normalize_mac
 from phone.pki import (
     CertKind,
@@ -238,7 +238,7 @@ def import_certificates(
                 label = f"{source} {kind} (bulk import)"
                 for store in BULK_MAPPING[kind]:
                     if cluster.add_trusted(store, certificate, source=label, now=now):
-                        added.append((store, certificate.subject.rfc4514_string(), label))
+                        added.append((store, cucm_name(certificate.subject), label))
                     else:
                         already += 1
     cluster.note(

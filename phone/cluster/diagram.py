@@ -19,6 +19,7 @@ from cryptography import x509
 from phone.cluster.cluster import Cluster
 from phone.cluster.itl import CTL_FILENAME, ITL_FILENAME
 from phone.cluster.records import sha256_hex
+from phone.formats.certfields import cucm_name
 from phone.formats.trustlist import parse_trust_list
 
 __all__ = ["CertBox", "ClusterPicture", "Edge", "FileBox", "lab_html", "picture"]
@@ -75,7 +76,7 @@ class ClusterPicture:
 
 
 def _cn(certificate: x509.Certificate) -> str:
-    return certificate.subject.rfc4514_string()
+    return cucm_name(certificate.subject)
 
 
 def _der_key(der: bytes) -> str:

@@ -135,14 +135,14 @@ def authenticate_client(
         return "no client certificate: TVS authenticates phones by their LSC or MIC"
     if not client.not_valid_before_utc <= now <= client.not_valid_after_utc:
         return (
-            f"client certificate {client.subject.rfc4514_string()} is not valid at "
+            f"client certificate {cucm_name(client.subject)} is not valid at "
             f"{now.astimezone(UTC):%Y-%m-%dT%H:%M:%SZ}"
         )
     for anchor in anchors:
         if _signed_by(client, anchor):
             return None
     return (
-        f"client certificate {client.subject.rfc4514_string()} was not issued by a certificate "
+        f"client certificate {cucm_name(client.subject)} was not issued by a certificate "
         "in the CAPF-trust store"
     )
 

@@ -13,6 +13,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from phone.catalog.models import Transport
+from phone.formats.certfields import cucm_name
 from phone.pki import Identity
 from phone.trust.tvs import ServerCheck, TvsAnswer, TvsServer
 from phone.wire.capf import Frame as CapfFrame
@@ -196,6 +197,6 @@ def certificate_check_for(trusted_der: tuple[bytes, ...], what: str) -> ServerCh
     def check(certificate: x509.Certificate) -> str | None:
         if certificate.public_bytes(Encoding.DER) in trusted_der:
             return None
-        return f"{what}: server certificate {certificate.subject.rfc4514_string()} is not trusted"
+        return f"{what}: server certificate {cucm_name(certificate.subject)} is not trusted"
 
     return check

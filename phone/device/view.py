@@ -11,7 +11,7 @@ from typing import Any
 from phone.device import flash as names
 from phone.device.flash import Flash
 from phone.errors import FormatError
-from phone.formats.certfields import serial_bytes
+from phone.formats.certfields import cucm_name, serial_bytes
 from phone.formats.configxml import parse_config
 from phone.formats.trustlist import parse_trust_list
 from phone.formats.views import checksums, trust_list_view
@@ -46,8 +46,8 @@ def _certificate(flash: Flash, name: str) -> JSONDict | None:
         return None
     cert = cert_from_pem(pem)
     return {
-        "subject": cert.subject.rfc4514_string(),
-        "issuer": cert.issuer.rfc4514_string(),
+        "subject": cucm_name(cert.subject),
+        "issuer": cucm_name(cert.issuer),
         "serial": serial_bytes(cert.serial_number).hex(),
         "not_after": cert.not_valid_after_utc.isoformat(),
     }
