@@ -105,9 +105,10 @@ def test_counts_from_every_worker_add_up(three_workers: Report) -> None:
     assert setup.groups["offline"].states == {"registered": 4}
     reset = three_workers.steps[4]
     assert (reset.groups["offline"].acted, reset.groups["offline"].skipped) == (0, 4)
-    # The ITL File Status count: device rows of every worker's lab copy.
+    # The ITL File Status count and the reports it is out of: device rows of every worker's
+    # lab copy, added up.
     cluster_expect = three_workers.expectations[1]
-    assert cluster_expect.values == {"itl_mismatches": 11}
+    assert cluster_expect.values == {"itl_mismatches": 11, "itl_reports": 11}
     assert sum(row.phones for row in three_workers.summary) == 11
     # Examples are the lowest phone indexes, whichever worker ran them.
     assert [e.index for e in three_workers.expectations[0].examples] == [0, 1, 2]
