@@ -21,7 +21,9 @@ from phone.formats import (
     parse_signed,
     strip_signature,
 )
+from phone.formats.header import parse_header
 from phone.formats.signed import ENC_VERSION, SGN_VERSION
+from phone.formats.tlv import Element, container, encode_all, leaf, u16
 from phone.formats.views import element_layout, signed_view
 
 Verify = Callable[[bytes, x509.Certificate], None]
@@ -297,3 +299,107 @@ def test_build_encrypted_needs_16_byte_key_and_iv(
             aes_key=b"short",
             iv=IV,
         )
+
+
+# --- the encryption block of an .enc.sgn header (trust-file-formats.md section 5) --------------
+
+
+def _edited(
+    elements: tuple[Element, ...], path: tuple[int, ...], new: Element | None
+) -> tuple[Element, ...]:
+    """``elements`` with the element at tag ``path`` replaced by ``new`` (None: removed)."""
+    out: list[Element] = []
+    for element in elements:
+        if element.tag != path[0]:
+            out.append(element)
+        elif len(path) == 1:
+            if new is not None:
+                out.append(new)
+        else:
+            assert element.children is not None
+            out.append(container(element.tag, _edited(element.children, path[1:], new)))
+    return tuple(out)
+
+
+def _header_bytes(elements: tuple[Element, ...]) -> bytes:
+    """Encode header elements with tag 2 set to their total size."""
+    data = bytearray(encode_all(elements))
+    at = 0
+    for element in elements:
+        if element.tag == 2 and not element.single_byte:
+            data[at + 3 : at + 5] = u16(len(data))
+            break
+        at += element.size
+    return bytes(data)
+
+
+def _offset_of(elements: tuple[Element, ...], tag: int) -> int:
+    at = 0
+    for element in elements:
+        if element.tag == tag:
+            return at
+        at += element.size
+    raise AssertionError(f"no tag {tag}")
+
+
+# (tag path, replacement, problem, expected); None removes the element. Tags per section 5:
+# 16 encryption info {17 IV info {19 IV, 20 padding count}, 21 key info {23 key size,
+# 24 key algorithm, 25 encrypted key}}, then 26 plaintext digest algorithm, 27 plaintext digest.
+# (Whether a tag is a container is the TLV layer's fixed table, so "is not a container" and "is
+# a container" cannot come from bytes: those checks are listed as unreachable in mutation.md.)
+ENC_DAMAGE = [
+    ((16, 17), None, "no IV info (tag 17)", "IV info"),
+    ((16, 21), None, "no key info (tag 21)", "key info"),
+    ((16, 17, 19), None, "no IV (tag 19)", "IV"),
+    ((16, 17, 19), leaf(19, bytes(15)), "IV (tag 19) holds 15 bytes", "16 bytes"),
+    ((16, 17, 20), None, "no padding count (tag 20)", "padding count"),
+    ((16, 17, 20), leaf(20, b"\x01"), "padding count (tag 20) holds 1 bytes", "2 bytes"),
+    ((16, 21, 23), None, "no key size (tag 23)", "key size"),
+    ((16, 21, 23), leaf(23, b"\x00\x80\x00"), "key size (tag 23) holds 3 bytes", "2 bytes"),
+    ((16, 21, 24), None, "no key algorithm (tag 24)", "key algorithm"),
+    ((16, 21, 24), leaf(24, b"\x00\x01"), "key algorithm (tag 24) holds 2 bytes", "1 bytes"),
+    ((16, 21, 25), None, "no encrypted key (tag 25)", "encrypted key"),
+    ((26,), None, "no plaintext digest algorithm (tag 26)", "plaintext digest algorithm"),
+    ((27,), None, "no plaintext digest (tag 27)", "plaintext digest"),
+]
+
+
+@pytest.mark.parametrize(("path", "new", "problem", "expected"), ENC_DAMAGE)
+def test_enc_header_damage_is_named_at_the_encryption_block(
+    enc_sgn: SignedFile,
+    path: tuple[int, ...],
+    new: Element | None,
+    problem: str,
+    expected: str,
+) -> None:
+    elements = enc_sgn.header.elements
+    at = _offset_of(elements, 16)  # every problem is reported at the encryption info element
+    with pytest.raises(FormatError) as caught:
+        parse_header(_header_bytes(_edited(elements, path, new)))
+    assert str(caught.value) == f"at byte {at}: {problem} (expected {expected})"
+    assert caught.value.offset == at
+
+
+def test_enc_header_bad_digest_algorithm_is_named_at_its_own_element(enc_sgn: SignedFile) -> None:
+    elements = _edited(enc_sgn.header.elements, (26,), leaf(26, b"\x01\x01"))
+    at = _offset_of(elements, 26)
+    with pytest.raises(FormatError) as caught:
+        parse_header(_header_bytes(elements))
+    assert str(caught.value) == (
+        f"at byte {at}: plaintext digest algorithm (tag 26) holds 2 bytes (expected 1 bytes)"
+    )
+
+
+def test_enc_header_fields_read_big_endian(enc_sgn: SignedFile) -> None:
+    """IV, padding count (u16), key size (u16: the phone key's RSA-2048 bits)."""
+    info = parse_header(enc_sgn.encode()).encryption
+    assert info is not None
+    assert info.iv == IV
+    assert info.key_bits == 2048
+    assert len(CONFIG) == 69
+    assert info.padding_count == 11  # 69 bytes + 11 = 80, a multiple of the AES block (16)
+    elements = _edited(enc_sgn.header.elements, (16, 21, 23), leaf(23, b"\x01\x00"))
+    elements = _edited(elements, (16, 17, 20), leaf(20, b"\x00\x07"))
+    info = parse_header(_header_bytes(elements)).encryption
+    assert info is not None
+    assert (info.key_bits, info.padding_count) == (256, 7)

@@ -333,3 +333,42 @@ def test_item12_new_itl_signer_is_verified_with_the_certificate_the_list_carries
     )
     assert outcome.decision.verdict is Verdict.ACCEPTED
     assert tvs.held == [other.itlrecovery.certificate]  # its SAST record: a VERIFY
+
+
+def test_item22_query_answer_picks_the_certificate_with_both_serial_and_issuer(
+    kit: Kit, other: Kit
+) -> None:
+    """A QUERY answer may carry several certificates (tvs-capf-wire.md 1.6): the phone takes the
+    one whose serial *and* issuer are the ones asked about, skipping bytes that are no
+    certificate, and never one that matches on the issuer alone."""
+    from cryptography.hazmat.primitives.serialization import Encoding
+
+    from phone.pki import self_signed
+
+    wanted = other.itlrecovery.certificate
+    issuer, serial = key_of(other.itlrecovery)
+    # Same subject (so the same issuer, self-signed), another serial and key.
+    namesake = self_signed(
+        "ITLRECOVERY_cucm1.c2.lab", now=NOW, key=kit.capf.key, serial=wanted.serial_number + 1
+    ).certificate
+    certificates = (
+        b"\x30\x03\x02\x01\x00",  # DER, but not a certificate
+        namesake.public_bytes(Encoding.DER),
+        wanted.public_bytes(Encoding.DER),
+    )
+    exchange = Exchange(kit, {"tvs1": TvsAnswer(True, (Role.SAST,), 600, certificates)})
+    outcome = TvsClient().ask(
+        issuer, serial, itl=kit.itl(), servers=[TvsServer("tvs1")], exchange=exchange, now=NOW
+    )
+    assert outcome.valid
+    assert outcome.certificate == wanted
+    # Only the namesake: no certificate with that serial, so TVS vouched for nothing (item 24).
+    exchange = Exchange(kit, {"tvs1": TvsAnswer(True, (Role.SAST,), 600, certificates[:2])})
+    outcome = TvsClient().ask(
+        issuer, serial, itl=kit.itl(), servers=[TvsServer("tvs1")], exchange=exchange, now=NOW
+    )
+    assert not outcome.valid
+    assert outcome.reason == (
+        f"TVS tvs1:2445 answered valid but returned no certificate with serial {serial.hex()} "
+        f"and issuer {issuer!r}"
+    )
