@@ -100,7 +100,8 @@ def _line(event: PhoneEvent) -> str | None:
     if isinstance(event, StateChanged):
         return None
     where = f" {event.file}" if event.file else ""
-    return f"  [{event.step:<8}] {event.decision:<9} {event.rule:<13}{where}\n      {event.reason}"
+    # 10 columns: the longest decision, "challenged" (a digest exchange, docs/sip.md).
+    return f"  [{event.step:<8}] {event.decision:<10} {event.rule:<13}{where}\n      {event.reason}"
 
 
 def _faulty(backend: Backend, args: argparse.Namespace) -> Backend:
