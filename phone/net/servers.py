@@ -163,8 +163,9 @@ class LabServer(Service):
     Args:
         lab: the lab to serve.
         host: the address every service binds.
-        ports: a fixed port per service (``tftp``, ``http``, ``tvs``, ``sip``) for the first
-            node offering it; missing or 0 picks free ports.
+        ports: a fixed port per service (any of :data:`SERVICES`: ``tftp``, ``http``, ``tvs``,
+            ``sip``, ``capf`` ...) for the first node offering it; missing or 0 picks free
+            ports (``vphone lab serve --capf-port`` and the like).
         clock: the time TVS and the registrar use (default: theirs).
         intercept: see :data:`Intercept`.
         tftp_timeout: the TFTP server's retransmit timeout (and stop latency).
