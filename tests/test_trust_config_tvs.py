@@ -9,10 +9,10 @@ from cryptography import x509
 from trustkit import NOW, TIMESTAMP, FakeTvs, Kit, key_of, no_tvs, signer
 
 from phone.errors import NetworkError
-from phone.formats import Role, build_signed
+from phone.formats import Role, TrustList, build_signed, build_trust_list, record_from_certificate
 from phone.trust.config import config_names, evaluate_config
 from phone.trust.decision import Verdict
-from phone.trust.tvs import ServerCheck, TvsAnswer, TvsClient, TvsServer
+from phone.trust.tvs import ServerCheck, TvsAnswer, TvsClient, TvsOutcome, TvsServer
 
 MAC = "001122334455"
 NAME = f"SEP{MAC}.cnf.xml.sgn"
@@ -372,3 +372,101 @@ def test_item22_query_answer_picks_the_certificate_with_both_serial_and_issuer(
         f"TVS tvs1:2445 answered valid but returned no certificate with serial {serial.hex()} "
         f"and issuer {issuer!r}"
     )
+
+
+# --- unsigned configs: which lists allow them (items 5, 15, 16), word for word ----------------
+
+
+def _unsigned(ctl: TrustList | None, itl: TrustList | None) -> tuple[str, str, str | None]:
+    decision = evaluate_config(
+        b"<device/>", name=f"SEP{MAC}.cnf.xml", ctl=ctl, itl=itl, tvs=no_tvs
+    ).decision
+    return decision.verdict, decision.rule, decision.reason
+
+
+def test_item5_unsigned_config_reasons_word_for_word(kit: Kit) -> None:
+    name = f"SEP{MAC}.cnf.xml"
+    assert _unsigned(None, None) == (
+        "accepted",
+        "item 5",
+        f"{name}: no trust list installed, so the phone takes an unsigned config",
+    )
+    assert _unsigned(None, kit.empty_itl()) == (
+        "accepted",
+        "item 16",
+        f"{name}: the installed ITL is the empty rollback ITL: any unsigned config is accepted",
+    )
+    assert _unsigned(None, kit.itl()) == (
+        "rejected",
+        "item 15",
+        f"{name}: a trust list with a TFTP certificate is installed: unsigned configs are refused",
+    )
+    # A CTL whose only certificates are SAST records, no ITL: no TFTP certificate anywhere.
+    sast_only = build_trust_list(
+        [record_from_certificate(kit.itlrecovery.certificate, Role.SAST)],
+        signer(kit.itlrecovery),
+        filename="CTLFile.tlv",
+        timestamp=TIMESTAMP,
+    )
+    assert _unsigned(sast_only, None) == (
+        "accepted",
+        "item 5",
+        f"{name}: no TFTP certificate in the installed lists: unsigned config accepted",
+    )
+
+
+def test_item15_a_ctl_alone_with_a_tftp_certificate_refuses_unsigned_configs(kit: Kit) -> None:
+    # The CTL's CCM+TFTP record (item 5) counts even without an ITL ...
+    assert _unsigned(kit.ctl(), None)[:2] == ("rejected", "item 15")
+    # ... and beside an ITL that holds a TVS certificate but no TFTP one (not the empty ITL).
+    tvs_only = build_trust_list(
+        [
+            record_from_certificate(kit.itlrecovery.certificate, Role.SAST),
+            record_from_certificate(kit.tvs.certificate, Role.TVS, dns_name="tvs1"),
+        ],
+        signer(kit.itlrecovery),
+        timestamp=TIMESTAMP,
+    )
+    assert _unsigned(None, tvs_only)[:2] == ("accepted", "item 5")
+    assert _unsigned(kit.ctl(), tvs_only)[:2] == ("rejected", "item 15")
+
+
+def test_item20_signer_held_in_a_later_record_is_sent_as_verify(kit: Kit) -> None:
+    """A config signed by a certificate the ITL holds in another role (here the TVS record, the
+    fourth record): the phone sends that certificate (VERIFY), found past the other records."""
+    name = f"SEP{MAC}.cnf.xml.sgn"
+    data = build_signed(b"<device/>", signer(kit.tvs), filename=name, timestamp=0)
+    tvs = FakeTvs.knowing((kit.tvs, frozenset({Role.TFTP})))
+    evaluate_config(data.encode(), name=f"SEP{MAC}.cnf.xml.sgn", ctl=None, itl=kit.itl(), tvs=tvs)
+    assert tvs.held == [kit.tvs.certificate]
+
+
+@pytest.mark.parametrize(
+    ("reason", "text"),
+    [
+        ("", "TVS tvs1:2445 answered invalid"),
+        ("unknown", "TVS tvs1:2445 answered invalid: unknown"),
+    ],
+)
+def test_item24_invalid_answer_fails_closed_naming_the_server(
+    kit: Kit, other: Kit, reason: str, text: str
+) -> None:
+    issuer, serial = key_of(other.itlrecovery)
+    exchange = Exchange(kit, {"tvs1": TvsAnswer(False, (), 0, (), reason)})
+    outcome = TvsClient().ask(
+        issuer, serial, itl=kit.itl(), servers=[TvsServer("tvs1")], exchange=exchange, now=NOW
+    )
+    assert outcome == TvsOutcome(False, frozenset(), None, "tvs1:2445", text, "item 24")
+    assert outcome.valid is False and outcome.roles == frozenset()
+
+
+def test_item24_valid_answer_without_the_certificate_fails_closed_naming_the_server(
+    kit: Kit, other: Kit
+) -> None:
+    issuer, serial = key_of(other.itlrecovery)
+    exchange = Exchange(kit, {"tvs1": TvsAnswer(True, (Role.SAST,), 600, ())})
+    outcome = TvsClient().ask(
+        issuer, serial, itl=kit.itl(), servers=[TvsServer("tvs1")], exchange=exchange, now=NOW
+    )
+    assert (outcome.valid, outcome.rule, outcome.server) == (False, "item 24", "tvs1:2445")
+    assert outcome.roles == frozenset() and outcome.certificate is None
