@@ -470,3 +470,75 @@ def test_item24_valid_answer_without_the_certificate_fails_closed_naming_the_ser
     )
     assert (outcome.valid, outcome.rule, outcome.server) == (False, "item 24", "tvs1:2445")
     assert outcome.roles == frozenset() and outcome.certificate is None
+
+
+def test_items20_21_no_tvs_record_or_no_server_word_for_word(kit: Kit, other: Kit) -> None:
+    issuer, serial = key_of(other.itlrecovery)
+    exchange = Exchange(kit, {})
+    # Item 20, the 8945's "Not using TVS - TVS not in Trust list" [S50].
+    outcome = TvsClient().ask(
+        issuer, serial, itl=kit.empty_itl(), servers=[TvsServer("tvs1")], exchange=exchange, now=NOW
+    )
+    assert outcome == TvsOutcome(
+        False,
+        frozenset(),
+        None,
+        None,
+        "not using TVS: the installed ITL has no TVS record",
+        "item 20",
+    )
+    outcome = TvsClient().ask(issuer, serial, itl=kit.itl(), servers=[], exchange=exchange, now=NOW)
+    assert outcome == TvsOutcome(
+        False, frozenset(), None, None, "no TVS server in the phone's configuration", "item 21"
+    )
+
+
+def test_item23_cached_answer_carries_the_roles_certificate_and_expiry(
+    kit: Kit, other: Kit
+) -> None:
+    issuer, serial = key_of(other.itlrecovery)
+    exchange = Exchange(kit, {"tvs1": vouch(other.itlrecovery.certificate, ttl=3600)})
+    client = TvsClient()
+    servers = [TvsServer("tvs1")]
+    client.ask(issuer, serial, itl=kit.itl(), servers=servers, exchange=exchange, now=NOW)
+    later = NOW + timedelta(seconds=10)
+    cached = client.ask(
+        issuer, serial, itl=kit.itl(), servers=servers, exchange=exchange, now=later
+    )
+    expires = NOW + timedelta(seconds=3600)
+    assert cached == TvsOutcome(
+        True,
+        frozenset({Role.SAST}),
+        other.itlrecovery.certificate,
+        None,
+        f"cached TVS answer, valid until {expires:%Y-%m-%d %H:%M:%SZ}",
+        "item 23",
+        cached=True,
+    )
+    # A VERIFY about the same signer is another question: not answered from the QUERY's entry.
+    client.ask(
+        issuer,
+        serial,
+        itl=kit.itl(),
+        servers=servers,
+        exchange=exchange,
+        now=later,
+        certificate=other.itlrecovery.certificate,
+    )
+    assert exchange.calls == ["tvs1", "tvs1"]
+
+
+def test_item21_every_server_failing_is_one_fail_closed_reason(kit: Kit, other: Kit) -> None:
+    issuer, serial = key_of(other.itlrecovery)
+    exchange = Exchange(
+        kit, {"tvs1": NetworkError("connection refused"), "tvs2": NetworkError("timed out")}
+    )
+    servers = [TvsServer("tvs1"), TvsServer("tvs2")]
+    outcome = TvsClient().ask(
+        issuer, serial, itl=kit.itl(), servers=servers, exchange=exchange, now=NOW
+    )
+    assert exchange.calls == ["tvs1", "tvs2"]
+    assert outcome.reason == (
+        "TVS tvs1:2445: connection refused; TVS tvs2:2445: timed out (fail closed)"
+    )
+    assert outcome.rule == "item 24"
