@@ -42,7 +42,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-WORK = ROOT / ".mutation"
+WORK = ROOT / ".mutation"  # --workdir
 TREE = WORK / "tree"
 RECORD = ROOT / "docs" / "mutation.md"
 SNAPSHOT = (".",)  # every tracked file: tests read docs/, firmware_images/, tools/
@@ -181,6 +181,9 @@ def run_mutmut(prefixes: Sequence[str], jobs: int, timeout: float, log: Path) ->
     # The venv's bin/ on PATH: tests that run the ``vphone`` console script find it.
     path = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
     env = dict(os.environ, PYTHONDONTWRITEBYTECODE="1", PATH=path)
+    shared = ROOT.parent / "shared"
+    if "VPHONE_SHARED" not in env and shared.is_dir():
+        env["VPHONE_SHARED"] = str(shared)  # tests/samples.shared_dir(), wherever the snapshot
     with log.open("w") as out:
         process = subprocess.Popen(
             command, cwd=TREE, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True
@@ -311,9 +314,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--source", choices=("head", "worktree"), default="head")
     parser.add_argument("--reuse", action="store_true", help="keep mutmut's test map and results")
     parser.add_argument("--summary", type=Path, help="file for the summary")
+    parser.add_argument("--workdir", type=Path, help="instead of .mutation/ (runs side by side)")
     parser.add_argument("--check", action="store_true", help="fail on an unlisted survivor")
     args = parser.parse_args(argv)
 
+    global WORK, TREE  # one run per process
+    if args.workdir is not None:
+        WORK, TREE = args.workdir.resolve(), args.workdir.resolve() / "tree"
     modules = configured_modules()
     if args.all:
         chosen, note = modules, "all configured modules"
