@@ -228,6 +228,7 @@ class StreamService(BackgroundService):
     _silent: ClassVar[str] = "silent"  # the drop reason of an idle timeout: "<silent> for 2.0 s"
     _dropped_verb: ClassVar[str] = "dropped"  # "<protocol> <node>: <dropped> <peer>: <reason>"
     _backlog: ClassVar[int] = BACKLOG
+    _accept_batch: ClassVar[int] = 64  # connections taken from the backlog per wake-up
     _bind_kind: ClassVar[str] = ""  # "TCP ": "<protocol> cannot listen on TCP <address>"
 
     def __init__(
@@ -407,7 +408,7 @@ class StreamService(BackgroundService):
 
     def _accept(self, listener: socket.socket) -> bool:
         """Accept what the backlog holds (a bounded batch); False when out of descriptors."""
-        for _ in range(64):
+        for _ in range(self._accept_batch):
             try:
                 raw, peer = listener.accept()
             except BlockingIOError:

@@ -123,6 +123,10 @@ def lab_from_view(view: View) -> Lab:
 class _InheritedTvs(TvsTlsServer):
     """A worker's TVS server: it accepts on the socket its parent bound."""
 
+    # One connection per wake-up: the workers share one backlog, and a worker taking a batch
+    # would hold handshakes that an idle worker could run now.
+    _accept_batch = 1
+
     def __init__(self, sock: socket.socket, lab: Lab, host: str, **kwargs: object) -> None:
         super().__init__(lab, host, **kwargs)  # type: ignore[arg-type]
         self._inherited = sock
