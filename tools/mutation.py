@@ -53,6 +53,8 @@ OTHER, NOT_RUN = "other", "not run"  # suspicious, segfault, skipped; not checke
 _STATUS = {1: KILLED, 3: KILLED, 37: KILLED, 0: SURVIVED, 5: NO_TESTS, 33: NO_TESTS}
 _STATUS.update(dict.fromkeys((36, -24, 24, 152, 255), TIMEOUT))
 
+DIFFS = 60  # survivors shown with their diff in the summary
+
 # Which changed modules CI checks first when more changed than its budget allows.
 PRIORITY = ("trust", "formats", "device", "wire", "cluster")
 
@@ -286,9 +288,11 @@ def summary(results: Sequence[ModuleResult], listed: set[str], seconds: float, n
     survivors = [(r.module, s) for r in results for s in r.survivors]
     if survivors:
         rows.append("surviving mutants ([listed] = equivalent in docs/mutation.md):")
-        for _, name in survivors:
+        for index, (_, name) in enumerate(survivors):
             mark = "[listed]" if name in listed else "[NEW]"
-            rows.append(f"- {mark} `{name}`: {diff_of(name)}")
+            # `mutmut show` takes a second each: diffs for the first DIFFS survivors only.
+            shown = f": {diff_of(name)}" if index < DIFFS else ""
+            rows.append(f"- {mark} `{name}`{shown}")
     else:
         rows.append("no surviving mutants")
     return "\n".join(rows) + "\n"
