@@ -1,5 +1,10 @@
 """The abuse suite of issue 13 (``tools/abuse.py --short``) runs in CI: every probe of the
-issue's table against a served lab, with small counts (about 20 s), each line PASS."""
+issue's table against a served lab, with small counts (about 20 s), each line PASS.
+
+The latency targets (1 s for TVS/CAPF, 200 ms for HTTP) are the full run's, measured on a quiet
+machine and recorded in docs/security.md; here they get a slack of 5 so the test checks what
+must hold on any machine (every good request answered, throttled, refused, swept) and never
+becomes a timed assertion that fails because the CI machine is busy."""
 
 from __future__ import annotations
 
@@ -28,7 +33,7 @@ PROBES = (
 def test_the_short_abuse_suite_passes_every_probe() -> None:
     # Its own session: should the suite overrun, it goes down with lab serve and every boot.
     process = subprocess.Popen(
-        [sys.executable, str(TOOL), "--short"],
+        [sys.executable, str(TOOL), "--short", "--slack", "5"],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,

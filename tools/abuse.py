@@ -292,7 +292,7 @@ def probe_services(served: Served, counts: Counts, certificate_der: bytes) -> li
                 requests=counts.requests,
                 server_pid=pid,
             )
-            target = ">= 99% of good requests answered within 1 s"
+            target = f">= 99% of good requests answered within {abuse_services.WITHIN:g} s"
             lines.append(Line(outcome.name, outcome.figure, target, outcome.passed))
     outcome = abuse_services.probe_http(
         http,
@@ -303,7 +303,14 @@ def probe_services(served: Served, counts: Counts, certificate_der: bytes) -> li
         path="/ITLFile.tlv",
         server_pid=pid,
     )
-    lines.append(Line(outcome.name, outcome.figure, "good request under 200 ms", outcome.passed))
+    lines.append(
+        Line(
+            outcome.name,
+            outcome.figure,
+            f"good request under {abuse_services.HTTP_TARGET * 1000:.0f} ms",
+            outcome.passed,
+        )
+    )
     return lines
 
 
@@ -469,8 +476,18 @@ def main(argv: list[str] | None = None) -> int:
     """Run the suite; 1 when a probe missed its target."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--short", action="store_true", help="small counts (CI)")
+    parser.add_argument(
+        "--slack",
+        type=float,
+        default=1.0,
+        help="multiply the latency targets (CI on a busy machine judges behaviour, not speed)",
+    )
     args = parser.parse_args(argv)
     counts = SHORT if args.short else FULL
+    # The latency targets are the issue's (1 s, 200 ms) for a measured run; a test suite on a
+    # loaded machine checks that every good request is answered at all, within a bound.
+    abuse_services.WITHIN *= args.slack
+    abuse_services.HTTP_TARGET *= args.slack
     started = time.monotonic()
     load = os.getloadavg()
     lines = run(counts, lambda text: print(text, flush=True))
