@@ -248,6 +248,17 @@ def _natural(name: str) -> tuple[str, int]:
     return stem, int(number) if number.isdigit() else 0
 
 
+GATED = re.compile(r"<!-- gated: ([^>]*) -->")
+
+
+def gated_modules() -> set[str]:
+    """Modules whose every survivor docs/mutation.md accounts for (``<!-- gated: a.py b.py -->``):
+    ``--check`` fails on their unlisted survivors only; other modules' are reported."""
+    if not RECORD.is_file():
+        return set()
+    return {m for found in GATED.findall(RECORD.read_text("utf-8")) for m in found.split()}
+
+
 def listed_equivalents() -> set[str]:
     """Mutant names docs/mutation.md lists (``phone.x.y.x_f__mutmut_3`` in backticks)."""
     if not RECORD.is_file():
@@ -362,14 +373,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     target.write_text(text)
     print(f"mutation: summary written to {target}")
     if args.check:
-        unlisted = [s for r in results for s in r.survivors if s not in listed]
-        if code != 0 or any(r.counts[NOT_RUN] for r in results):
+        gated = [r for r in results if r.module in gated_modules()]
+        ungated = [r.module for r in results if r not in gated]
+        if ungated:
+            print(f"mutation: not yet gated (measured, not accounted for): {', '.join(ungated)}")
+        unlisted = [s for r in gated for s in r.survivors if s not in listed]
+        if any(r.counts[NOT_RUN] for r in gated):
             print("mutation check FAILED: the run did not complete")
             return 1
         if unlisted:
             print(f"mutation check FAILED: {len(unlisted)} surviving mutants not in {RECORD.name}")
             return 1
-        print("mutation check passed: every surviving mutant is listed as equivalent")
+        print("mutation check passed: every survivor of a gated module is listed")
+        return 0
     return 0 if code == 0 else 1
 
 
