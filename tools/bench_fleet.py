@@ -101,8 +101,33 @@ def runners(workers: int) -> dict[str, Runner]:
             s, keys=pooled_keys(), workers=workers
         ),
     }
-    # A Dask LocalCluster runner goes here, e.g. found["dask LocalCluster, 2 workers"] = ...
+    dask = dask_runner(workers)
+    if dask is not None:
+        found[f"dask LocalCluster, {workers} workers"] = dask
     return found
+
+
+def dask_runner(workers: int) -> Runner | None:
+    """The fleet on a Dask LocalCluster of ``workers`` processes, 1 thread each, started and
+    closed per run (issue 17 item 6); None when ``distributed`` is not installed."""
+    try:
+        import distributed  # noqa: PLC0415 (the optional extra)
+    except ImportError:
+        return None
+    from phone.scenario.fleet_dask import run_scenario_on_dask  # noqa: PLC0415
+
+    def run(scenario: Scenario) -> Report:
+        with distributed.LocalCluster(  # type: ignore[no-untyped-call]
+            n_workers=workers,
+            threads_per_worker=1,
+            processes=True,
+            dashboard_address=None,
+            silence_logs=40,  # logging.ERROR
+        ) as cluster:
+            address = str(cluster.scheduler_address)
+            return run_scenario_on_dask(scenario, address, keys=pooled_keys(), workers=workers)
+
+    return run
 
 
 def _max_rss_mib(who: int) -> float:
