@@ -174,11 +174,15 @@ def _record_owner(der: bytes | None, by_key: dict[str, CertBox]) -> str:
 
 
 def _key_of_subject(signer_name: str, certs: Sequence[CertBox]) -> str | None:
-    """The certificate whose subject a trust list's header names (the header holds the
-    subject in the phone's ``;``-separated form, so compare the parts, not the text)."""
-    wanted = sorted(part.strip() for part in signer_name.replace(";", ",").split(","))
+    """The certificate whose subject a trust list's header names (both in CUCM's ``;``-separated
+    form; the parts are compared, not the text, so their order does not matter)."""
+
+    def parts(name: str) -> list[str]:
+        return sorted(part.strip() for part in name.replace(";", ",").split(","))
+
+    wanted = parts(signer_name)
     for box in certs:
-        if sorted(part.strip() for part in box.subject.split(",")) == wanted:
+        if parts(box.subject) == wanted:
             return box.key
     return None
 
