@@ -29,19 +29,30 @@ from phone.scenario.fleet_dask import run_scenario_on_dask
 from phone.scenario.report import Report
 
 distributed = pytest.importorskip("distributed")
+dask_config = pytest.importorskip("dask.config")
 
 PHONES = 60  # per group of the library scenario: enough for every shard to hold phones
 
 
 @pytest.fixture(scope="module")
 def scheduler() -> Iterator[str]:
-    with distributed.LocalCluster(
-        n_workers=2,
-        threads_per_worker=1,
-        processes=True,
-        dashboard_address=None,
-        silence_logs=40,  # logging.ERROR: the cluster's start and stop are not the test's
-    ) as cluster:
+    # Spawned workers import dask before they connect. The cluster failed to start once in a
+    # full suite under a load of 15 (cause not captured); a start slower than the default 30 s
+    # connect timeout is the likely one, so allow 120 s: still bounded.
+    slow_start = {
+        "distributed.comm.timeouts.connect": "120s",
+        "distributed.comm.timeouts.tcp": "120s",
+    }
+    with (
+        dask_config.set(slow_start),
+        distributed.LocalCluster(
+            n_workers=2,
+            threads_per_worker=1,
+            processes=True,
+            dashboard_address=None,
+            silence_logs=40,  # logging.ERROR: the cluster's start and stop are not the test's
+        ) as cluster,
+    ):
         yield str(cluster.scheduler_address)
 
 
