@@ -19,6 +19,7 @@ from clusterlab import NOW, make_lab
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
+from phone.cli import main
 from phone.cluster.lab import Lab
 from phone.cluster.records import ClusterSpec, Device, TrustStore
 from phone.errors import NetworkError
@@ -187,6 +188,23 @@ def test_a_clock_the_workers_cannot_import_is_refused(lab: Lab) -> None:
 
 def test_a_node_the_lab_lacks_is_refused_before_any_process_starts(lab: Lab) -> None:
     pool = TvsWorkerPool(lab, "nowhere.lab", processes=2)
-    with pytest.raises(NetworkError, match="no node 'nowhere.lab'"):
+    with pytest.raises(NetworkError, match=r"no node 'nowhere\.lab'"):
         pool.start()
     assert pool.pids == []
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("0", "--tvs-workers must be between 1 and 64, not 0"),
+        ("65", "--tvs-workers must be between 1 and 64, not 65"),
+        ("two", "'two' is not a number of processes"),
+    ],
+)
+def test_lab_serve_refuses_a_bad_number_of_tvs_workers(
+    tmp_path: Path, value: str, message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        main(["lab", "serve", str(tmp_path), "--tvs-workers", value])
+    assert exit_.value.code == 2
+    assert message in capsys.readouterr().err
