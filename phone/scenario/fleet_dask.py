@@ -76,9 +76,7 @@ def dask_client(address: str) -> Client:
     """
     distributed = _distributed()
     try:
-        client: Client = distributed.Client(
-            address, timeout=_CONNECT_SECONDS, set_as_default=False
-        )
+        client: Client = distributed.Client(address, timeout=_CONNECT_SECONDS, set_as_default=False)
         return client
     except (OSError, TimeoutError, ValueError) as exc:
         raise UsageError(f"cannot reach the Dask scheduler at {address}: {exc}") from None
