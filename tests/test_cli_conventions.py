@@ -241,5 +241,5 @@ def test_export_certs_without_cluster_exports_every_cluster(
     capsys.readouterr()
     assert main(["lab", "export-certs", str(lab), "--to", str(tmp_path / "x"), "--json"]) == 0
     document = json.loads(capsys.readouterr().out)
-    assert [e["cluster"] for e in document["exported"]] == ["b", "cluster1"]
+    assert sorted(e["cluster"] for e in document["exported"]) == ["b", "cluster1"]
     assert sorted(p.name for p in (tmp_path / "x").iterdir()) == ["b", "cluster1"]

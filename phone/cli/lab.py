@@ -172,9 +172,7 @@ def register(sub: Sub) -> None:
     p.add_argument("filename", metavar="FILENAME")
     p.add_argument("--node", metavar="HOST", help="TFTP node (default: the first running one)")
     p.add_argument("--model", metavar="MODEL", help="the requesting phone's model")
-    p.add_argument(
-        "-o", "--output", type=output_file, metavar="OUT", help="write here, not stdout"
-    )
+    p.add_argument("-o", "--output", type=output_file, metavar="OUT", help="write here, not stdout")
 
     p = add_command(commands, "set", cmd_set, "set an enterprise or service parameter")
     lab_arguments(p)

@@ -298,9 +298,7 @@ def node_certificate(
         UsageError: ``now`` is naive.
     """
     if key_size not in NODE_KEY_SIZES:
-        raise LabError(
-            f"a {kind} key must be RSA 1024, 2048 or 4096 bits, not {key_size}"
-        )
+        raise LabError(f"a {kind} key must be RSA 1024, 2048 or 4096 bits, not {key_size}")
     if kind is CertKind.ITLRECOVERY:
         if validity_days is not None:
             raise LabError("the ITLRecovery validity is chosen in years (5, 10, 15 or 20)")
