@@ -3,6 +3,11 @@
 Used by the in-memory backend (:mod:`phone.net.memory`) and the socket servers
 (:mod:`phone.net.sip`) alike, so a phone meets the same challenges with or without sockets.
 
+Why this module is longer than 600 lines: the line side and the trunk side share one request
+pipeline (identify, throttle, challenge, check the nonce, answer) and its nonce store; the rules
+shared with SCCP are in :mod:`phone.cluster.signaling`, the throttle in
+:mod:`phone.cluster.authguard`.
+
 Line side (phones; items 1, 7, 30, 40-42)
 -----------------------------------------
 

@@ -1,6 +1,11 @@
 """What the lab's socket servers and clients share: life cycle, the threaded TCP/TLS server, and
 the TLS client prologue.
 
+Why this module is longer than 600 lines: the stream service is one connection state machine
+(accept, non-blocking handshake, whole-request and idle deadlines, per-source caps, eviction,
+the worker hand-off) whose parts share its bookkeeping; splitting it would spread the limits
+over modules that must agree on them.
+
 * :class:`Service` is anything started and stopped that can be used as ``with service: ...``
   (:class:`phone.net.servers.LabServer`, :class:`phone.net.sip.SipRegistrar`);
   :class:`BackgroundService` adds the listening address and the thread that serves it (the file
