@@ -53,10 +53,13 @@ from pathlib import Path
 
 TOOLS = Path(__file__).resolve().parent
 sys.path.insert(0, str(TOOLS))
+# The tests' helper that reads lab serve's output with a deadline (one copy of it).
+sys.path.insert(0, str(TOOLS.parent / "tests"))
 
 import abuse_services  # noqa: E402
 import abuse_sip  # noqa: E402
 import abuse_tftp  # noqa: E402
+from subprocs import read_until  # noqa: E402
 
 MAC, USER, PASSWORD = "001122334455", "alice", "s3cret-pw"
 HOSTILE_MAC = "0011223344A0"
@@ -179,7 +182,7 @@ def lab_serve(folder: Path, log: Path) -> Iterator[Served]:
             stdin=subprocess.DEVNULL,
         )
     try:
-        lines = _read_until(process, READY, time.monotonic() + 30)
+        lines = read_until(process, READY, time.monotonic() + 30)
         ports: dict[str, tuple[str, int]] = {}
         host = ""
         for line in lines:
@@ -201,25 +204,6 @@ def lab_serve(folder: Path, log: Path) -> Iterator[Served]:
                 process.wait(15)
         if process.stdout is not None:
             process.stdout.close()
-
-
-def _read_until(process: subprocess.Popen[bytes], marker: str, deadline: float) -> list[str]:
-    assert process.stdout is not None
-    fd = process.stdout.fileno()
-    data = b""
-    while time.monotonic() < deadline:
-        ready, _, _ = select.select([fd], [], [], 0.1)
-        if not ready:
-            if process.poll() is not None:
-                break
-            continue
-        chunk = os.read(fd, 65536)
-        if not chunk:
-            break
-        data += chunk
-        if marker.encode() in data:
-            return data.decode().splitlines()
-    raise RuntimeError(f"lab serve did not say {marker!r} in time: {data.decode()!r}")
 
 
 # --- the probes ----------------------------------------------------------------------------------

@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Sequence
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 from phone.cluster.authguard import SOURCE_LIMIT, AuthFailures, after_failure, source_key
 from phone.cluster.records import ClusterState
@@ -31,8 +32,9 @@ class SipAuthGuard:
     state: ClusterState
     revision: int
 
-    def _log(self, now: datetime | int, host: str, service: str, message: str) -> object:
-        raise NotImplementedError
+    if TYPE_CHECKING:  # provided by Cluster; declared for the type checker only, no stub
+
+        def _log(self, now: datetime | int, host: str, service: str, message: str) -> object: ...
 
     def _throttle_settings(self) -> tuple[int, int] | None:
         params = self.state.parameters

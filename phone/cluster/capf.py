@@ -63,10 +63,6 @@ from phone.cluster.capf_ops import (
     CapfOperation,
     CapfPending,
     CapfResult,
-    pending_from_json,
-    pending_to_json,
-    result_from_json,
-    result_to_json,
 )
 from phone.cluster.records import TrustStore
 from phone.cluster.tvs import authenticate_client
@@ -107,11 +103,7 @@ __all__ = [
     "CapfService",
     "CapfSession",
     "clear_pending",
-    "pending_from_json",
-    "pending_to_json",
     "proof_data",
-    "result_from_json",
-    "result_to_json",
     "set_pending",
     "verify_proof",
 ]

@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from datetime import datetime
 from types import MappingProxyType
+from typing import TYPE_CHECKING
 
 from phone.cluster.records import ClusterState
 from phone.cluster.trunk import (
@@ -41,12 +42,11 @@ class TrunkAdmin:
         """The cluster's name."""
         return self.state.name
 
-    def note(self, now: datetime, message: str, *, service: str = "CLI") -> None:
-        """Add a line to the publisher's log (the cluster's own)."""
-        raise NotImplementedError
+    if TYPE_CHECKING:  # provided by Cluster; declared for the type checker only, no stub
 
-    def _commit(self, now: datetime, *, itl: bool = False) -> None:
-        raise NotImplementedError
+        def note(self, now: datetime, message: str, *, service: str = "CLI") -> None: ...
+
+        def _commit(self, now: datetime, *, itl: bool = False) -> None: ...
 
     @property
     def trunk_profiles(self) -> Mapping[str, TrunkSecurityProfile]:
