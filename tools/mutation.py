@@ -49,8 +49,11 @@ SNAPSHOT = (".",)  # every tracked file: tests read docs/, firmware_images/, too
 
 # mutmut 3.8.1's exit-code classes (mutmut/stats.py), folded into the columns of the summary.
 KILLED, SURVIVED, TIMEOUT, NO_TESTS = "killed", "survived", "timeout", "no tests"
+# Rejected by mypy --strict (``type_check_command``): CI runs it, so such a change could never
+# land. Not a valid program, so -- as Stryker counts compile errors -- outside the score.
+TYPE_ERROR = "type error"
 OTHER, NOT_RUN = "other", "not run"  # suspicious, segfault, skipped; not checked (interrupted)
-_STATUS = {1: KILLED, 3: KILLED, 37: KILLED, 0: SURVIVED, 5: NO_TESTS, 33: NO_TESTS}
+_STATUS = {1: KILLED, 3: KILLED, 37: TYPE_ERROR, 0: SURVIVED, 5: NO_TESTS, 33: NO_TESTS}
 _STATUS.update(dict.fromkeys((36, -24, 24, 152, 255), TIMEOUT))
 
 DIFFS = 60  # survivors shown with their diff in the summary
@@ -165,21 +168,45 @@ def _extract(source: str, into: Path) -> None:
             shutil.copy2(origin, target)
 
 
+def suite_for(modules: Sequence[str]) -> list[str]:
+    """The tests mutmut runs for ``modules``: ``[tool.mutmut]``'s own selection (the trust core's
+    rule tests and stories) plus, for each module, the suites ``[tool.vphone.mutation.suites]``
+    names for it (a SIP codec's mutants meet the SIP tests, not only the trust stories)."""
+    data = tomllib.loads((ROOT / "pyproject.toml").read_text("utf-8"))
+    tests: list[str] = list(data["tool"]["mutmut"]["pytest_add_cli_args_test_selection"])
+    suites: dict[str, list[str]] = (
+        data["tool"].get("vphone", {}).get("mutation", {}).get("suites", {})
+    )
+    for pattern, extra in suites.items():
+        if any(fnmatch.fnmatch(m, pattern) for m in modules):
+            tests.extend(t for t in extra if t not in tests)
+    return tests
+
+
 def narrow_config(modules: Sequence[str]) -> None:
     """Let mutmut in the snapshot mutate only ``modules`` (its ``only_mutate``), so it does not
-    spend time generating mutants of files this run does not test."""
+    spend time generating mutants of files this run does not test, and run the suite chosen for
+    them (``suite_for``)."""
     path = TREE / "pyproject.toml"
     text = path.read_text("utf-8")
-    start = text.index("only_mutate = [")
-    end = text.index("]", start) + 1
-    listed = "".join(f'\n    "{m}",' for m in modules)
-    path.write_text(f"{text[:start]}only_mutate = [{listed}\n]{text[end:]}", "utf-8")
+    wanted = {"only_mutate": modules, "pytest_add_cli_args_test_selection": suite_for(modules)}
+    for key, values in wanted.items():
+        start = text.index(f"{key} = [")
+        end = text.index("]", start) + 1
+        listed = "".join(f'\n    "{v}",' for v in values)
+        text = f"{text[:start]}{key} = [{listed}\n]{text[end:]}"
+    path.write_text(text, "utf-8")
 
 
-def run_mutmut(prefixes: Sequence[str], jobs: int, timeout: float, log: Path) -> int:
-    """``mutmut run`` over the mutants of the given modules, bounded in time; its exit code."""
-    command = [sys.executable, "-m", "mutmut", "run", "--max-children", str(jobs)]
-    command += [f"{p}*" for p in prefixes]
+def previous_survivors(modules: Sequence[str]) -> list[str]:
+    """The mutants of ``modules`` that survived (or had no test) in the run kept in the tree."""
+    return [name for r in read_results(modules) for name in r.survivors]
+
+
+def run_mutmut(names: Sequence[str], jobs: int, timeout: float, log: Path) -> int:
+    """``mutmut run`` over the named mutants (globs: ``phone.trust.tvs.*``), bounded in time;
+    its exit code."""
+    command = [sys.executable, "-m", "mutmut", "run", "--max-children", str(jobs), *names]
     # The venv's bin/ on PATH: tests that run the ``vphone`` console script find it.
     path = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
     env = dict(os.environ, PYTHONDONTWRITEBYTECODE="1", PATH=path)
@@ -221,10 +248,15 @@ class ModuleResult:
         return sum(self.counts.values())
 
     @property
+    def valid(self) -> int:
+        """Mutants that are programs CI would accept: all but those mypy rejects."""
+        return self.total - self.counts[TYPE_ERROR]
+
+    @property
     def score(self) -> float:
-        """Killed or timed out, over all mutants (a mutant no test reaches counts as alive)."""
+        """Killed or timed out, over the valid mutants (one no test reaches counts as alive)."""
         detected = self.counts[KILLED] + self.counts[TIMEOUT]
-        return 100.0 * detected / self.total if self.total else 100.0
+        return 100.0 * detected / self.valid if self.valid else 100.0
 
 
 def read_results(modules: Sequence[str]) -> list[ModuleResult]:
@@ -287,8 +319,10 @@ def summary(results: Sequence[ModuleResult], listed: set[str], seconds: float, n
     rows = [
         f"mutation run: {note}, {seconds:.0f} s",
         "",
-        "| module | mutants | killed | survived | timed out | no tests | other | not run | score |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| module | mutants | type errors | killed | survived | timed out | no tests | other"
+        " | not run"
+        " | score |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     total = ModuleResult("total")
     for r in results:
@@ -312,7 +346,16 @@ def summary(results: Sequence[ModuleResult], listed: set[str], seconds: float, n
 def _row(r: ModuleResult, *, bold: bool = False) -> str:
     c = r.counts
     name = f"**{r.module}**" if bold else f"`{r.module}`"
-    cells = [r.total, c[KILLED], c[SURVIVED], c[TIMEOUT], c[NO_TESTS], c[OTHER], c[NOT_RUN]]
+    cells = [
+        r.total,
+        c[TYPE_ERROR],
+        c[KILLED],
+        c[SURVIVED],
+        c[TIMEOUT],
+        c[NO_TESTS],
+        c[OTHER],
+        c[NOT_RUN],
+    ]
     return f"| {name} | " + " | ".join(map(str, cells)) + f" | {r.score:.1f}% |"
 
 
@@ -328,6 +371,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--timeout", type=float, default=3600, help="seconds for the whole run")
     parser.add_argument("--source", choices=("head", "worktree"), default="head")
     parser.add_argument("--reuse", action="store_true", help="keep mutmut's test map and results")
+    parser.add_argument(
+        "--survivors",
+        action="store_true",
+        help="with --reuse: re-run only the mutants that survived the kept run (after new tests)",
+    )
     parser.add_argument("--summary", type=Path, help="file for the summary")
     parser.add_argument("--workdir", type=Path, help="instead of .mutation/ (runs side by side)")
     parser.add_argument("--check", action="store_true", help="fail on an unlisted survivor")
@@ -361,7 +409,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     # adding tests; mutmut's test map covers only the functions of the modules it mutated).
     narrow_config(chosen)
     log = WORK / "mutmut.log"
-    code = run_mutmut([mutant_prefix(m) for m in chosen], args.jobs, args.timeout, log)
+    names = [f"{mutant_prefix(m)}*" for m in chosen]
+    if args.survivors:
+        if not args.reuse:
+            parser.error("--survivors re-runs the survivors of a kept run: add --reuse")
+        names = previous_survivors(chosen)
+        print(f"mutation: re-running {len(names)} survivors of the kept run", flush=True)
+    code = run_mutmut(names, args.jobs, args.timeout, log) if names else 0
     seconds = time.monotonic() - started
     if code != 0:
         print(f"mutation: mutmut ended with {code} (log: {log}); results so far:")
