@@ -293,7 +293,7 @@ def _update(
             rejected(
                 "item 12",
                 f"{name}: {not_local}; {outcome.reason} but not for a trust-list signer role "
-                f"(roles {sorted(outcome.roles)}); kept the old {kind}",
+                f"(roles {sorted(int(r) for r in outcome.roles)}); kept the old {kind}",
                 failed,
             ),
             tvs=outcome,
