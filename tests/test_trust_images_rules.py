@@ -360,3 +360,33 @@ def test_payload_empty_value_is_named_at_its_own_line() -> None:
     assert error.offset == 26
     error = _error(b"LOAD_ID=x\nFAMILY=\nKNOWN_IMAGE_KEYS=a\n")
     assert str(error) == "at byte 10: FAMILY is empty (expected a FAMILY value)"
+
+
+def test_item38_intermediate_load_lists_every_key_it_brings() -> None:
+    decision = install("SCCP42.8-5-2S", running="SCCP42.8-3-1S")
+    assert decision.accepted and decision.key_id == "image-key-2009"
+    assert decision.reason == (
+        "SCCP42.8-5-2S.loads verifies with image-key-2009, which the running firmware knows, "
+        "and is built for SCCP42; once it runs, the phone accepts images signed with: "
+        "image-key-2009, image-key-2010"
+    )
+
+
+def test_item38_several_intermediate_loads_are_listed_sorted(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A second bridge of the 7962 family (signed with 2009, knowing 2010), named to sort first.
+    bridge = Load(
+        "SCCP42.8-4-1S",
+        "SCCP42",
+        ImageFormat.LEGACY,
+        "image-key-2009",
+        ("image-key-2009", "image-key-2010"),
+    )
+    monkeypatch.setitem(CATALOGUE, bridge.name, bridge)
+    decision = install(LEGACY, running="SCCP42.8-3-1S")
+    assert decision.rule == "item 38"
+    assert (
+        "; install an intermediate load first (SCCP42.8-4-1S, SCCP42.8-5-2S): it is signed with "
+        in decision.reason
+    )
