@@ -217,6 +217,7 @@ def parse_load_info(payload: bytes) -> LoadInfo:
         ) from None
     wanted = (PAYLOAD_LOAD_ID, PAYLOAD_FAMILY, PAYLOAD_KNOWN_KEYS)
     values: dict[str, str] = {}
+    lines: dict[str, int] = {}  # where each wanted key's line starts
     offset = 0
     for raw in text.split("\n"):
         line = raw.strip()
@@ -237,6 +238,7 @@ def parse_load_info(payload: bytes) -> LoadInfo:
         if key in values:
             raise StructureError(f"{key} appears twice", offset=at, expected=f"one {key}= line")
         values[key] = value.strip()
+        lines[key] = at
     for key in wanted:
         if key not in values:
             raise StructureError(
@@ -244,9 +246,7 @@ def parse_load_info(payload: bytes) -> LoadInfo:
             )
     for key in (PAYLOAD_LOAD_ID, PAYLOAD_FAMILY):
         if not values[key]:
-            raise ValueFormatError(
-                f"{key} is empty", offset=text.find(f"{key}="), expected=f"a {key} value"
-            )
+            raise ValueFormatError(f"{key} is empty", offset=lines[key], expected=f"a {key} value")
     keys = tuple(k.strip() for k in values[PAYLOAD_KNOWN_KEYS].split(",") if k.strip())
     return LoadInfo(values[PAYLOAD_LOAD_ID], values[PAYLOAD_FAMILY], keys)
 
