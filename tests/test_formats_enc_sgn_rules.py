@@ -152,7 +152,8 @@ def test_decrypt_a_key_wrapped_for_another_key_size_says_so(
         decrypt(parse_signed(signed.encode()), phone_key)
     assert str(caught.value) == (
         "the config key is wrapped for another certificate: this phone's key cannot "
-        "unwrap it (re-enroll the phone's LSC or fix the device's encryption key)"
+        "unwrap it to a 16-byte AES key (re-enroll the phone's LSC or fix the device's "
+        "encryption key)"
     )
 
 
@@ -166,7 +167,36 @@ def test_decrypt_a_wrapped_key_that_is_not_16_bytes(
     bad = _swap(signed.encode(), info.encrypted_key, other)
     with pytest.raises(DecryptionError) as caught:
         decrypt(parse_signed(bad), phone_key)
-    assert str(caught.value) == "unwrapped key is 24 bytes, not a 16-byte AES key"
+    assert str(caught.value) == (
+        "the config key is wrapped for another certificate: this phone's key cannot "
+        "unwrap it to a 16-byte AES key (re-enroll the phone's LSC or fix the device's "
+        "encryption key)"
+    )
+
+
+def test_decrypt_a_key_wrapped_for_another_key_of_the_same_size_says_so(
+    rsa_signer: Signer, phone_key: rsa.RSAPrivateKey
+) -> None:
+    # The case a real phone meets (a config encrypted for the LSC it had before re-enrolment):
+    # OpenSSL 3.2+ does not fail a wrong-key PKCS#1 v1.5 unwrap, it answers random bytes of a
+    # random length (implicit rejection), which must read as the same "wrapped for another
+    # certificate", not as a malformed key. (A random answer of exactly 16 bytes, about 1 in
+    # 200, is caught by the plaintext digest instead: re-wrap until it is not.)
+    other_key = rsa_signer.key.public_key()
+    assert other_key.key_size == phone_key.key_size
+    for _ in range(20):
+        signed = _enc(CONFIG, rsa_signer, other_key)
+        info = signed.header.encryption
+        assert info is not None
+        if len(phone_key.decrypt(info.encrypted_key, padding.PKCS1v15())) != 16:
+            break
+    with pytest.raises(DecryptionError) as caught:
+        decrypt(parse_signed(signed.encode()), phone_key)
+    assert str(caught.value) == (
+        "the config key is wrapped for another certificate: this phone's key cannot "
+        "unwrap it to a 16-byte AES key (re-enroll the phone's LSC or fix the device's "
+        "encryption key)"
+    )
 
 
 def test_decrypt_a_payload_of_partial_blocks(

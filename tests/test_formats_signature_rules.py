@@ -132,3 +132,21 @@ def test_section3_signer_certificate_whose_key_cannot_be_loaded() -> None:
     assert str(caught.value) == (
         "the signer certificate's public key cannot be loaded (invalid key bytes)"
     )
+
+
+def test_section3_signature_of_a_key_size_not_a_multiple_of_8_is_whole_bytes() -> None:
+    # RSA signatures are as long as the modulus in whole bytes (RFC 8017 section 8.2.1: k octets,
+    # k = ceil(bits / 8)), so a 2047-bit key signs 256 bytes, and that is not a size mismatch.
+    from datetime import UTC, datetime
+
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    from phone.pki import self_signed
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2047)
+    ident = self_signed("odd", now=datetime(2026, 1, 1, tzinfo=UTC), key=key)
+    odd = Signer(ident.certificate, key)
+    assert odd.modulus_bytes == 256
+    signed = build_signed(CONFIG, odd, filename="SEP0011.cnf.xml.sgn", timestamp=1)
+    assert len(signed.header.signature) == 256
+    signed.verify(ident.certificate)

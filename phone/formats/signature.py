@@ -58,7 +58,7 @@ class Signer:
     @property
     def modulus_bytes(self) -> int:
         """Signature size in bytes."""
-        return self.key.key_size // 8
+        return (self.key.key_size + 7) // 8
 
     def sign(self, data: bytes, digest: Digest) -> bytes:
         """RSA PKCS#1 v1.5 signature of ``data`` with ``digest``."""
@@ -128,10 +128,10 @@ def verify_signature(header: Header, signed_data: bytes, public_key: PublicKeyTy
         )
     if not isinstance(public_key, rsa.RSAPublicKey):
         raise SignatureError("the signer certificate's key is not RSA; headers are RSA-signed")
-    if len(header.signature) != public_key.key_size // 8:
+    if len(header.signature) != (public_key.key_size + 7) // 8:  # a 2047-bit key: 256 bytes
         raise SignatureError(
             f"signature is {len(header.signature)} bytes but the signer key is "
-            f"{public_key.key_size}-bit ({public_key.key_size // 8} bytes)"
+            f"{public_key.key_size}-bit ({(public_key.key_size + 7) // 8} bytes)"
         )
     try:
         public_key.verify(header.signature, signed_data, padding.PKCS1v15(), digest.algorithm())

@@ -169,15 +169,19 @@ def decrypt(signed: SignedFile, private_key: rsa.RSAPrivateKey) -> bytes:
             offset=0,
             expected="an .enc.sgn header with tags 16-27",
         )
+    # PKCS#1 v1.5 with the wrong key: older OpenSSL raises, OpenSSL 3.2+ answers with random
+    # bytes of a random length (implicit rejection, against Bleichenbacher's oracle). Both mean
+    # the key was wrapped for another certificate, so both say so.
     try:
         aes_key = private_key.decrypt(info.encrypted_key, padding.PKCS1v15())
     except ValueError:
+        aes_key = b""
+    if len(aes_key) != 16:
         raise DecryptionError(
             "the config key is wrapped for another certificate: this phone's key cannot "
-            "unwrap it (re-enroll the phone's LSC or fix the device's encryption key)"
-        ) from None
-    if len(aes_key) != 16:
-        raise DecryptionError(f"unwrapped key is {len(aes_key)} bytes, not a 16-byte AES key")
+            "unwrap it to a 16-byte AES key (re-enroll the phone's LSC or fix the device's "
+            "encryption key)"
+        )
     if len(signed.payload) % 16:
         raise DecryptionError(
             f"encrypted payload of {len(signed.payload)} bytes is not a whole number of blocks"
