@@ -31,7 +31,6 @@ class ConfigOutcome:
 
     decision: Decision
     xml: bytes | None = None
-    signer_serial: str | None = None
 
 
 def config_names(
@@ -50,7 +49,7 @@ def config_names(
 
 
 def default_config_names(
-    *, ctl: TrustList | None, itl: TrustList | None, security_by_default: bool = True
+    *, ctl: TrustList | None, itl: TrustList | None, security_by_default: bool
 ) -> tuple[str, ...]:
     """Autoregistration fallback (item 6): signed when the phone checks signatures.
 
@@ -133,9 +132,8 @@ def evaluate_config(
             )
         )
     problem, rule, how = _authenticate(signed, name, ctl, itl, tvs, what=what)
-    serial = signed.header.serial_hex
     if problem is not None:
-        return ConfigOutcome(rejected(rule, problem, failed), signer_serial=serial)
+        return ConfigOutcome(rejected(rule, problem, failed))
     payload = signed.payload
     if signed.encrypted:
         if private_key is None:
@@ -145,16 +143,13 @@ def evaluate_config(
                     f"{name} is encrypted but the phone has no certificate key to decrypt it "
                     "(enroll an LSC through CAPF)",
                     failed,
-                ),
-                signer_serial=serial,
+                )
             )
         try:
             payload = decrypt(signed, private_key)
         except (DecryptionError, FormatError) as exc:
-            return ConfigOutcome(
-                rejected("item 14", f"{name}: {exc}", failed), signer_serial=serial
-            )
-    return ConfigOutcome(accepted(rule, f"{name}: {how}"), payload, serial)
+            return ConfigOutcome(rejected("item 14", f"{name}: {exc}", failed))
+    return ConfigOutcome(accepted(rule, f"{name}: {how}"), payload)
 
 
 def _held_certificate(
