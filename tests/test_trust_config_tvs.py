@@ -342,6 +342,7 @@ def test_item22_query_answer_picks_the_certificate_with_both_serial_and_issuer(
     one whose serial *and* issuer are the ones asked about, skipping bytes that are no
     certificate, and never one that matches on the issuer alone."""
     from cryptography.hazmat.primitives.serialization import Encoding
+    from cryptography.x509.oid import NameOID
 
     from phone.pki import self_signed
 
@@ -349,8 +350,12 @@ def test_item22_query_answer_picks_the_certificate_with_both_serial_and_issuer(
     issuer, serial = key_of(other.itlrecovery)
     # Same subject (so the same issuer, self-signed), another serial and key.
     namesake = self_signed(
-        "ITLRECOVERY_cucm1.c2.lab", now=NOW, key=kit.capf.key, serial=wanted.serial_number + 1
+        wanted.subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value,
+        now=NOW,
+        key=kit.capf.key,
+        serial=wanted.serial_number + 1,
     ).certificate
+    assert namesake.issuer == wanted.issuer  # else the "issuer alone" case is never met
     certificates = (
         b"\x30\x03\x02\x01\x00",  # DER, but not a certificate
         namesake.public_bytes(Encoding.DER),
