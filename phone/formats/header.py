@@ -8,7 +8,7 @@ the payload follow it.
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from enum import IntEnum
 
@@ -525,14 +525,6 @@ def _signature_info(digest: Digest, modulus_bytes: int) -> Element:
     )
 
 
-def replace_signature(elements: Iterable[Element], signature: bytes) -> tuple[Element, ...]:
-    """The same header elements with the top-level signature value replaced."""
-    return tuple(
-        leaf(Tag.SIGNATURE, signature) if e.tag == Tag.SIGNATURE and not e.single_byte else e
-        for e in elements
-    )
-
-
 def sign_header(spec: HeaderSpec, body: bytes, sign: Callable[[bytes], bytes]) -> Header:
     """Lay out ``spec``, sign it together with ``body`` (records or payload), return the header.
 
@@ -540,15 +532,12 @@ def sign_header(spec: HeaderSpec, body: bytes, sign: Callable[[bytes], bytes]) -
     ``sign`` maps those bytes to the raw signature of ``spec.modulus_bytes`` bytes.
     """
     placeholder = layout_header(spec, bytes(spec.modulus_bytes))
-    places = [i for i, e in enumerate(placeholder) if e.tag == Tag.SIGNATURE and not e.single_byte]
-    if len(places) != 1:  # pragma: no cover - layout_header writes one signature element
-        unsigned = encode_all(e for e in placeholder if e.tag != Tag.SIGNATURE or e.single_byte)
-        return header_from_elements(replace_signature(placeholder, sign(unsigned + body)))
-    # The same bytes as above, encoded once: the placeholder's encoding with the signature
-    # element cut out is what gets signed, and with the real signature element spliced in
-    # it is encode_all(replace_signature(placeholder, signature)). That header is typed as
-    # parse_header would type it (see _typed_layout), or by parse_header itself.
-    at = places[0]
+    # layout_header writes one top-level signature element (the callers' extra elements are
+    # the .enc.sgn encryption block, which holds none). The placeholder is encoded once: its
+    # encoding with the signature element cut out is what gets signed, and with the real
+    # signature element spliced in it is the header. That header is typed as parse_header
+    # would type it (see _typed_layout), or by parse_header itself.
+    at = next(i for i, e in enumerate(placeholder) if e.tag == Tag.SIGNATURE and not e.single_byte)
     raw = encode_all(placeholder)
     start = sum(e.size for e in placeholder[:at])
     end = start + placeholder[at].size
@@ -585,8 +574,3 @@ def _typed_layout(elements: tuple[Element, ...], raw: bytes) -> Header:
     if length is None or pos != len(raw) or int.from_bytes(length.value, "big") != pos:
         return parse_header(raw)
     return _typed_header(elements, pos, offsets, raw, first)
-
-
-def header_from_elements(elements: tuple[Element, ...]) -> Header:
-    """Type a freshly built element tuple by parsing its encoding (one code path for both)."""
-    return parse_header(encode_all(elements))
