@@ -68,6 +68,8 @@ def test_section1_container_length_is_a_u16_too() -> None:
 
 def test_section1_sizes() -> None:
     assert PADDING.size == 1
+    padding = Element(13, single_byte=True)  # section 1: tag 13 is a single byte
+    assert (padding.size, padding.encode()) == (1, b"\x0d")
     assert leaf(14, b"CTLFile.tlv\0").size == 15
     # Section 1: tag 7 length 15 = tag 8 (4 bytes) + tag 9 (3) + tags 10 and 11 (4 each).
     info = container(7, [leaf(8, b"\x01"), container(9, [leaf(10, b"\x00"), leaf(11, b"\x01")])])
@@ -136,7 +138,11 @@ def test_containers_nest_at_most_four_deep() -> None:
     ok = nest(4)
     (outer,) = parse_elements(ok, 0, len(ok), containers=frozenset({3}))
     assert outer.encode() == ok
+    # read_element counts from the top level by default, as the header parser calls it.
+    assert read_element(ok, 0, len(ok), containers=frozenset({3}), padding=False)[1] == len(ok)
     deep = nest(5)
+    with pytest.raises(StructureError):
+        read_element(deep, 0, len(deep), containers=frozenset({3}), padding=False)
     with pytest.raises(StructureError) as caught:
         parse_elements(deep, 0, len(deep), containers=frozenset({3}))
     assert str(caught.value) == (
@@ -148,6 +154,10 @@ def test_section1_padding_is_one_byte_only_in_headers() -> None:
     element, pos = read_element(b"\x0d\x0d", 1, 2, containers=NONE, padding=True)
     assert (element, pos) == (PADDING, 2)
     assert element.single_byte
+    # In a header region a 0x0D byte is padding at any depth, inside containers too.
+    data = b"\x03\x00\x04\x0d\x04\x00\x00"
+    element, pos = read_element(data, 0, len(data), containers=frozenset({3}), padding=True)
+    assert (element, pos) == (container(3, [PADDING, leaf(4, b"")]), 7)
     element, pos = read_element(b"\x0d\x00\x01\x07", 0, 4, containers=NONE, padding=False)
     assert (element, pos) == (leaf(13, b"\x07"), 4)
 

@@ -52,13 +52,15 @@ class Element:
         if not 0 <= self.tag <= 0xFF:
             raise ValueError(f"tag {self.tag} does not fit in one byte")
         children = self.children
-        if children is None:
+        if self.single_byte:
+            size = 1  # the padding byte: no length, no value
+        elif children is None:
             length = len(self.value)
             if length > MAX_VALUE_LENGTH:
                 raise ValueError(f"tag {self.tag}: value of {length} bytes exceeds 65535")
-            size = 1 if self.single_byte else 3 + length
+            size = 3 + length
         else:
-            size = 1 if self.single_byte else 3 + sum(child.size for child in children)
+            size = 3 + sum(child.size for child in children)
         _set(self, "size", size)
 
     def encode(self) -> bytes:
