@@ -8,7 +8,7 @@ the payload follow it.
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from enum import IntEnum
 
@@ -276,37 +276,38 @@ def _require(elements: Sequence[Element], tag: Tag, offset: int, what: str) -> E
     return element
 
 
+# Whether an element is a container is decided by its tag alone: the parser reads every element
+# whose tag is in HEADER_CONTAINERS as a container and every other one as a leaf (and
+# layout_header builds the same shapes). So an element found by a container tag always has
+# children and one found by another tag always has a value: the typed view needs no check of
+# its own for either (a container where a value belongs cannot come from any bytes).
+
+
+def _children(element: Element) -> tuple[Element, ...]:
+    """The children of ``element``, found by a tag of HEADER_CONTAINERS."""
+    children = element.children
+    assert children is not None
+    return children
+
+
 def _fixed(element: Element, size: int, offset: int, what: str) -> bytes:
-    if element.children is not None or len(element.value) != size:
-        got = "a container" if element.children is not None else f"{len(element.value)} bytes"
+    value = element.value
+    if len(value) != size:
         raise ValueFormatError(
-            f"{what} (tag {element.tag}) holds {got}",
+            f"{what} (tag {element.tag}) holds {len(value)} bytes",
             offset=offset,
             expected=f"{size} bytes",
         )
-    return element.value
+    return value
 
 
-def _leaf_value(element: Element, offset: int, what: str) -> bytes:
-    if element.children is not None:
-        raise ValueFormatError(
-            f"{what} (tag {element.tag}) is a container", offset=offset, expected="a value"
-        )
-    return element.value
-
-
-def _container(element: Element, offset: int, what: str) -> tuple[Element, ...]:
-    if element.children is None:
-        raise StructureError(f"{what} is not a container", offset=offset, expected=what)
-    return element.children
-
-
-def _require_top(first: dict[int, Element], tag: Tag, offset: int, what: str) -> Element:
+def _require_top(first: dict[int, Element], tag: Tag, what: str) -> Element:
     """:func:`_require` on the top level, from the parse loop's first-element-by-tag map
-    (the same element: find() returns the first non-padding element with the tag)."""
+    (the same element: find() returns the first non-padding element with the tag); a missing
+    top-level element is reported at byte 0, the start of the header."""
     element = first.get(tag)
     if element is None:
-        raise StructureError(f"no {what} (tag {int(tag)})", offset=offset, expected=what)
+        raise StructureError(f"no {what} (tag {int(tag)})", offset=0, expected=what)
     return element
 
 
@@ -318,44 +319,31 @@ def _typed_header(
     first: dict[int, Element],
 ) -> Header:
     assert length is not None  # the parse loop only ends once tag 2 was read
-    at = offsets.get
-    version_el = _require_top(first, Tag.VERSION, 0, "header version")
-    version = _fixed(version_el, 2, at(Tag.VERSION, 0), "header version")
+    # offsets holds the start of the first top-level element of each tag, as first does: an
+    # element _require_top returned has its offset there.
+    version_el = _require_top(first, Tag.VERSION, "header version")
+    version = _fixed(version_el, 2, offsets[Tag.VERSION], "header version")
 
-    signer_at = at(Tag.SIGNER_INFO, 0)
-    signer = _container(
-        _require_top(first, Tag.SIGNER_INFO, 0, "signer info container"),
-        signer_at,
-        "signer info",
-    )
-    name = _leaf_value(_require(signer, Tag.SIGNER_NAME, signer_at, "signer name"), signer_at, "")
-    serial = _leaf_value(
-        _require(signer, Tag.SERIAL_NUMBER, signer_at, "signer serial number"), signer_at, ""
-    )
-    issuer = _leaf_value(
-        _require(signer, Tag.ISSUER_NAME, signer_at, "signer CA name"), signer_at, ""
-    )
+    signer = _children(_require_top(first, Tag.SIGNER_INFO, "signer info container"))
+    signer_at = offsets[Tag.SIGNER_INFO]
+    name = _require(signer, Tag.SIGNER_NAME, signer_at, "signer name").value
+    serial = _require(signer, Tag.SERIAL_NUMBER, signer_at, "signer serial number").value
+    issuer = _require(signer, Tag.ISSUER_NAME, signer_at, "signer CA name").value
     if not serial:
         raise ValueFormatError(
             "signer serial number is empty", offset=signer_at, expected="at least one byte"
         )
 
-    info_at = at(Tag.SIGNATURE_INFO, 0)
-    info = _container(
-        _require_top(first, Tag.SIGNATURE_INFO, 0, "signature info container"),
-        info_at,
-        "signature info",
-    )
+    info = _children(_require_top(first, Tag.SIGNATURE_INFO, "signature info container"))
+    info_at = offsets[Tag.SIGNATURE_INFO]
     digest = _fixed(
         _require(info, Tag.DIGEST_ALGORITHM, info_at, "digest algorithm"),
         1,
         info_at,
         "digest algorithm",
     )
-    alg_info = _container(
-        _require(info, Tag.SIGNATURE_ALGORITHM_INFO, info_at, "signature algorithm info"),
-        info_at,
-        "signature algorithm info",
+    alg_info = _children(
+        _require(info, Tag.SIGNATURE_ALGORITHM_INFO, info_at, "signature algorithm info")
     )
     algorithm = _fixed(
         _require(alg_info, Tag.SIGNATURE_ALGORITHM, info_at, "signature algorithm"),
@@ -370,25 +358,26 @@ def _typed_header(
         "signature modulus",
     )
 
-    sig_at = at(Tag.SIGNATURE, 0)
-    signature = _leaf_value(_require_top(first, Tag.SIGNATURE, 0, "signature"), sig_at, "signature")
+    signature = _require_top(first, Tag.SIGNATURE, "signature").value
     if not signature:
-        raise LengthError("signature element is empty", offset=sig_at, expected="signature bytes")
+        raise LengthError(
+            "signature element is empty", offset=offsets[Tag.SIGNATURE], expected="signature bytes"
+        )
 
-    name_el = _require_top(first, Tag.FILENAME, 0, "file name")
-    filename = decode_cstring(_leaf_value(name_el, at(Tag.FILENAME, 0), "file name"))
+    filename = decode_cstring(_require_top(first, Tag.FILENAME, "file name").value)
 
     timestamp: int | None = None
     ts_el = first.get(Tag.TIMESTAMP)
     if ts_el is not None:
-        timestamp = int.from_bytes(_fixed(ts_el, 4, at(Tag.TIMESTAMP, 0), "timestamp"), "big")
+        timestamp = int.from_bytes(_fixed(ts_el, 4, offsets[Tag.TIMESTAMP], "timestamp"), "big")
 
     signer_version: tuple[int, int] | None = None
     sv_el = first.get(Tag.SIGNER_VERSION)
     if sv_el is not None:
-        sv = _fixed(sv_el, 2, at(Tag.SIGNER_VERSION, 0), "signer version")
+        sv = _fixed(sv_el, 2, offsets[Tag.SIGNER_VERSION], "signer version")
         signer_version = (sv[0], sv[1])
 
+    encryption_el = first.get(Tag.ENCRYPTION_INFO)
     return Header(
         elements=elements,
         version=(version[0], version[1]),
@@ -403,35 +392,37 @@ def _typed_header(
         filename=filename,
         timestamp=timestamp,
         signer_version=signer_version,
-        encryption=_encryption(elements, offsets) if Tag.ENCRYPTION_INFO in first else None,
+        encryption=(
+            None if encryption_el is None else _encryption(encryption_el, elements, offsets)
+        ),
         offsets=offsets,
         raw=raw,
     )
 
 
-def _encryption(elements: Sequence[Element], offsets: dict[int, int]) -> EncryptionInfo | None:
-    block = find(elements, Tag.ENCRYPTION_INFO)
-    if block is None:
-        return None
-    at = offsets.get(Tag.ENCRYPTION_INFO, 0)
-    children = _container(block, at, "encryption info")
-    iv_info = _container(_require(children, Tag.IV_INFO, at, "IV info"), at, "IV info")
-    key_info = _container(_require(children, Tag.KEY_INFO, at, "key info"), at, "key info")
+def _encryption(
+    block: Element,
+    elements: Sequence[Element],
+    offsets: dict[int, int],
+) -> EncryptionInfo:
+    """The encryption block ``block`` (tag 16) and tags 26 and 27 of the top level. Every
+    problem inside the block, or a missing tag 26 or 27, is reported at the block."""
+    at = offsets[Tag.ENCRYPTION_INFO]
+    children = _children(block)
+    iv_info = _children(_require(children, Tag.IV_INFO, at, "IV info"))
+    key_info = _children(_require(children, Tag.KEY_INFO, at, "key info"))
     iv = _fixed(_require(iv_info, Tag.IV, at, "IV"), 16, at, "IV")
     pad = _fixed(_require(iv_info, Tag.PADDING_COUNT, at, "padding count"), 2, at, "padding count")
     bits = _fixed(_require(key_info, Tag.KEY_SIZE, at, "key size"), 2, at, "key size")
     alg = _fixed(_require(key_info, Tag.KEY_ALGORITHM, at, "key algorithm"), 1, at, "key algorithm")
-    key = _leaf_value(_require(key_info, Tag.ENCRYPTED_KEY, at, "encrypted key"), at, "key")
-    d_at = offsets.get(Tag.PLAINTEXT_DIGEST_ALGORITHM, at)
+    key = _require(key_info, Tag.ENCRYPTED_KEY, at, "encrypted key").value
     dalg = _fixed(
         _require(elements, Tag.PLAINTEXT_DIGEST_ALGORITHM, at, "plaintext digest algorithm"),
         1,
-        d_at,
+        offsets[Tag.PLAINTEXT_DIGEST_ALGORITHM],
         "plaintext digest algorithm",
     )
-    digest = _leaf_value(
-        _require(elements, Tag.PLAINTEXT_DIGEST, at, "plaintext digest"), at, "digest"
-    )
+    digest = _require(elements, Tag.PLAINTEXT_DIGEST, at, "plaintext digest").value
     return EncryptionInfo(
         iv=iv,
         padding_count=int.from_bytes(pad, "big"),
@@ -525,14 +516,6 @@ def _signature_info(digest: Digest, modulus_bytes: int) -> Element:
     )
 
 
-def replace_signature(elements: Iterable[Element], signature: bytes) -> tuple[Element, ...]:
-    """The same header elements with the top-level signature value replaced."""
-    return tuple(
-        leaf(Tag.SIGNATURE, signature) if e.tag == Tag.SIGNATURE and not e.single_byte else e
-        for e in elements
-    )
-
-
 def sign_header(spec: HeaderSpec, body: bytes, sign: Callable[[bytes], bytes]) -> Header:
     """Lay out ``spec``, sign it together with ``body`` (records or payload), return the header.
 
@@ -540,15 +523,12 @@ def sign_header(spec: HeaderSpec, body: bytes, sign: Callable[[bytes], bytes]) -
     ``sign`` maps those bytes to the raw signature of ``spec.modulus_bytes`` bytes.
     """
     placeholder = layout_header(spec, bytes(spec.modulus_bytes))
-    places = [i for i, e in enumerate(placeholder) if e.tag == Tag.SIGNATURE and not e.single_byte]
-    if len(places) != 1:  # pragma: no cover - layout_header writes one signature element
-        unsigned = encode_all(e for e in placeholder if e.tag != Tag.SIGNATURE or e.single_byte)
-        return header_from_elements(replace_signature(placeholder, sign(unsigned + body)))
-    # The same bytes as above, encoded once: the placeholder's encoding with the signature
-    # element cut out is what gets signed, and with the real signature element spliced in
-    # it is encode_all(replace_signature(placeholder, signature)). That header is typed as
-    # parse_header would type it (see _typed_layout), or by parse_header itself.
-    at = places[0]
+    # layout_header writes one top-level signature element (the callers' extra elements are
+    # the .enc.sgn encryption block, which holds none). The placeholder is encoded once: its
+    # encoding with the signature element cut out is what gets signed, and with the real
+    # signature element spliced in it is the header. That header is typed as parse_header
+    # would type it (see _typed_layout), or by parse_header itself.
+    at = next(i for i, e in enumerate(placeholder) if e.tag == Tag.SIGNATURE and not e.single_byte)
     raw = encode_all(placeholder)
     start = sum(e.size for e in placeholder[:at])
     end = start + placeholder[at].size
@@ -585,8 +565,3 @@ def _typed_layout(elements: tuple[Element, ...], raw: bytes) -> Header:
     if length is None or pos != len(raw) or int.from_bytes(length.value, "big") != pos:
         return parse_header(raw)
     return _typed_header(elements, pos, offsets, raw, first)
-
-
-def header_from_elements(elements: tuple[Element, ...]) -> Header:
-    """Type a freshly built element tuple by parsing its encoding (one code path for both)."""
-    return parse_header(encode_all(elements))

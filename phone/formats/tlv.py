@@ -13,7 +13,7 @@ accepts a container whose children fill its announced length exactly, so the two
 from __future__ import annotations
 
 import struct
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from phone.errors import LengthError, StructureError, TruncatedError
@@ -26,7 +26,7 @@ MAX_DEPTH = 4
 
 _U16 = struct.Struct(">H")
 _U32 = struct.Struct(">I")
-_TAG_LENGTH = struct.Struct(">BH")  # an element's tag and length, as iter_encode writes them
+_TAG_LENGTH = struct.Struct(">BH")  # an element's tag and length
 _TAG_BYTE = tuple(bytes((tag,)) for tag in range(256))
 _new = object.__new__
 _set = object.__setattr__  # how a frozen dataclass sets its own fields
@@ -52,13 +52,15 @@ class Element:
         if not 0 <= self.tag <= 0xFF:
             raise ValueError(f"tag {self.tag} does not fit in one byte")
         children = self.children
-        if children is None:
+        if self.single_byte:
+            size = 1  # the padding byte: no length, no value
+        elif children is None:
             length = len(self.value)
             if length > MAX_VALUE_LENGTH:
                 raise ValueError(f"tag {self.tag}: value of {length} bytes exceeds 65535")
-            size = 1 if self.single_byte else 3 + length
+            size = 3 + length
         else:
-            size = 1 if self.single_byte else 3 + sum(child.size for child in children)
+            size = 3 + sum(child.size for child in children)
         _set(self, "size", size)
 
     def encode(self) -> bytes:
@@ -66,26 +68,6 @@ class Element:
         pieces: list[bytes] = []
         _encode_into(self, pieces)
         return b"".join(pieces)
-
-    def iter_encode(self) -> Iterator[bytes]:
-        """Yield the encoded pieces of this element, avoiding repeated concatenation."""
-        if self.single_byte:
-            yield bytes((self.tag,))
-            return
-        if self.children is not None:
-            inner = self.size - 3
-            if inner > MAX_VALUE_LENGTH:
-                raise ValueError(f"container {self.tag} holds {inner} bytes, more than 65535")
-            yield bytes((self.tag,)) + _U16.pack(inner)
-            for child in self.children:
-                yield from child.iter_encode()
-            return
-        yield bytes((self.tag,)) + _U16.pack(len(self.value))
-        yield self.value
-
-    def find(self, tag: int) -> Element | None:
-        """The first child with ``tag``, or None (containers only)."""
-        return find(self.children or (), tag)
 
 
 PADDING = Element(PADDING_TAG, single_byte=True)
@@ -123,9 +105,9 @@ def encode_all(elements: Iterable[Element]) -> bytes:
 
 
 def _encode_into(element: Element, pieces: list[bytes]) -> None:
-    """Append the pieces :meth:`Element.iter_encode` yields (the same bytes, the same error
-    for an oversized container), without a generator per element: the lab encodes a header
-    of about twenty elements for every file it signs."""
+    """Append the encoded pieces of ``element`` (and its children) to ``pieces``, without a
+    generator per element: the lab encodes a header of about twenty elements for every file it
+    signs. A container holding more than 65535 bytes is refused (its length is a u16)."""
     if element.single_byte:
         pieces.append(_TAG_BYTE[element.tag])
         return
