@@ -345,8 +345,8 @@ def _offset_of(elements: tuple[Element, ...], tag: int) -> int:
 # (tag path, replacement, problem, expected); None removes the element. Tags per section 5:
 # 16 encryption info {17 IV info {19 IV, 20 padding count}, 21 key info {23 key size,
 # 24 key algorithm, 25 encrypted key}}, then 26 plaintext digest algorithm, 27 plaintext digest.
-# (Whether a tag is a container is the parser's fixed table HEADER_CONTAINERS, so "is not a
-# container" and "is a container" cannot come from bytes: unreachable, docs/mutation.md.)
+# (Whether a tag is a container is the parser's fixed table HEADER_CONTAINERS, so a container
+# in the wrong shape cannot come from bytes; header._children asserts it.)
 ENC_DAMAGE = [
     ((16, 17), None, "no IV info (tag 17)", "IV info"),
     ((16, 21), None, "no key info (tag 21)", "key info"),
