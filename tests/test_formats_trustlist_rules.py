@@ -14,11 +14,19 @@ import pytest
 from conftest import FORMATS_TIMESTAMP
 from cryptography import x509
 
+from phone.errors import (
+    FormatError,
+    LengthError,
+    StructureError,
+    TruncatedError,
+    ValueFormatError,
+)
 from phone.formats import (
     Role,
     Signer,
     TrustList,
     build_trust_list,
+    certificateless_record,
     find_by_signer,
     find_sast,
     parse_trust_list,
@@ -194,3 +202,255 @@ def test_item13_tampered_list_is_invalid_and_names_its_signer_record(
     # item 17: RSA PKCS#1 v1.5 over the file minus the signature TLV, here SHA-1.
     assert check.reason.startswith("SHA-1 RSA signature does not match the file's contents")
     assert self_check_view(check, trust_list)["record"] == 1
+
+
+def test_record_certificate_that_is_not_der_reads_in_full(
+    itl_certs: Mapping[str, x509.Certificate], rsa_signer: Signer
+) -> None:
+    # A SAST record for the signer whose tag 9 is not DER X.509 (section 4: "DER X.509
+    # certificate"): certificate() raises a format error naming the record's offset and tag 9,
+    # and the self-check reports that text as the reason.
+    sast = itl_certs["SAST"]
+    broken = _edited(record_from_certificate(sast, Role.SAST), CERTIFICATE, b"\x30\x03abc")
+    trust_list = _signed([broken], rsa_signer)
+    record = trust_list.records[0]
+    with pytest.raises(ValueFormatError) as caught:
+        record.certificate()
+    error = caught.value
+    offset = trust_list.header.length  # the first record starts right after the header
+    assert error.offset == offset
+    assert error.expected == "a DER certificate in tag 9"
+    text = str(error)
+    assert text.startswith(f"at byte {offset}: record certificate is not valid DER X.509 (")
+    assert text.endswith(") (expected a DER certificate in tag 9)")
+    check = verify_self_signed(trust_list)
+    assert (check.valid, check.record, check.reason) == (False, record, text)
+
+
+# --- records (trust-file-formats.md section 4) ------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def header_bytes(rsa_signer: Signer) -> bytes:
+    """The header of a signed list without records: records are appended to it by hand."""
+    return build_trust_list([], rsa_signer, timestamp=FORMATS_TIMESTAMP).header.encode()
+
+
+def test_record_built_without_dns_name_holds_just_the_nul(
+    itl_certs: Mapping[str, x509.Certificate],
+) -> None:
+    # Section 4, tag 2: "length 1 (just the NUL) for eToken records"; CUCM order 1..9 (no IP).
+    record = record_from_certificate(itl_certs["SAST"], Role.SAST)
+    assert [e.tag for e in record.elements] == [1, 2, 3, 4, 5, 6, 7, 8, 9]
+    assert record.elements[1] == leaf(2, b"\x00")
+    assert record.dns_name == ""
+    assert record.ip is None and record.ip_text is None
+    assert record.elements[0].value == u16(record.size)
+
+
+def test_build_defaults_are_cucms(
+    itl_certs: Mapping[str, x509.Certificate], rsa_signer: Signer
+) -> None:
+    # Section 3 / 12 (S2): CUCM writes "ITLFile.tlv", header version 1.2, SHA-1 (code 1), no tag
+    # 28; records start right after the header, one after the other.
+    records = [
+        record_from_certificate(itl_certs["SAST"], Role.SAST),
+        certificateless_record(TVS, dns_name="tvs1", ip="10.0.0.2"),
+    ]
+    trust_list = build_trust_list(records, rsa_signer, timestamp=FORMATS_TIMESTAMP)
+    header = trust_list.header
+    assert header.filename == "ITLFile.tlv"
+    assert header.version_text == "1.2"
+    assert header.digest_code == 1
+    assert header.signer_version is None
+    first, second = trust_list.records
+    assert first.offset == header.length
+    assert second.offset == header.length + first.size
+    assert second.ip_text == "10.0.0.2"
+    assert second.size == 5 + 3 + 5 + 5 + 3 + 4  # tags 1, 2 ("tvs1\0"), 4, 10
+    data = trust_list.encode()
+    assert data[second.offset : second.offset + second.size] == second.encode()
+    assert parse_trust_list(data) == trust_list
+
+
+@pytest.mark.parametrize(
+    ("filename", "kind"),
+    [
+        ("CTLFile.tlv", "CTL"),
+        ("ctlfile.tlv", "CTL"),
+        ("CTLSEP001122334455.tlv", "CTL"),
+        ("ITLFile.tlv", "ITL"),
+        ("ITLSEP001122334455.tlv", "ITL"),
+    ],
+)
+def test_ctl_or_itl_by_file_name(rsa_signer: Signer, filename: str, kind: str) -> None:
+    # phone-behaviour.md item 2: CTLSEP<MAC>.tlv / ITLSEP<MAC>.tlv; the name is the only marker.
+    trust_list = build_trust_list([], rsa_signer, filename=filename, timestamp=FORMATS_TIMESTAMP)
+    assert trust_list.kind == kind
+    assert trust_list.is_ctl is (kind == "CTL")
+
+
+def test_roles_and_certificate_count(
+    itl_certs: Mapping[str, x509.Certificate], rsa_signer: Signer
+) -> None:
+    # item 18 counts certificates, so records without tag 9 do not count.
+    records = [
+        record_from_certificate(itl_certs["SAST"], Role.SAST),
+        certificateless_record(TVS, dns_name="tvs1"),
+        record_from_certificate(itl_certs["TVS"], TVS),
+        certificateless_record(3, dns_name="tftp"),
+    ]
+    trust_list = _signed(records, rsa_signer)
+    assert trust_list.certificate_count() == 2
+    assert [r.role for r in trust_list.with_role(TVS)] == [TVS, TVS]
+    assert trust_list.with_role(TVS, 3) == trust_list.records[1:]
+    assert trust_list.with_role(4) == ()
+
+
+def test_record_ip_text_only_for_four_bytes(header_bytes: bytes) -> None:
+    # Section 4, tag 10: "4 bytes, IPv4, network order"; other sizes are kept but not shown.
+    def with_ip(ip: bytes) -> Record:
+        body = leaf(2, b"h\x00").encode() + leaf(4, u16(3)).encode() + leaf(10, ip).encode()
+        record = leaf(1, u16(5 + len(body))).encode() + body
+        return parse_trust_list(header_bytes + record).records[0]
+
+    assert with_ip(bytes([10, 35, 48, 106])).ip_text == "10.35.48.106"
+    sixteen = with_ip(bytes(range(16)))
+    assert sixteen.ip == bytes(range(16))
+    assert sixteen.ip_text is None
+
+
+def test_record_text_fields_and_raw_fields(header_bytes: bytes) -> None:
+    body = b"".join(
+        leaf(tag, value).encode()
+        for tag, value in [
+            (2, b"cucm-pub\x00"),
+            (3, b"CN=subject\x00"),
+            (4, u16(2)),
+            (5, b"CN=issuer"),  # hand-made: no NUL (decoded all the same)
+            (6, b"\x01\x02"),
+            (7, b"key"),
+            (9, b"not DER"),
+        ]
+    )
+    raw = leaf(1, u16(5 + len(body))).encode() + body
+    record = parse_trust_list(header_bytes + raw).records[0]
+    assert (record.dns_name, record.subject, record.issuer) == (
+        "cucm-pub",
+        "CN=subject",
+        "CN=issuer",
+    )
+    assert (record.serial, record.public_key, record.certificate_der) == (
+        b"\x01\x02",
+        b"key",
+        b"not DER",
+    )
+    assert record.serial_hex == "0102"
+    assert record.role == CCM_TFTP and record.role_label == "CCM+TFTP"
+    assert record.offset == len(header_bytes)
+    assert record.encode() == raw
+    assert record.size == len(raw)
+
+
+# --- parse errors, as `vphone tlv show` prints them (section 4: tag 1 comes first) ------------
+
+
+def _error_text(data: bytes) -> str:
+    with pytest.raises(FormatError) as caught:
+        parse_trust_list(data)
+    return str(caught.value)
+
+
+def test_file_ending_inside_a_record_length_element(header_bytes: bytes) -> None:
+    at = len(header_bytes)
+    for tail in (b"\x01", b"\x01\x00\x02\x00"):
+        with pytest.raises(TruncatedError):
+            parse_trust_list(header_bytes + tail)
+        assert _error_text(header_bytes + tail) == (
+            f"at byte {at}: file ends inside a record's length element (expected 5 bytes)"
+        )
+
+
+def test_record_not_starting_with_its_length_element(header_bytes: bytes) -> None:
+    at = len(header_bytes)
+    expected = "(expected a record-length element (tag 1, length 2))"
+    with pytest.raises(StructureError):
+        parse_trust_list(header_bytes + b"\x02\x00\x02\x00\x05")
+    assert _error_text(header_bytes + b"\x02\x00\x02\x00\x05") == (
+        f"at byte {at}: record starts with tag 2 {expected}"
+    )
+    # Tag 1 with a length other than 2 is no record-length element either.
+    for bad in (b"\x01\x00\x03\x00\x05\x00", b"\x01\x01\x02\x00\x05"):
+        assert _error_text(header_bytes + bad) == (
+            f"at byte {at}: record starts with tag 1 {expected}"
+        )
+
+
+def test_record_length_below_five(header_bytes: bytes) -> None:
+    at = len(header_bytes)
+    with pytest.raises(LengthError):
+        parse_trust_list(header_bytes + b"\x01\x00\x02\x00\x04")
+    assert _error_text(header_bytes + b"\x01\x00\x02\x00\x04") == (
+        f"at byte {at}: record length 4 is smaller than its own length element "
+        "(expected a record length of at least 5)"
+    )
+
+
+def test_record_of_exactly_five_bytes_has_no_role(header_bytes: bytes) -> None:
+    # Length 5 is the length element alone: it passes the length checks and then lacks tag 4.
+    at = len(header_bytes)
+    with pytest.raises(StructureError):
+        parse_trust_list(header_bytes + b"\x01\x00\x02\x00\x05")
+    assert _error_text(header_bytes + b"\x01\x00\x02\x00\x05") == (
+        f"at byte {at}: record has no role (expected a FUNCTION element (tag 4))"
+    )
+
+
+def test_record_running_past_the_end(header_bytes: bytes) -> None:
+    at = len(header_bytes)
+    role = leaf(4, u16(3)).encode()
+    record = leaf(1, u16(5 + len(role))).encode() + role  # 10 bytes
+    assert len(parse_trust_list(header_bytes + record).records) == 1
+    for cut, missing in ((1, 1), (3, 3)):
+        data = header_bytes + record[:-cut]
+        with pytest.raises(TruncatedError):
+            parse_trust_list(data)
+        assert _error_text(data) == (
+            f"at byte {at}: record of 10 bytes runs past the end of the file "
+            f"(expected {missing} more bytes)"
+        )
+
+
+def test_record_role_must_be_two_bytes(header_bytes: bytes) -> None:
+    at = len(header_bytes)
+    for value in (b"\x03", b"\x00\x00\x03"):
+        role = leaf(4, value).encode()
+        data = header_bytes + leaf(1, u16(5 + len(role))).encode() + role
+        with pytest.raises(ValueFormatError):
+            parse_trust_list(data)
+        assert _error_text(data) == (
+            f"at byte {at}: record role holds {len(value)} bytes (expected a 2-byte role code)"
+        )
+
+
+def test_size_limit_default_is_one_mebibyte(header_bytes: bytes) -> None:
+    # parse_trust_list's documented default: 1 MiB (1,048,576 bytes); item 18's 64 KB lists fit.
+    limit = 1 << 20
+    role = leaf(4, u16(3)).encode()
+    filler_size = 0xFFFF - 5 - len(role)
+    records = b""
+    while len(header_bytes) + len(records) + 0xFFFF <= limit:
+        filler = leaf(0x63, bytes(filler_size - 3)).encode()
+        records += leaf(1, u16(0xFFFF)).encode() + role + filler
+    rest = limit - len(header_bytes) - len(records)
+    filler = leaf(0x63, bytes(rest - 5 - len(role) - 3)).encode()
+    records += leaf(1, u16(rest)).encode() + role + filler
+    data = header_bytes + records
+    assert len(data) == limit
+    assert parse_trust_list(data).encode() == data
+    with pytest.raises(StructureError):
+        parse_trust_list(data + b"\x00")
+    assert _error_text(data + b"\x00") == (
+        f"at byte {limit}: file of {limit + 1} bytes is larger than any trust list "
+        f"(expected a trust list of at most {limit} bytes)"
+    )
