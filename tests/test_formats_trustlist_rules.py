@@ -246,6 +246,8 @@ def test_record_built_without_dns_name_holds_just_the_nul(
     assert record.dns_name == ""
     assert record.ip is None and record.ip_text is None
     assert record.elements[0].value == u16(record.size)
+    assert record.offset == 0  # not placed in a file yet
+    assert certificateless_record(TVS, dns_name="tvs1").offset == 0
 
 
 def test_build_defaults_are_cucms(
@@ -263,6 +265,12 @@ def test_build_defaults_are_cucms(
     assert header.version_text == "1.2"
     assert header.digest_code == 1
     assert header.signer_version is None
+    # certutils' tag 28 (section 5: signer version 1.1 for EC TFTP certificates) when asked.
+    tagged = build_trust_list(
+        records, rsa_signer, timestamp=FORMATS_TIMESTAMP, signer_version=(1, 1)
+    )
+    assert tagged.header.signer_version == (1, 1)
+    assert parse_trust_list(tagged.encode()).header.signer_version == (1, 1)
     first, second = trust_list.records
     assert first.offset == header.length
     assert second.offset == header.length + first.size
