@@ -8,11 +8,13 @@ and the record layout of trust-file-formats.md section 4.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping
 
 import pytest
-from conftest import FORMATS_TIMESTAMP
+from conftest import FORMATS_NOW, FORMATS_TIMESTAMP
 from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding
 
 from phone.errors import (
     FormatError,
@@ -35,8 +37,9 @@ from phone.formats import (
 )
 from phone.formats.certfields import cucm_name, serial_bytes
 from phone.formats.tlv import Element, cstring, leaf, u16
-from phone.formats.trustlist import Record
+from phone.formats.trustlist import Record, parse_role
 from phone.formats.views import self_check_view
+from phone.pki import Identity, self_signed
 
 # trust-file-formats.md section 4: record tags.
 RECORD_LENGTH, ISSUER_NAME, SERIAL_NUMBER, FUNCTION, CERTIFICATE = 1, 5, 6, 4, 9
@@ -462,3 +465,56 @@ def test_size_limit_default_is_one_mebibyte(header_bytes: bytes) -> None:
         f"at byte {limit}: file of {limit + 1} bytes is larger than any trust list "
         f"(expected a trust list of at most {limit} bytes)"
     )
+
+
+# --- certificates inside records (section 4, tag 9) -------------------------------------------
+
+
+def _in_a_record(der: bytes, header_bytes: bytes) -> Record:
+    body = leaf(4, u16(SAST)).encode() + leaf(CERTIFICATE, der).encode()
+    return parse_trust_list(header_bytes + leaf(1, u16(5 + len(body))).encode() + body).records[0]
+
+
+def test_record_certificate_with_a_zero_serial_is_still_usable(
+    formats_identities: Mapping[str, Identity], header_bytes: bytes
+) -> None:
+    # Old device certificates carry a zero serial (RFC 5280 forbids it); the record stays usable.
+    ident = self_signed(
+        "zero-serial", now=FORMATS_NOW, key=formats_identities["small"].key, serial=0x1F
+    )
+    der = bytearray(ident.certificate.public_bytes(Encoding.DER))
+    at = der.index(b"\xa0\x03\x02\x01\x02\x02\x01\x1f")  # version 3, then serial INTEGER 0x1F
+    der[at + 7] = 0x00
+    record = _in_a_record(bytes(der), header_bytes)
+    certificate = record.certificate()
+    assert certificate is not None
+    assert certificate.subject == ident.certificate.subject
+    # The "show ctl" hash column: SHA-1 of the certificate's DER bytes (section 4, tag 9).
+    assert record.certificate_sha1 == hashlib.sha1(bytes(der)).hexdigest()
+
+
+def test_record_certificate_with_a_malformed_extension_fails_when_read(
+    formats_identities: Mapping[str, Identity], header_bytes: bytes
+) -> None:
+    # A certificate whose BasicConstraints holds an OCTET STRING where the cA BOOLEAN belongs:
+    # the error belongs to the record, at once, not to whoever reads the extensions later.
+    der = bytearray(formats_identities["CAPF"].certificate.public_bytes(Encoding.DER))
+    at = der.index(b"\x30\x06\x01\x01\xff\x02\x01\x00")  # CA:TRUE, pathlen 0
+    der[at + 2] = 0x04
+    record = _in_a_record(bytes(der), header_bytes)
+    with pytest.raises(ValueFormatError) as caught:
+        record.certificate()
+    assert str(caught.value).endswith("(expected a DER certificate in tag 9)")
+    assert caught.value.offset == len(header_bytes)
+
+
+def test_role_names_as_typed(header_bytes: bytes) -> None:
+    # Section 5 names; a person may type either the label or the enum name, in any case.
+    assert parse_role("Ccm+Tftp") == CCM_TFTP
+    assert parse_role("tvs") == TVS
+    assert parse_role("App_Server") == 7
+    assert parse_role("APP-SERVER") == 7
+    assert parse_role("0") == SAST
+    with pytest.raises(ValueError) as caught:
+        parse_role("PHONE")
+    assert str(caught.value) == "unknown role 'PHONE'"
