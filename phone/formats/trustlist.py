@@ -383,9 +383,10 @@ def _ip_bytes(ip: str | None) -> bytes | None:
     return None if ip is None else ipaddress.IPv4Address(ip).packed
 
 
-def _record(elements: list[Element], offset: int = 0) -> Record:
+def _record(elements: list[Element]) -> Record:
+    """A record not yet placed in a file (offset 0): build_trust_list re-types it in place."""
     size = 5 + sum(e.size for e in elements)
-    return _typed_record((leaf(RecordTag.RECORD_LENGTH, u16(size)), *elements), offset)
+    return _typed_record((leaf(RecordTag.RECORD_LENGTH, u16(size)), *elements), 0)
 
 
 def record_from_certificate(
