@@ -375,3 +375,97 @@ def test_section8_key_algorithm_and_plaintext_digest_are_read_from_the_block(
 
 def test_section8_no_encryption_block_in_a_plain_header() -> None:
     assert parse_header(_encoded(_s2_elements())).encryption is None
+
+
+# --- building: the layout a builder signs is typed as the parser types it --------------------
+
+
+def _fake_sign(modulus_bytes: int) -> object:
+    """A deterministic stand-in for RSA: a digest of the signed bytes, stretched to the size."""
+
+    def sign(data: bytes) -> bytes:
+        return (hashlib.sha512(data).digest() * 8)[:modulus_bytes]
+
+    return sign
+
+
+@pytest.mark.parametrize("modulus_bytes", [64, 128, 256, 512])  # tag 11's table, section 2
+@pytest.mark.parametrize("timestamp", [S2_TIMESTAMP, None])
+@pytest.mark.parametrize("signer_version", [None, (1, 0)])
+@pytest.mark.parametrize("filename", ["CTLFile.tlv", "SEP001122334455.cnf.xml.sgn"])
+def test_section3_a_signed_header_is_what_the_parser_reads_back(
+    modulus_bytes: int,
+    timestamp: int | None,
+    signer_version: tuple[int, int] | None,
+    filename: str,
+) -> None:
+    # sign_header types the header it laid out without reading its bytes back (a TFTP node
+    # signs thousands of configs); whatever it returns must equal what parse_header makes of
+    # the same bytes: elements, offsets, raw bytes and every typed field. The file names give
+    # 0 to 3 padding bytes (the header length is a multiple of 4, section 3).
+    from phone.formats.header import sign_header
+
+    spec = dataclasses.replace(
+        _s2_spec(signer_version),
+        modulus_bytes=modulus_bytes,
+        timestamp=timestamp,
+        filename=filename,
+    )
+    built = sign_header(spec, b"records", _fake_sign(modulus_bytes))  # type: ignore[arg-type]
+    parsed = parse_header(built.raw)
+    assert built == parsed
+    # Header's equality leaves out the offsets and the raw bytes: compared on their own.
+    assert built.offsets == parsed.offsets
+    assert built.raw == parsed.raw
+    assert built.length == len(built.raw)
+    assert built.length % 4 == 0
+    assert len(built.signature) == modulus_bytes
+
+
+@pytest.mark.parametrize("filename", ["CTLFile.tlv", "ITLFile.tlv", "SEP0011.cnf.xml.sgn"])
+def test_signing_types_its_own_layout_without_parsing_it(
+    filename: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The fast path of issue 17 (per-phone configs signed by the thousand): a header laid out
+    # by layout_header, with no extra elements, is typed from its elements, not re-parsed.
+    from phone.formats import header as module
+
+    def no_parsing(data: bytes) -> object:
+        raise AssertionError("sign_header parsed the header it laid out itself")
+
+    spec = dataclasses.replace(_s2_spec(), filename=filename)
+    expected = module.sign_header(spec, b"", _fake_sign(128))  # type: ignore[arg-type]
+    monkeypatch.setattr(module, "parse_header", no_parsing)
+    built = module.sign_header(spec, b"", _fake_sign(128))  # type: ignore[arg-type]
+    assert (built, built.offsets, built.raw) == (expected, expected.offsets, expected.raw)
+    # The unsigned part is cut out of the raw bytes, the same bytes the elements give.
+    assert built.encode_unsigned() == encode_all(
+        e for e in built.elements if e.tag != 12 or e.single_byte
+    )
+
+
+def test_layout_refuses_a_signature_size_tag_11_cannot_say() -> None:
+    # Tag 11 indexes (64, 128, 256, 512) bytes (section 2); no index, no header.
+    with pytest.raises(ValueError) as caught:
+        layout_header(dataclasses.replace(_s2_spec(), modulus_bytes=100), bytes(100))
+    assert str(caught.value) == "no modulus index for a 100-byte signature"
+
+
+def test_layout_refuses_a_signature_of_another_size_than_the_modulus() -> None:
+    with pytest.raises(ValueError) as caught:
+        layout_header(_s2_spec(), bytes(127))
+    assert str(caught.value) == "signature length does not match the signer's modulus"
+
+
+def test_the_fast_typing_never_trusts_a_header_length_the_parser_refuses() -> None:
+    # _typed_layout may skip parsing only when tag 2 says what the bytes say; a header length
+    # off by 4 (still a multiple of 4) must meet the parser's own refusal, word for word.
+    from phone.formats.header import _typed_layout
+
+    elements = _edited(_s2_elements(), (2,), leaf(2, u16(316)))
+    raw = encode_all(elements)
+    with pytest.raises(FormatError) as parsed:
+        parse_header(raw)
+    with pytest.raises(FormatError) as typed:
+        _typed_layout(elements, raw)
+    assert str(typed.value) == str(parsed.value)
