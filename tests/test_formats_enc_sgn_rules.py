@@ -178,9 +178,9 @@ def test_decrypt_a_key_wrapped_for_another_key_of_the_same_size_says_so(
     rsa_signer: Signer, phone_key: rsa.RSAPrivateKey
 ) -> None:
     # The case a real phone meets (a config encrypted for the LSC it had before re-enrolment):
-    # OpenSSL 3.2+ does not fail a wrong-key PKCS#1 v1.5 unwrap, it answers random bytes of a
-    # random length (implicit rejection), which must read as the same "wrapped for another
-    # certificate", not as a malformed key. (A random answer of exactly 16 bytes, about 1 in
+    # OpenSSL 3.2+ mostly does not fail a wrong-key PKCS#1 v1.5 unwrap, it answers random bytes
+    # of a random length (implicit rejection), which must read as the same "wrapped for another
+    # certificate" as a refused unwrap, not as a malformed key. (A random answer of exactly 16 bytes, about 1 in
     # 200, is caught by the plaintext digest instead: re-wrap until it is not.)
     other_key = rsa_signer.key.public_key()
     assert other_key.key_size == phone_key.key_size
@@ -188,7 +188,11 @@ def test_decrypt_a_key_wrapped_for_another_key_of_the_same_size_says_so(
         signed = _enc(CONFIG, rsa_signer, other_key)
         info = signed.header.encryption
         assert info is not None
-        if len(phone_key.decrypt(info.encrypted_key, padding.PKCS1v15())) != 16:
+        try:
+            unwrapped = phone_key.decrypt(info.encrypted_key, padding.PKCS1v15())
+        except ValueError:  # an OpenSSL without implicit rejection, or a build with it off
+            break
+        if len(unwrapped) != 16:
             break
     with pytest.raises(DecryptionError) as caught:
         decrypt(parse_signed(signed.encode()), phone_key)
