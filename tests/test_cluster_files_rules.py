@@ -156,7 +156,7 @@ def test_seed_default_config_names_the_tftp_servers_and_capf() -> None:
 
 def test_section2_signed_static_files_carry_their_served_names() -> None:
     # trust-file-formats.md section 2, tag FILENAME: the name the file is served as.
-    cluster, service = _setup(ClusterSpec(mixed_mode=True))
+    _, service = _setup(ClusterSpec(mixed_mode=True))
     default = parse_signed(_get(service, "xmldefault.cnf.xml.sgn")).header
     assert default.filename == "XMLDefault.cnf.xml.sgn"
     ring = parse_signed(_get(service, "ringlist.xml.sgn")).header
