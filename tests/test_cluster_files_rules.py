@@ -220,14 +220,20 @@ def test_stats_count_requests_misses_signatures_encryptions_and_cache_hits() -> 
     cluster.add_device(Device(MAC, encrypt_config=True, certificate=mic.certificate), now=NOW)
     assert service.get("nothing.txt") is None
     assert service.get("RingList.xml") is not None
-    assert service.stats == FileStats(requests=2, not_found=1)
+    assert service.get("SEP000000000000.cnf.xml") is None
+    assert service.stats == FileStats(requests=3, not_found=2)
     for _ in range(3):
         _get(service, "RingList.xml.sgn")
-    assert service.stats == FileStats(requests=5, not_found=1, signatures=1, cache_hits=2)
+    assert service.stats == FileStats(requests=6, not_found=2, signatures=1, cache_hits=2)
     for _ in range(3):
         _get(service, f"SEP{MAC}.cnf.xml.enc.sgn")
     assert service.stats == FileStats(
-        requests=8, not_found=1, signatures=2, encryptions=1, cache_hits=4
+        requests=9, not_found=2, signatures=2, encryptions=1, cache_hits=4
+    )
+    cluster.update_device(MAC, now=LATER, load="sip88xx.14-2-1")
+    _get(service, f"SEP{MAC}.cnf.xml.enc.sgn")
+    assert service.stats == FileStats(
+        requests=10, not_found=2, signatures=3, encryptions=2, cache_hits=4
     )
 
 
