@@ -177,7 +177,7 @@ class FileService:
         self.stats = FileStats()
         self._cache: dict[str, _Cached] = {}
         self._rendered: dict[str, _Rendered] = {}
-        self._firmware_index: tuple[int, dict[str, str]] | None = None
+        self._firmware_index: tuple[frozenset[str], dict[str, str]] | None = None
 
     def get(self, filename: str, client: ClientInfo | None = None) -> bytes | None:
         """The bytes served for ``filename``, or None for "File not found". Never raises."""
@@ -268,9 +268,11 @@ class FileService:
             return None
         if name in firmware:
             return firmware[name]
+        # The lower-case index is valid for the very names it was built from: a catalogue
+        # replaced by another of the same size must not answer from the old one's names.
         index = self._firmware_index
-        if index is None or index[0] != len(firmware):
-            index = (len(firmware), {n.lower(): n for n in firmware})
+        if index is None or index[0] != firmware.keys():
+            index = (frozenset(firmware), {n.lower(): n for n in firmware})
             self._firmware_index = index
         real = index[1].get(name.lower())
         return None if real is None else firmware.get(real)

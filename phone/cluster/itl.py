@@ -307,10 +307,6 @@ class ItlHashDatabase:
         self.tftp[host] = TftpHashRow(host, itl_hash_hex, now)
         return HashOutcome.UPDATED
 
-    def forget_tftp(self, host: str) -> None:
-        """Drop ``host``'s row (its TFTP service is gone)."""
-        self.tftp.pop(host, None)
-
     def report(self, mac: str, tftp_host: str, itl_hash_hex: str, timestamp: int) -> HashOutcome:
         """Apply a phone's ITL report (the SIP alarm sent at registration)."""
         row = DeviceHashRow(mac, tftp_host, itl_hash_hex.lower(), timestamp)
