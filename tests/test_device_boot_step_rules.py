@@ -1,0 +1,222 @@
+"""Rules of the phone's boot steps, whole boots in memory: trust lists (items 2, 30), the
+configuration (item 14, encrypted configs of trust-file-formats.md section 8) and firmware
+(item 36).
+
+The decisions themselves are tested next to ``phone.trust``; these tests pin what the steps do
+with them: which names are fetched quietly, what the trace says and under which step and file,
+what is remembered for the registration.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from cryptography.hazmat.primitives.serialization import Encoding
+from keypool import pooled_keys
+
+from phone.api import create_lab, create_phone
+from phone.cluster import capf
+from phone.cluster.capf import CapfAuth, CapfOperation
+from phone.cluster.lab import Lab
+from phone.cluster.records import Device, SecurityMode
+from phone.device.machine import State
+from phone.device.phone import TraceEntry, VirtualPhone
+from phone.device.port import Backend, RegisterRequest, RegisterResult
+from phone.formats.signed import md5_hex
+from phone.net.faults import Fault, FaultKind, FaultyBackend
+from phone.net.memory import MemoryBackend
+from phone.pki import issue
+
+NOW = datetime(2026, 6, 1, 9, 0, tzinfo=UTC)
+MAC = "001122334455"
+NAME = f"SEP{MAC}"
+
+
+def clock() -> datetime:
+    return NOW
+
+
+class Recorder(MemoryBackend):
+    """The in-memory backend, keeping every registration request."""
+
+    def __init__(self, lab: Lab) -> None:
+        super().__init__(lab, clock=clock)
+        self.registrations: list[RegisterRequest] = []
+
+    def register(self, request: RegisterRequest) -> RegisterResult:
+        self.registrations.append(request)
+        return super().register(request)
+
+
+def new_lab(*, mixed: bool = False, device: Device | None = None) -> Lab:
+    lab = create_lab("cluster1", now=NOW, keys=pooled_keys())
+    if mixed:
+        lab.cluster().set_mixed_mode(True, now=NOW)
+    lab.cluster().add_device(device or Device(MAC), now=NOW)
+    return lab
+
+
+def new_phone(lab: Lab, backend: Backend | None = None, **kw: object) -> VirtualPhone:
+    phone = create_phone(lab, mac=MAC, clock=clock, backend=backend, **kw)  # type: ignore[arg-type]
+    phone.keys = pooled_keys()
+    return phone
+
+
+def entries(phone: VirtualPhone, step: str, since: int = 0) -> list[TraceEntry]:
+    return [t for t in phone.trace[since:] if t.step == step]
+
+
+def the_failure(phone: VirtualPhone, since: int = 0) -> TraceEntry:
+    """The config step's first failure: why the encrypted config cannot be read."""
+    failed = [t for t in entries(phone, "config", since) if t.decision == "failed"]
+    assert failed, phone.trace
+    return failed[0]
+
+
+# item 14, phone-behaviour.md: with no config accepted and none kept, the phone cannot register.
+NOTHING_KEPT = (
+    "item 14",
+    "no configuration accepted and none kept from before: the phone cannot register",
+)
+
+
+# --- item 2: per-MAC names first, quietly; the cluster-wide name's absence is said ----------------
+
+
+def test_item2_only_the_cluster_wide_ctl_is_reported_not_found_outside_mixed_mode() -> None:
+    phone = new_phone(new_lab())
+    assert phone.boot() is State.REGISTERED
+    # item 2, phone-behaviour.md: "Emit 'File Not Found <CTLFile.tlv>' status when the cluster
+    # is not in mixed mode" [S13]; the per-MAC name asked first is not a status of its own.
+    assert "File not found CTLFile.tlv" in phone.status
+    assert f"File not found CTLSEP{MAC}.tlv" not in phone.status
+    assert f"File not found ITLSEP{MAC}.tlv" not in phone.status
+    # Both names were asked for, in item 2's order, and both answers are in the trace.
+    ctl = [(t.decision, t.file) for t in entries(phone, "ctl")]
+    assert ctl == [("not-found", f"CTLSEP{MAC}.tlv"), ("not-found", "CTLFile.tlv")]
+
+
+# --- item 30: the ITL report at registration carries when the ITL was applied ---------------------
+
+
+def test_item30_itl_report_carries_the_time_the_itl_was_applied() -> None:
+    lab = new_lab()
+    backend = Recorder(lab)
+    phone = new_phone(lab, backend)
+    assert phone.boot() is State.REGISTERED
+    report = backend.registrations[-1].itl_report
+    assert report is not None
+    # item 30, phone-behaviour.md: "the phone sends ... the ITL it applied (server hostname,
+    # hash, timestamp)": the phone applied it at this boot, 2026-06-01 09:00 UTC.
+    assert report.timestamp == 1780304400
+    assert report.itl_hash == phone.itl_hash()
+
+
+# --- item 14, section 8: an encrypted config the phone cannot read says why -----------------------
+
+# The texts of the trace (docs/capf.md; the golden scenario-encrypted-config-lsc.txt shows the
+# first one word for word): which certificate the config is encrypted to, which one the phone
+# holds, and the fix.
+CANNOT_READ = (
+    "the configuration is encrypted (encrConfig) {why} ({holds}): the phone cannot read its "
+    "configuration (enroll an LSC through CAPF)"
+)
+
+
+def test_item14_encrypted_config_with_no_certificate_at_capf_says_so_word_for_word() -> None:
+    lab = new_lab(
+        mixed=True, device=Device(MAC, security_mode=SecurityMode.ENCRYPTED, encrypt_config=True)
+    )
+    phone = new_phone(lab)
+    assert phone.boot() is State.NO_CONFIG
+    failed = [(t.rule, t.reason) for t in entries(phone, "config") if t.decision == "failed"]
+    assert failed == [
+        (
+            "item 14",
+            CANNOT_READ.format(
+                why="to no certificate: CAPF knows none for this phone",
+                holds="this phone has no LSC",
+            ),
+        ),
+        NOTHING_KEPT,
+    ]
+
+
+def test_item14_encrypted_config_for_a_certificate_while_the_phone_has_no_lsc() -> None:
+    lab = new_lab(device=Device(MAC, encrypt_config=True))
+    other = issue(lab.cluster().capf, NAME, pooled_keys().rsa(2048).public_key(), now=NOW)
+    lab.cluster().update_device(MAC, now=NOW, certificate=other)
+    phone = new_phone(lab)
+    assert phone.boot() is State.NO_CONFIG
+    failure = the_failure(phone)
+    # The stub's certHash is the MD5 of the certificate (section 8); with no LSC of its own the
+    # phone cannot tell whether it is its own: it names the certificate only.
+    digest = md5_hex(other.public_bytes(Encoding.DER))
+    assert failure.rule == "item 14"
+    assert failure.reason == CANNOT_READ.format(
+        why=f"to the certificate with MD5 {digest}", holds="this phone has no LSC"
+    )
+    assert (phone.trace[-1].rule, phone.trace[-1].reason) == NOTHING_KEPT
+
+
+def test_item14_encrypted_config_to_the_phones_own_lsc_but_unreadable() -> None:
+    lab = new_lab(device=Device(MAC, encrypt_config=True))
+    capf.set_pending(lab.cluster(), MAC, CapfOperation.INSTALL, CapfAuth.NULL, now=NOW)
+    phone = new_phone(lab)
+    assert phone.boot() is State.REGISTERED  # enrolled an LSC, read the encrypted config
+    lsc = phone.lsc()
+    assert lsc is not None
+    mine = md5_hex(lsc.certificate.public_bytes(Encoding.DER))
+    # The encrypted file is damaged on the way: encrypted to this phone's LSC, yet unreadable.
+    phone.backend = FaultyBackend(
+        MemoryBackend(lab, clock=clock), [Fault(FaultKind.TAMPER, f"{NAME}.cnf.xml.enc.sgn")]
+    )
+    mark = len(phone.trace)
+    assert phone.reset() is State.REGISTERED  # with the configuration it kept (item 14)
+    failure = the_failure(phone, mark)
+    assert failure.rule == "item 14"
+    assert failure.reason == CANNOT_READ.format(
+        why=f"to the certificate with MD5 {mine}", holds=f"its LSC has MD5 {mine}"
+    )
+    # Re-enrolled elsewhere: the config is now encrypted to another certificate.
+    other = issue(lab.cluster().capf, NAME, pooled_keys().rsa(2048).public_key(), now=NOW)
+    lab.cluster().update_device(MAC, now=NOW, certificate=other)
+    phone.backend = MemoryBackend(lab, clock=clock)
+    mark = len(phone.trace)
+    assert phone.reset() is State.REGISTERED
+    theirs = md5_hex(other.public_bytes(Encoding.DER))
+    assert the_failure(phone, mark).reason == CANNOT_READ.format(
+        why=f"to the certificate with MD5 {theirs}, not to this phone's LSC",
+        holds=f"its LSC has MD5 {mine}",
+    )
+
+
+# --- item 36: the image step's trace names the load file ------------------------------------------
+
+
+def phone_with_load(load: str, model: str = "8841") -> VirtualPhone:
+    lab = create_lab("c1", now=NOW, keys=pooled_keys())
+    lab.cluster().add_device(Device(MAC, model=model, load=load), now=NOW)
+    return create_phone(lab, mac=MAC, model=model, clock=clock)
+
+
+def test_item36_the_image_decision_names_the_load_file() -> None:
+    phone = phone_with_load("sip88xx.14-1-1")
+    assert phone.boot() is State.REGISTERED
+    # item 36, phone-behaviour.md: "fetch <load>.loads".
+    image = entries(phone, "image")
+    assert [(t.decision, t.file) for t in image] == [("accepted", "sip88xx.14-1-1.loads")]
+
+
+def test_item36_a_missing_load_file_is_traced_under_the_image_step() -> None:
+    phone = phone_with_load("sip88xx.99-9-9")
+    assert phone.boot() is State.REGISTERED  # item 37: the resident image is kept
+    image = entries(phone, "image")
+    assert [(t.decision, t.rule, t.reason, t.file) for t in image] == [
+        (
+            "not-found",
+            "item 2",
+            "sip88xx.99-9-9.loads is not on the server",
+            "sip88xx.99-9-9.loads",
+        )
+    ]
