@@ -17,6 +17,7 @@ from keypool import pooled_keys
 from phone.api import create_lab, create_phone
 from phone.cluster import capf
 from phone.cluster.capf import CapfAuth, CapfOperation
+from phone.cluster.certops import regenerate
 from phone.cluster.lab import Lab
 from phone.cluster.records import Device, SecurityMode
 from phone.device.machine import State
@@ -25,7 +26,7 @@ from phone.device.port import Backend, RegisterRequest, RegisterResult
 from phone.formats.signed import md5_hex
 from phone.net.faults import Fault, FaultKind, FaultyBackend
 from phone.net.memory import MemoryBackend
-from phone.pki import issue
+from phone.pki import CertKind, issue
 
 NOW = datetime(2026, 6, 1, 9, 0, tzinfo=UTC)
 MAC = "001122334455"
@@ -220,3 +221,93 @@ def test_item36_a_missing_load_file_is_traced_under_the_image_step() -> None:
             "sip88xx.99-9-9.loads",
         )
     ]
+
+
+# --- item 5: the config name follows the trust lists ----------------------------------------------
+
+
+def test_item5_a_phone_holding_only_a_ctl_asks_for_the_signed_config() -> None:
+    # The 7940 takes a CTL but no ITL (seed: it predates Security by Default); its CTL holds
+    # the TFTP-role certificate, so item 5 has it ask for SEP<MAC>.cnf.xml.sgn.
+    phone = new_phone(new_lab(mixed=True), model="7940")
+    assert phone.boot() is State.REGISTERED
+    assert phone.itl is None and phone.ctl is not None
+    assert [t.file for t in entries(phone, "config")] == [f"{NAME}.cnf.xml.sgn"]
+
+
+# --- item 6: the default config of a device the cluster does not know ----------------------------
+
+
+def mixed_lab_without_devices() -> Lab:
+    lab = create_lab("cluster1", now=NOW, keys=pooled_keys())
+    lab.cluster().set_mixed_mode(True, now=NOW)
+    return lab
+
+
+def test_item6_a_phone_without_sbd_takes_the_unsigned_default_config_even_with_a_ctl() -> None:
+    phone = new_phone(mixed_lab_without_devices(), model="7940")
+    assert phone.boot() is State.REGISTERED
+    assert phone.ctl is not None
+    # item 6, phone-behaviour.md: "phones without SBD get an unsigned one"; the seed's
+    # Autoregistration text: "served a nonsigned default configuration file".
+    assert [(t.decision, t.file, t.rule, t.reason) for t in entries(phone, "config")] == [
+        ("not-found", f"{NAME}.cnf.xml.sgn", "item 2", f"{NAME}.cnf.xml.sgn is not on the server"),
+        (
+            "accepted",
+            "XMLDefault.cnf.xml",
+            "seed",
+            "XMLDefault.cnf.xml: a phone without Security by Default is served a nonsigned "
+            "default configuration file (seed, Autoregistration)",
+        ),
+    ]
+
+
+def test_item6_an_sbd_phone_holding_only_a_ctl_asks_for_the_signed_default_config() -> None:
+    lab = mixed_lab_without_devices()
+    no_itl = FaultyBackend(MemoryBackend(lab, clock=clock), [Fault(FaultKind.DROP, "ITL*.tlv")])
+    phone = new_phone(lab, no_itl)
+    assert phone.boot() is State.REGISTERED
+    assert phone.itl is None and phone.ctl is not None
+    # item 6: "In SBD the default config is itself signed"; item 5: the CTL's TFTP-role
+    # certificate alone makes the phone ask for the signed names.
+    assert [(t.decision, t.file) for t in entries(phone, "config")] == [
+        ("not-found", f"{NAME}.cnf.xml.sgn"),
+        ("accepted", "XMLDefault.cnf.xml.sgn"),
+    ]
+
+
+# --- items 10 and 13: the first-boot text is for a phone that held no list at all ----------------
+
+
+def test_item13_a_phone_holding_a_ctl_says_trust_list_updated_for_each_list() -> None:
+    lab = new_lab(mixed=True)
+    no_itl = FaultyBackend(MemoryBackend(lab, clock=clock), [Fault(FaultKind.DROP, "ITL*.tlv")])
+    phone = new_phone(lab, no_itl)
+    assert phone.boot() is State.REGISTERED
+    # item 2: the cluster-wide ITL's absence is said; item 10: "CTL installed".
+    assert phone.status[-2:] == ["File not found ITLFile.tlv", "CTL installed"]
+    assert phone.ctl is not None and phone.itl is None
+    # The cluster's CallManager certificate changes and its CTL is rebuilt; the ITL is served.
+    regenerate(lab.cluster(), CertKind.CALLMANAGER, now=NOW, keys=pooled_keys())
+    lab.cluster().update_ctl(now=NOW)
+    phone.backend = MemoryBackend(lab, clock=clock)
+    mark = len(phone.status)
+    assert phone.reset() is State.REGISTERED
+    assert [t.decision for t in entries(phone, "ctl")][-1:] == ["accepted"]
+    assert [t.decision for t in entries(phone, "itl")][-1:] == ["accepted"]
+    # item 13: "success -> 'Trust List updated'", once per list; item 10's "CTL and ITL
+    # installed" is the text of a phone that held neither list.
+    assert phone.status[mark:] == ["Trust List updated", "Trust List updated"]
+
+
+def test_item10_outside_the_88xx_each_list_is_announced_when_it_is_installed() -> None:
+    # Only the 88xx family holds its texts back for one "CTL and ITL installed" (item 10, [S13]);
+    # a 7962 says "CTL installed" when it installs the CTL, before it asks for the ITL (item 2:
+    # CTL first, then ITL; item 47: the status log keeps the messages in order).
+    lab = new_lab(mixed=True)
+    no_itl = FaultyBackend(MemoryBackend(lab, clock=clock), [Fault(FaultKind.DROP, "ITL*.tlv")])
+    phone = new_phone(lab, no_itl, model="7962")
+    phone.boot()
+    assert phone.ctl is not None and phone.itl is None
+    lists = [s for s in phone.status if "CTL" in s or "ITL" in s]
+    assert lists == ["CTL installed", "File not found ITLFile.tlv"]
