@@ -174,6 +174,11 @@ def test_item14_encrypted_config_to_the_phones_own_lsc_but_unreadable() -> None:
     )
     mark = len(phone.trace)
     assert phone.reset() is State.REGISTERED  # with the configuration it kept (item 14)
+    # Section 8: every boot reads the stub first, then the encrypted file it announces.
+    assert [(t.decision, t.file) for t in entries(phone, "config", mark)][:2] == [
+        ("accepted", f"{NAME}.cnf.xml.sgn"),
+        ("rejected", f"{NAME}.cnf.xml.enc.sgn"),
+    ]
     failure = the_failure(phone, mark)
     assert failure.rule == "item 14"
     assert failure.reason == CANNOT_READ.format(
@@ -311,3 +316,30 @@ def test_item10_outside_the_88xx_each_list_is_announced_when_it_is_installed() -
     assert phone.ctl is not None and phone.itl is None
     lists = [s for s in phone.status if "CTL" in s or "ITL" in s]
     assert lists == ["CTL installed", "File not found ITLFile.tlv"]
+
+
+def list_texts(phone: VirtualPhone, since: int = 0) -> list[str]:
+    return [s for s in phone.status[since:] if "CTL" in s or "ITL" in s or "Trust List" in s]
+
+
+def test_item10_an_88xx_installing_both_lists_at_once_shows_one_text() -> None:
+    phone = new_phone(new_lab(mixed=True))  # CP-8841
+    assert phone.boot() is State.REGISTERED
+    # item 10 / item 47, phone-behaviour.md: "CTL and ITL installed" [S13].
+    assert list_texts(phone) == ["CTL and ITL installed"]
+
+
+def test_item10_an_88xx_holds_its_first_ctl_text_until_the_itl_is_asked_for() -> None:
+    lab = new_lab(mixed=True)
+    no_itl = FaultyBackend(MemoryBackend(lab, clock=clock), [Fault(FaultKind.DROP, "ITL*.tlv")])
+    phone = new_phone(lab, no_itl)
+    phone.boot()
+    # A first boot: the CTL's text waits for the ITL's outcome (item 10's combined text); with
+    # no ITL it is said after the ITL's "File not found" (item 2).
+    assert list_texts(phone) == ["File not found ITLFile.tlv", "CTL installed"]
+    # Not a first boot any more (a CTL is held): the CTL's update is said when it happens.
+    regenerate(lab.cluster(), CertKind.CALLMANAGER, now=NOW, keys=pooled_keys())
+    lab.cluster().update_ctl(now=NOW)
+    mark = len(phone.status)
+    phone.reset()
+    assert list_texts(phone, mark) == ["Trust List updated", "File not found ITLFile.tlv"]
