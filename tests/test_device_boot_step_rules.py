@@ -343,3 +343,36 @@ def test_item10_an_88xx_holds_its_first_ctl_text_until_the_itl_is_asked_for() ->
     mark = len(phone.status)
     phone.reset()
     assert list_texts(phone, mark) == ["Trust List updated", "File not found ITLFile.tlv"]
+
+
+# --- item 47: the 8945 words a config it cannot authenticate its own way --------------------------
+
+
+def test_item47_the_8945_says_reason_14_for_a_tampered_config_and_nothing_for_a_good_one() -> None:
+    lab = new_lab()
+    phone = new_phone(lab, model="8945")
+    assert phone.boot() is State.REGISTERED
+    assert not [s for s in phone.status if "authenticated fail" in s or "auth error" in s]
+    phone.backend = FaultyBackend(
+        MemoryBackend(lab, clock=clock), [Fault(FaultKind.TAMPER, f"{NAME}.cnf.xml.sgn")]
+    )
+    mark = len(phone.status)
+    assert phone.reset() is State.REGISTERED  # item 14: the last good config is kept
+    # item 47 / item 14, phone-behaviour.md [S21]: the 8945 logs "invalid file
+    # SEP....cnf.xml.sgn, authenticated fail. Reason:14" where others say "File auth error".
+    said = [s for s in phone.status[mark:] if "authenticated fail" in s or "auth error" in s]
+    assert said == [f"invalid file {NAME}.cnf.xml.sgn, authenticated fail. Reason:14"]
+
+
+# --- CAPF first when the (plain) config announces a certificate operation (docs/capf.md) --------
+
+
+def test_capf_runs_before_registration_when_a_plain_config_announces_an_operation() -> None:
+    lab = new_lab()  # the config is not encrypted: the full config itself carries capfAuthMode
+    capf.set_pending(lab.cluster(), MAC, CapfOperation.INSTALL, CapfAuth.NULL, now=NOW)
+    phone = new_phone(lab)
+    assert phone.boot() is State.REGISTERED
+    assert [t.decision for t in entries(phone, "capf")] == ["accepted", "accepted"]
+    steps = [t.step for t in phone.trace]
+    assert steps.index("capf") < steps.index("register")
+    assert phone.lsc() is not None
