@@ -376,3 +376,62 @@ def test_capf_runs_before_registration_when_a_plain_config_announces_an_operatio
     steps = [t.step for t in phone.trace]
     assert steps.index("capf") < steps.index("register")
     assert phone.lsc() is not None
+
+
+def test_item5_an_encrypted_config_is_asked_for_by_a_phone_holding_only_a_ctl() -> None:
+    # item 5, phone-behaviour.md: a CTL with a TFTP-role certificate -> ".cnf.xml.enc.sgn if
+    # encrypted config is enabled"; the ITL is missing here, the CTL alone decides.
+    lab = new_lab(
+        mixed=True, device=Device(MAC, security_mode=SecurityMode.ENCRYPTED, encrypt_config=True)
+    )
+    no_itl = FaultyBackend(MemoryBackend(lab, clock=clock), [Fault(FaultKind.DROP, "ITL*.tlv")])
+    phone = new_phone(lab, no_itl)
+    assert phone.boot() is State.NO_CONFIG
+    assert [t.file for t in entries(phone, "config") if t.file] == [
+        f"{NAME}.cnf.xml.sgn",
+        f"{NAME}.cnf.xml.enc.sgn",
+    ]
+
+
+# --- item 14: a refused config on a phone that has one keeps it, and says so ---------------------
+
+
+def test_item14_a_tampered_config_is_refused_and_the_kept_one_is_traced() -> None:
+    lab = new_lab()
+    phone = new_phone(lab)
+    assert phone.boot() is State.REGISTERED
+    phone.backend = FaultyBackend(
+        MemoryBackend(lab, clock=clock), [Fault(FaultKind.TAMPER, f"{NAME}.cnf.xml.sgn")]
+    )
+    mark = len(phone.trace)
+    assert phone.reset() is State.REGISTERED
+    # item 14, phone-behaviour.md: the last known configuration is kept and changed settings
+    # are ignored.
+    kept = [t for t in phone.trace[mark:] if t.decision == "skipped"]
+    assert [(t.step, t.rule, t.reason, t.file) for t in kept] == [
+        (
+            "config",
+            "item 14",
+            "keeping the last good configuration; changed settings are ignored",
+            None,
+        )
+    ]
+
+
+# --- the model table: a phone without CTL support skips the CTL -----------------------------------
+
+
+def test_a_phone_without_ctl_support_skips_both_lists_and_says_why() -> None:
+    phone = new_phone(new_lab(mixed=True), model="7910")
+    assert phone.boot() is State.REGISTERED
+    skipped = [(t.step, t.decision, t.rule, t.reason) for t in phone.trace[1:3]]
+    assert skipped == [
+        ("ctl", "skipped", "model table", "CP-7910 takes no CTL (docs/models.md)"),
+        (
+            "itl",
+            "skipped",
+            "seed",
+            "CP-7910 predates Security by Default: it does not use an ITL",
+        ),
+    ]
+    assert phone.ctl is None and phone.itl is None
