@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 
 from cryptography.hazmat.primitives.serialization import Encoding
 from keypool import pooled_keys
+from trustkit import TIMESTAMP, identity, signer
 
 from phone.api import create_lab, create_phone
 from phone.cluster import capf
@@ -23,6 +24,7 @@ from phone.cluster.records import Device, SecurityMode
 from phone.device.machine import State
 from phone.device.phone import TraceEntry, VirtualPhone
 from phone.device.port import Backend, RegisterRequest, RegisterResult
+from phone.formats import build_signed
 from phone.formats.signed import md5_hex
 from phone.net.faults import Fault, FaultKind, FaultyBackend
 from phone.net.memory import MemoryBackend
@@ -435,3 +437,73 @@ def test_a_phone_without_ctl_support_skips_both_lists_and_says_why() -> None:
         ),
     ]
     assert phone.ctl is None and phone.itl is None
+
+
+# --- item 8: other signed files (the ring list) are verified like the config ---------------------
+
+RING = "RingList.xml.sgn"
+
+
+def ring_entries(phone: VirtualPhone, since: int = 0) -> list[tuple[str, str, str | None]]:
+    return [(t.decision, t.rule, t.file) for t in entries(phone, "ringlist", since)]
+
+
+def test_item8_a_signed_ring_list_is_verified_stored_and_its_absence_is_quiet() -> None:
+    lab = new_lab(mixed=True)
+    phone = new_phone(lab)
+    assert phone.boot() is State.REGISTERED
+    assert ring_entries(phone) == [("accepted", "item 14", RING)]
+    stored = phone.flash.read("RingList.xml")
+    assert stored is not None and b"<CiscoIPPhoneRingList>" in stored
+    # Not served any more: non-fatal and not a status of its own (item 13's rule for lists:
+    # the phone keeps what it had); the trace still says so.
+    phone.backend = FaultyBackend(MemoryBackend(lab, clock=clock), [Fault(FaultKind.DROP, RING)])
+    mark, said = len(phone.trace), len(phone.status)
+    assert phone.reset() is State.REGISTERED
+    assert ring_entries(phone, mark) == [("not-found", "item 2", RING)]
+    assert not [s for s in phone.status[said:] if RING in s]
+    assert phone.flash.read("RingList.xml") == stored
+
+
+def test_item8_a_ring_list_signed_by_an_unknown_key_is_refused_after_asking_tvs() -> None:
+    lab = new_lab(mixed=True)
+    phone = new_phone(lab)
+    assert phone.boot() is State.REGISTERED
+    stored = phone.flash.read("RingList.xml")
+    rogue = build_signed(
+        b"<CiscoIPPhoneRingList/>", signer(identity("rogue")), filename=RING, timestamp=TIMESTAMP
+    ).encode()
+    phone.backend = FaultyBackend(
+        MemoryBackend(lab, clock=clock), [Fault(FaultKind.REPLACE, RING, rogue)]
+    )
+    mark, said = len(phone.trace), len(phone.status)
+    assert phone.reset() is State.REGISTERED  # non-fatal
+    # items 14 and 24: the signer is in neither list and TVS does not know it.
+    assert ring_entries(phone, mark) == [("rejected", "items 14, 24", RING)]
+    reason = entries(phone, "ringlist", mark)[0].reason
+    assert reason.startswith("file rejected: signer serial "), reason
+    assert "is not a TFTP record of the installed CTL or ITL; TVS " in reason
+    assert f"File auth error {RING}" in phone.status[said:]
+    assert phone.flash.read("RingList.xml") == stored
+
+
+def test_item8_a_ring_list_from_a_regenerated_callmanager_is_checked_in_the_itl_then_tvs() -> None:
+    lab = new_lab(mixed=True)
+    phone = new_phone(lab)
+    assert phone.boot() is State.REGISTERED
+    # The CallManager certificate is regenerated; the CTL is not rebuilt, the ITL is.
+    regenerate(lab.cluster(), CertKind.CALLMANAGER, now=NOW, keys=pooled_keys())
+    mark = len(phone.trace)
+    assert phone.reset() is State.REGISTERED
+    assert ring_entries(phone, mark) == [("accepted", "item 14", RING)]
+    reason = entries(phone, "ringlist", mark)[0].reason
+    assert reason.endswith("is the CCM+TFTP record of the installed ITL"), reason
+    # Regenerated again and the ITL not reachable: neither list knows the signer; TVS vouches
+    # (item 20).
+    regenerate(lab.cluster(), CertKind.CALLMANAGER, now=NOW, keys=pooled_keys())
+    phone.backend = FaultyBackend(
+        MemoryBackend(lab, clock=clock), [Fault(FaultKind.DROP, "ITL*.tlv")]
+    )
+    mark = len(phone.trace)
+    assert phone.reset() is State.REGISTERED
+    assert ring_entries(phone, mark) == [("accepted", "items 14, 20", RING)]
