@@ -21,6 +21,8 @@ from phone.cluster.capf import CapfAuth, CapfOperation
 from phone.cluster.certops import regenerate
 from phone.cluster.lab import Lab
 from phone.cluster.records import Device, SecurityMode
+from phone.device import flash as names
+from phone.device.flash import MemoryFlash
 from phone.device.machine import State
 from phone.device.phone import TraceEntry, VirtualPhone
 from phone.device.port import Backend, RegisterRequest, RegisterResult
@@ -143,6 +145,8 @@ def test_item14_encrypted_config_with_no_certificate_at_capf_says_so_word_for_wo
         ),
         NOTHING_KEPT,
     ]
+    # The stub is not a configuration to keep (item 14): nothing reaches the flash.
+    assert phone.flash.read(names.CONFIG) is None
 
 
 def test_item14_encrypted_config_for_a_certificate_while_the_phone_has_no_lsc() -> None:
@@ -437,6 +441,30 @@ def test_a_phone_without_ctl_support_skips_both_lists_and_says_why() -> None:
         ),
     ]
     assert phone.ctl is None and phone.itl is None
+    # item 5: with no trust list the phone takes the plain config, unsigned.
+    config = [(t.decision, t.rule, t.reason) for t in entries(phone, "config")]
+    assert config == [
+        (
+            "accepted",
+            "item 5",
+            f"{NAME}.cnf.xml: no trust list installed, so the phone takes an unsigned config",
+        )
+    ]
+
+
+def test_item14_a_config_whose_xml_is_malformed_is_refused() -> None:
+    lab = new_lab()
+    broken = FaultyBackend(
+        MemoryBackend(lab, clock=clock),
+        [Fault(FaultKind.REPLACE, f"{NAME}.cnf.xml", b"<device><unclosed>")],
+    )
+    phone = new_phone(lab, broken, model="7910")  # no trust lists: the plain file is taken
+    assert phone.boot() is State.NO_CONFIG
+    refused = [t for t in entries(phone, "config") if t.decision == "rejected"]
+    assert [(t.rule, t.reason.split(": ")[0]) for t in refused] == [
+        ("item 14", "config XML is malformed")
+    ]
+    assert phone.flash.read(names.CONFIG) is None
 
 
 # --- item 8: other signed files (the ring list) are verified like the config ---------------------
@@ -507,3 +535,23 @@ def test_item8_a_ring_list_from_a_regenerated_callmanager_is_checked_in_the_itl_
     mark = len(phone.trace)
     assert phone.reset() is State.REGISTERED
     assert ring_entries(phone, mark) == [("accepted", "items 14, 20", RING)]
+
+
+class CountingFlash(MemoryFlash):
+    """Flash that counts the writes of each file."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.writes: dict[str, int] = {}
+
+    def write(self, name: str, data: bytes) -> None:
+        self.writes[name] = self.writes.get(name, 0) + 1
+        super().write(name, data)
+
+
+def test_an_unchanged_config_and_ring_list_are_not_written_to_flash_again() -> None:
+    flash = CountingFlash()
+    phone = new_phone(new_lab(mixed=True), flash=flash)
+    assert phone.boot() is State.REGISTERED
+    assert phone.reset() is State.REGISTERED
+    assert (flash.writes[names.CONFIG], flash.writes[names.RING_LIST]) == (1, 1)
