@@ -26,7 +26,7 @@ from phone.device.flash import MemoryFlash
 from phone.device.machine import State
 from phone.device.phone import TraceEntry, VirtualPhone
 from phone.device.port import Backend, RegisterRequest, RegisterResult
-from phone.formats import build_signed
+from phone.formats import Role, build_signed, build_trust_list, record_from_certificate
 from phone.formats.signed import md5_hex
 from phone.net.faults import Fault, FaultKind, FaultyBackend
 from phone.net.memory import MemoryBackend
@@ -441,6 +441,8 @@ def test_a_phone_without_ctl_support_skips_both_lists_and_says_why() -> None:
         ),
     ]
     assert phone.ctl is None and phone.itl is None
+    # item 47, phone-behaviour.md: the status log's "No Trust List installed".
+    assert "No Trust List installed" in phone.status
     # item 5: with no trust list the phone takes the plain config, unsigned.
     config = [(t.decision, t.rule, t.reason) for t in entries(phone, "config")]
     assert config == [
@@ -555,3 +557,23 @@ def test_an_unchanged_config_and_ring_list_are_not_written_to_flash_again() -> N
     assert phone.boot() is State.REGISTERED
     assert phone.reset() is State.REGISTERED
     assert (flash.writes[names.CONFIG], flash.writes[names.RING_LIST]) == (1, 1)
+
+
+# --- item 18: an ITL the phone cannot load fails the registration ------------------------------
+
+
+def test_item18_an_itl_of_forty_certificates_stops_the_boot_before_the_config() -> None:
+    lab = new_lab()
+    ident = identity("itl-signer")
+    records = [record_from_certificate(ident.certificate, Role.SAST)]
+    records += [record_from_certificate(ident.certificate, Role.TVS) for _ in range(39)]
+    big = build_trust_list(records, signer(ident), timestamp=TIMESTAMP).encode()
+    served = FaultyBackend(
+        MemoryBackend(lab, clock=clock), [Fault(FaultKind.REPLACE, "ITL*.tlv", big)]
+    )
+    phone = new_phone(lab, served)
+    # item 18, phone-behaviour.md: "the phone cannot load it and registration fails".
+    assert phone.boot() is State.REGISTRATION_FAILED
+    assert [t.rule for t in entries(phone, "itl") if t.decision == "rejected"] == ["item 18"]
+    assert entries(phone, "config") == []
+    assert "No Trust List installed" in phone.status
