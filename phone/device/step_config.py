@@ -38,10 +38,9 @@ class ConfigStep(PhoneCore):
         return dataclasses.replace(decision, status=family.format(file=name))
 
     def _step_configure(self) -> str:
+        # Every boot asks for the unencrypted name first: only its stub says "encrConfig".
         outcome = self._fetch_config(
-            config_names(
-                self.mac, ctl=self.ctl, itl=self.itl, encrypted=self._volatile.wants_encrypted
-            )
+            config_names(self.mac, ctl=self.ctl, itl=self.itl, encrypted=False)
         )
         if outcome is None:
             # Item 6: a device the cluster does not know falls back to the default config.
@@ -56,7 +55,6 @@ class ConfigStep(PhoneCore):
             # The plain .sgn of an encrypted device is a stub (trust-file-formats.md section 8):
             # ask for the encrypted file.
             stub = config
-            self._volatile.wants_encrypted = True
             outcome = self._fetch_config(
                 config_names(self.mac, ctl=self.ctl, itl=self.itl, encrypted=True)
             )
