@@ -331,4 +331,3 @@ def test_item21_phone_asks_the_tvs_members_of_its_config_on_their_port() -> None
     asked = len(backend.tvs_asked)
     phone._ask_tvs("CN=nobody", b"\x01\x02")
     assert [s for s, _ in backend.tvs_asked[asked:]] == [TvsServer(host, 2446)]
-
