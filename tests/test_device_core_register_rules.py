@@ -19,6 +19,7 @@ from phone.device.port import RegisterRequest, RegisterResult
 from phone.device.sccp import SccpClient
 from phone.formats.trustlist import Role
 from phone.net.memory import MemoryBackend
+from phone.pki import cert_to_pem, issue, key_to_pem
 
 NOW = datetime(2026, 6, 1, 9, 0, tzinfo=UTC)
 MAC = "001122334455"
@@ -163,3 +164,24 @@ def test_sccp_registration_that_never_concludes_fails_naming_the_callmanager() -
     host = lab.cluster().publisher.hostname
     (failed,) = [t for t in phone.trace if t.step == "register" and t.decision == "failed"]
     assert failed.reason == f"{host}:2000: SCCP {host}: the registration did not conclude"
+
+
+# --- the LSC on flash (docs/capf.md) ------------------------------------------------------------
+
+
+def test_an_lsc_certificate_renewed_on_flash_for_the_same_key_is_the_one_read() -> None:
+    # lsc.pem and a separate lsc.key (flash written before the one-file layout): the phone
+    # presents the certificate that is on flash now, not one it read before.
+    lab = new_lab()
+    phone = new_phone(lab, Recorder(lab))
+    key = pooled_keys().rsa(2048)
+    capf = lab.cluster().capf
+    first = issue(capf, f"SEP{MAC}", key.public_key(), now=NOW)
+    renewed = issue(capf, f"SEP{MAC}", key.public_key(), now=NOW + timedelta(days=1))
+    phone.flash.write(names.LSC_KEY, key_to_pem(key, None, allow_unencrypted=True))
+    phone.flash.write(names.LSC_CERT, cert_to_pem(first))
+    found = phone.lsc()
+    assert found is not None and found.certificate == first
+    phone.flash.write(names.LSC_CERT, cert_to_pem(renewed))
+    found = phone.lsc()
+    assert found is not None and found.certificate == renewed
