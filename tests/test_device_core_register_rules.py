@@ -10,13 +10,15 @@ from cryptography import x509
 from keypool import pooled_keys
 
 from phone.api import create_lab, create_phone
+from phone.catalog.rows import Transport
 from phone.cluster.lab import Lab
 from phone.cluster.records import Device
 from phone.device import flash as names
 from phone.device.machine import State
 from phone.device.phone import VirtualPhone
-from phone.device.port import RegisterRequest, RegisterResult
+from phone.device.port import RegisterRequest, RegisterResult, Requester
 from phone.device.sccp import SccpClient
+from phone.errors import FileNotFoundOnServer, NetworkError, TransferTimeout
 from phone.formats.trustlist import Role
 from phone.net.memory import MemoryBackend
 from phone.pki import cert_to_pem, issue, key_to_pem
@@ -185,3 +187,82 @@ def test_an_lsc_certificate_renewed_on_flash_for_the_same_key_is_the_one_read() 
     phone.flash.write(names.LSC_CERT, cert_to_pem(renewed))
     found = phone.lsc()
     assert found is not None and found.certificate == renewed
+
+
+# --- items 2, 4 and 13: fetching a file over the model's transports -----------------------------
+
+
+class Transfers(MemoryBackend):
+    """Every fetch answered per transport: bytes, or the error to raise."""
+
+    def __init__(self, lab: Lab, answers: dict[Transport, bytes | NetworkError]) -> None:
+        super().__init__(lab, clock=clock)
+        self.answers = answers
+        self.tried: list[Transport] = []
+
+    def fetch(self, server: str, name: str, *, transport: Transport, requester: Requester) -> bytes:
+        self.tried.append(transport)
+        answer = self.answers[transport]
+        if isinstance(answer, NetworkError):
+            raise answer
+        return answer
+
+
+def fetching(answers: dict[Transport, bytes | NetworkError]) -> tuple[VirtualPhone, Transfers]:
+    lab = new_lab()
+    backend = Transfers(lab, answers)
+    phone = new_phone(lab, backend)  # an 8841: HTTP 6970 first, then TFTP (item 4)
+    return phone, backend
+
+
+HTTP, TFTP = Transport.HTTP, Transport.TFTP
+
+
+def test_item4_a_file_not_on_http_is_fetched_over_tftp() -> None:
+    phone, backend = fetching({HTTP: FileNotFoundOnServer("x.cnf.xml"), TFTP: b"data"})
+    assert phone._fetch("config", "x.cnf.xml") == b"data"
+    assert backend.tried == [HTTP, TFTP] and phone.trace == [] and phone.status == []
+
+
+def test_item4_http_that_times_out_or_fails_falls_back_to_tftp() -> None:
+    for error in (TransferTimeout("no answer"), NetworkError("connection refused")):
+        phone, backend = fetching({HTTP: error, TFTP: b"data"})
+        assert phone._fetch("config", "x.cnf.xml") == b"data"
+        assert backend.tried == [HTTP, TFTP] and phone.trace == []
+
+
+def test_item2_a_file_on_neither_transport_is_not_found_and_shown() -> None:
+    phone, backend = fetching({HTTP: TransferTimeout("no answer"), TFTP: FileNotFoundOnServer("f")})
+    assert phone._fetch("ctl", "CTLSEP001122334455.tlv") is None
+    assert backend.tried == [HTTP, TFTP]
+    (entry,) = phone.trace
+    assert (entry.step, entry.decision, entry.rule, entry.reason, entry.file, entry.server) == (
+        "ctl",
+        "not-found",
+        "item 2",
+        "CTLSEP001122334455.tlv is not on the server",
+        "CTLSEP001122334455.tlv",
+        phone.tftp,
+    )
+    assert phone.status == ["File not found CTLSEP001122334455.tlv"]  # item 2, [S13]
+
+
+def test_item2_a_quiet_not_found_is_recorded_but_not_shown() -> None:
+    phone, _ = fetching({HTTP: FileNotFoundOnServer("f"), TFTP: FileNotFoundOnServer("f")})
+    assert phone._fetch("itl", "ITLSEP001122334455.tlv", quiet_not_found=True) is None
+    assert [t.decision for t in phone.trace] == ["not-found"] and phone.status == []
+
+
+def test_item13_a_file_no_transport_delivers_is_a_timeout_naming_each_failure() -> None:
+    phone, _ = fetching({HTTP: TransferTimeout("no answer"), TFTP: NetworkError("unreachable")})
+    assert phone._fetch("config", "x.cnf.xml") is None
+    (entry,) = phone.trace
+    assert (entry.step, entry.decision, entry.rule, entry.reason, entry.file, entry.server) == (
+        "config",
+        "timeout",
+        "item 13",
+        "http: no answer; tftp: unreachable",
+        "x.cnf.xml",
+        phone.tftp,
+    )
+    assert phone.status == ["TFTP timeout"]
