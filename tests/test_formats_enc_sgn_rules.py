@@ -180,8 +180,8 @@ def test_decrypt_a_key_wrapped_for_another_key_of_the_same_size_says_so(
     # The case a real phone meets (a config encrypted for the LSC it had before re-enrolment):
     # OpenSSL 3.2+ mostly does not fail a wrong-key PKCS#1 v1.5 unwrap, it answers random bytes
     # of a random length (implicit rejection), which must read as the same "wrapped for another
-    # certificate" as a refused unwrap, not as a malformed key. (A random answer of exactly 16 bytes, about 1 in
-    # 200, is caught by the plaintext digest instead: re-wrap until it is not.)
+    # certificate" as a refused unwrap, not as a malformed key. (A random answer of exactly 16
+    # bytes, about 1 in 200, is caught by the plaintext digest instead: re-wrap until it is not.)
     other_key = rsa_signer.key.public_key()
     assert other_key.key_size == phone_key.key_size
     for _ in range(20):

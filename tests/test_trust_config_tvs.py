@@ -350,7 +350,7 @@ def test_item22_query_answer_picks_the_certificate_with_both_serial_and_issuer(
     issuer, serial = key_of(other.itlrecovery)
     # Same subject (so the same issuer, self-signed), another serial and key.
     namesake = self_signed(
-        wanted.subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value,
+        str(wanted.subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value),
         now=NOW,
         key=kit.capf.key,
         serial=wanted.serial_number + 1,
