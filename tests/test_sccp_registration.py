@@ -250,7 +250,11 @@ def test_tshark_decodes_a_registration_captured_from_lab_server(
         deadline = time.monotonic() + 10
         while not capture.exists() or capture.stat().st_size == 0:
             if tshark.poll() is not None or time.monotonic() > deadline:
-                pytest.skip(f"tshark cannot capture on lo here: {tshark.stderr.read()!r}")  # type: ignore[union-attr]
+                # Stop it before reading its stderr: a live tshark never closes the pipe, so
+                # reading it would wait for ever (seen under load, when it starts slowly).
+                tshark.terminate()
+                _, err = tshark.communicate(timeout=10)
+                pytest.skip(f"tshark cannot capture on lo here: {err!r}")
             time.sleep(0.05)
         time.sleep(0.3)
         phone, backend = _socket_phone(lab, server, MAC)
