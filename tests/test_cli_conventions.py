@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -180,11 +181,16 @@ def test_ctrl_c_on_a_fleet_is_one_line_and_exit_130() -> None:
         start_new_session=True,  # its own process group, as a terminal's job is
     )
     assert process.stderr is not None
+    # Signal once the bar counts phone operations the workers finished: then the workers are
+    # mid-run whatever the machine's load (a fixed sleep after the first bar once let a loaded
+    # CI run's signal land elsewhere).
     seen = ""
     deadline = time.monotonic() + 120
-    while "phone operations" not in seen and time.monotonic() < deadline:
-        seen += process.stderr.read(1)  # the bar: workers are running
-    time.sleep(1)
+    while not re.search(r"  [1-9][0-9,]*/60,000 phone operations", seen):
+        assert time.monotonic() < deadline, seen[-500:]
+        char = process.stderr.read(1)
+        assert char, f"the run ended before any progress: {seen[-500:]}"
+        seen += char
     os.killpg(process.pid, signal.SIGINT)  # what Ctrl-C sends: every process of the group
     out, err = process.communicate(timeout=60)
     assert process.returncode == 130
@@ -243,3 +249,22 @@ def test_export_certs_without_cluster_exports_every_cluster(
     document = json.loads(capsys.readouterr().out)
     assert sorted(e["cluster"] for e in document["exported"]) == ["b", "cluster1"]
     assert sorted(p.name for p in (tmp_path / "x").iterdir()) == ["b", "cluster1"]
+
+
+def test_ctrl_c_while_a_command_group_is_imported_is_one_line_and_exit_130(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Ctrl-C in the first second of `vphone scenario run` lands while the scenario group and the
+    # cluster are still being imported, before main()'s handler: it printed a traceback.
+    import phone.cli
+
+    def interrupted(words: object, full: bool = False) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(phone.cli, "build_parser", interrupted)
+    monkeypatch.setattr(sys, "argv", ["vphone", "scenario", "run", "migration-rollback"])
+    with pytest.raises(SystemExit) as ended:
+        phone.cli.run()
+    assert ended.value.code == 130
+    captured = capsys.readouterr()
+    assert captured.err == "vphone: interrupted\n" and captured.out == ""

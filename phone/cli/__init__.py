@@ -243,5 +243,14 @@ def _silence_stdout() -> None:
 
 
 def run() -> None:
-    """Console-script entry point."""
-    sys.exit(main())
+    """Console-script entry point.
+
+    Ctrl-C while the parser or a command group is still being imported (before :func:`main`'s
+    own handler is in place) is the same one line and exit code 130, not a traceback.
+    """
+    try:
+        code = main()
+    except KeyboardInterrupt:
+        print("vphone: interrupted", file=sys.stderr)
+        code = EXIT_INTERRUPTED
+    sys.exit(code)
