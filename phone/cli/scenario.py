@@ -25,8 +25,8 @@ from phone.scenario import (
     render_text,
     run_scenario,
 )
-from phone.scenario.fleet import MAX_WORKERS
-from phone.scenario.report import junit_xml
+from phone.scenario.fleet import MAX_WORKERS, FleetInterrupted
+from phone.scenario.report import Report, junit_xml
 from phone.scenario.report_html import render_html
 
 Sub: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
@@ -121,9 +121,23 @@ def cmd_run(args: argparse.Namespace) -> int:
             )
         else:
             report = run_scenario(scenario, keys=key_source(), workers=args.workers, progress=bar)
+    except FleetInterrupted as exc:
+        if bar is not None:
+            bar.close()
+            bar = None
+        if exc.report is not None:
+            # Ctrl-C: the steps every phone finished go where the whole report would have gone
+            # (issue 18 item 2); the CLI then prints the one line and exits 130.
+            _write_report(exc.report, args)
+        raise
     finally:
         if bar is not None:
             bar.close()
+    return _write_report(report, args)
+
+
+def _write_report(report: Report, args: argparse.Namespace) -> int:
+    """Write ``report`` to the files asked for and to stdout; the exit code it calls for."""
     if args.junit is not None:
         junit: Path = args.junit
         try:

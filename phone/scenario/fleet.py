@@ -33,10 +33,12 @@ import multiprocessing
 import signal
 import tempfile
 import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from multiprocessing.sharedctypes import Synchronized
+from multiprocessing.synchronize import Event as EventType
 from pathlib import Path
 from typing import Any
 
@@ -49,7 +51,13 @@ from phone.pki import FreshKeys, KeySource, PooledKeys, key_from_pem, key_to_pem
 from phone.scenario.model import Scenario, ScenarioError
 from phone.scenario.parse import CERT_KINDS
 from phone.scenario.report import Report, merge
-from phone.scenario.runner import ScenarioRunner, ShardResult, build_lab, seeded_random
+from phone.scenario.runner import (
+    RunInterrupted,
+    ScenarioRunner,
+    ShardResult,
+    build_lab,
+    seeded_random,
+)
 
 __all__ = [
     "MAX_WORKERS",
@@ -63,24 +71,30 @@ MAX_WORKERS = 64
 _BATCH = 64  # phone operations a worker does between two updates of the shared counter
 _LSC_BITS = 2048  # CAPF asks phones for RSA-2048 keys (phone.cluster.capf)
 _POLL_SECONDS = 0.1
+_STOP_SECONDS = 30.0  # after Ctrl-C: how long the workers have to send the steps they finished
 _WORKER_GC_THRESHOLDS = (10_000, 10, 10)  # gc.set_threshold in a worker process (see _worker)
 
 
 class FleetInterrupted(KeyboardInterrupt):
-    """Ctrl-C ended a run: how far it got (the CLI prints one line and exits 130)."""
+    """Ctrl-C ended a run: how far it got, and the partial report of the steps every shard
+    finished when there is one (the CLI writes it, prints one line and exits 130)."""
 
-    def __init__(self, done: int, total: int) -> None:
+    def __init__(self, done: int, total: int, report: Report | None = None) -> None:
         super().__init__(done, total)
         self.done = done
         self.total = total
+        self.report = report
 
     def summary(self) -> str:
-        """``interrupted after 1,234 of 30,000 phone operations (4%); no report``."""
+        """``interrupted after 1,234 of 30,000 phone operations (4%); ...`` and what of the
+        report there is."""
         share = 100 * self.done // max(self.total, 1)
-        return (
-            f"interrupted after {self.done:,} of {self.total:,} phone operations ({share}%); "
-            "no report was written"
-        )
+        head = f"interrupted after {self.done:,} of {self.total:,} phone operations ({share}%); "
+        if self.report is None:
+            return head + "no report was written"
+        if not self.report.interrupted:  # every worker had finished: the whole report
+            return head + "the report is complete"
+        return head + f"the report shows what every phone finished: {self.report.interrupted}"
 
 
 FleetProgress = Callable[[int, int], None]
@@ -157,11 +171,12 @@ class _Job:
     phone_keys_pem: list[bytes] | None = None  # None: the phones generate fresh keys
 
 
-def _worker(job: _Job, conn: Connection, counter: Synchronized[int]) -> None:
+def _worker(job: _Job, conn: Connection, counter: Synchronized[int], stop: EventType) -> None:
     """A worker process: load the lab, run one shard, send the tallies (or the error) back."""
     pending = 0
     # Ctrl-C reaches every process of the terminal's group: the parent alone answers it (one
-    # line, exit 130) and ends the workers, so no worker prints a traceback.
+    # line, exit 130) and asks the workers to stop through ``stop``, so no worker prints a
+    # traceback and each sends the steps it finished (the partial report).
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
     def progress(done: int) -> None:
@@ -171,6 +186,8 @@ def _worker(job: _Job, conn: Connection, counter: Synchronized[int]) -> None:
             with counter.get_lock():
                 counter.value += pending
             pending = 0
+            if stop.is_set():
+                raise KeyboardInterrupt  # the runner answers with the steps it finished
 
     try:
         outcome = _run_shard(job, progress)
@@ -214,6 +231,8 @@ def _run_shard(job: _Job, progress: Callable[[int], None]) -> tuple[str, object]
             progress=progress,
         )
         return ("ok", runner.run())
+    except RunInterrupted as exc:
+        return ("interrupted", exc.partial)
     except ScenarioError as exc:
         # Exceptions with keyword-only fields do not survive pickling: send the fields.
         return ("scenario", (exc.problem, exc.path, exc.line, exc.key))
@@ -264,7 +283,9 @@ def run_scenario(
 
         try:
             result = ScenarioRunner(scenario, keys=source, progress=step).run()
-        except KeyboardInterrupt:
+        except RunInterrupted as exc:
+            raise FleetInterrupted(done, total, merge(scenario, [exc.partial])) from None
+        except KeyboardInterrupt:  # before the runner ran: while the lab was being built
             raise FleetInterrupted(done, total) from None
         if progress is not None:
             progress(total, total)
@@ -293,6 +314,7 @@ def _run_workers(
     )
     context = multiprocessing.get_context("spawn")
     counter: Synchronized[int] = context.Value("q", 0)
+    stop = context.Event()
     with tempfile.TemporaryDirectory(prefix="vphone-fleet-") as folder:
         lab_path = Path(folder) / "lab"
         save_lab(lab, lab_path)
@@ -303,30 +325,28 @@ def _run_workers(
                 receive, send = context.Pipe(duplex=False)
                 job = _Job(scenario, str(lab_path), pems, shard, workers, phone_pems)
                 process = context.Process(
-                    target=_worker, args=(job, send, counter), name=f"vphone-shard-{shard}"
+                    target=_worker, args=(job, send, counter, stop), name=f"vphone-shard-{shard}"
                 )
                 with _sigint_ignored():  # a spawned child inherits it from its first instruction
                     process.start()
                 send.close()
                 processes.append((process, receive))
             results: dict[int, ShardResult] = {}
-            while len(results) < workers:
-                for shard, (worker, conn) in enumerate(processes):
-                    if shard in results:
-                        continue
-                    if conn.poll(_POLL_SECONDS / workers):
-                        results[shard] = _receive(conn, shard)
-                    elif not worker.is_alive() and not conn.poll():
-                        raise ScenarioError(
-                            f"worker {shard} ended with exit code {worker.exitcode} and no result",
-                            path=scenario.path,
-                        )
-                if progress is not None:
-                    progress(min(counter.value, total), total)
+            try:
+                _collect(
+                    scenario, processes, results, counter=counter, total=total, progress=progress
+                )
+            except KeyboardInterrupt:
+                done = min(counter.value, total)
+                report = _partial(scenario, processes, results, stop)
+                interrupted = report is None
+                raise FleetInterrupted(done, total, report) from None
             if progress is not None:
                 progress(total, total)
             return [results[s] for s in range(workers)]
-        except KeyboardInterrupt:
+        except FleetInterrupted:
+            raise
+        except KeyboardInterrupt:  # while the workers were starting: nothing ran yet
             interrupted = True
             raise FleetInterrupted(min(counter.value, total), total) from None
         finally:
@@ -336,6 +356,54 @@ def _run_workers(
                 if worker.is_alive():  # only after an error elsewhere: do not leave it behind
                     worker.terminate()
                     worker.join()
+
+
+def _collect(
+    scenario: Scenario,
+    processes: Sequence[tuple[multiprocessing.process.BaseProcess, Connection]],
+    results: dict[int, ShardResult],
+    *,
+    counter: Synchronized[int] | None = None,
+    total: int = 0,
+    progress: FleetProgress | None = None,
+    deadline: float | None = None,
+) -> None:
+    """Wait for every worker's result (until ``deadline`` on the monotonic clock, if given)."""
+    while len(results) < len(processes):
+        if deadline is not None and time.monotonic() > deadline:
+            raise TimeoutError
+        for shard, (worker, conn) in enumerate(processes):
+            if shard in results:
+                continue
+            if conn.poll(_POLL_SECONDS / len(processes)):
+                results[shard] = _receive(conn, shard)
+            elif not worker.is_alive() and not conn.poll():
+                raise ScenarioError(
+                    f"worker {shard} ended with exit code {worker.exitcode} and no result",
+                    path=scenario.path,
+                )
+        if progress is not None and counter is not None:
+            progress(min(counter.value, total), total)
+
+
+def _partial(
+    scenario: Scenario,
+    processes: Sequence[tuple[multiprocessing.process.BaseProcess, Connection]],
+    results: dict[int, ShardResult],
+    stop: EventType,
+) -> Report | None:
+    """After Ctrl-C: ask the workers to stop and merge what they finished, or None.
+
+    Each worker stops at its next batch of phone operations and sends the steps it finished
+    (or its whole result, if it was done). None when a worker does not answer within
+    :data:`_STOP_SECONDS`, fails, or a second Ctrl-C comes: then there is no partial report.
+    """
+    stop.set()
+    try:
+        _collect(scenario, processes, results, deadline=time.monotonic() + _STOP_SECONDS)
+    except (KeyboardInterrupt, TimeoutError, VphoneError):
+        return None
+    return merge(scenario, [results[s] for s in range(len(processes))])
 
 
 class _sigint_ignored:
@@ -364,7 +432,7 @@ def _receive(conn: Connection, shard: int) -> ShardResult:
 
 def _result(status: str, payload: Any, shard: int) -> ShardResult:  # noqa: ANN401 (pickled)
     """The shard's result from :func:`_run_shard`'s outcome, or its error raised."""
-    if status == "ok" and isinstance(payload, ShardResult):
+    if status in ("ok", "interrupted") and isinstance(payload, ShardResult):
         return payload
     if status == "scenario":
         problem, path, line, key = payload

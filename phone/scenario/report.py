@@ -195,6 +195,9 @@ class Report:
     steps: tuple[StepResult, ...]  # setup, every step, then "final"
     summary: tuple[SummaryRow, ...]
     phone_operations: int = 0
+    # Set when Ctrl-C cut the run: where ("after step 3 of 7", "during the setup"); ``steps`` holds
+    # only the steps every shard finished, no "final" step and no summary (issue 18 item 2).
+    interrupted: str = ""
 
     @property
     def expectations(self) -> tuple[ExpectResult, ...]:
@@ -208,8 +211,8 @@ class Report:
 
     @property
     def ok(self) -> bool:
-        """True when every expectation holds."""
-        return not self.failed
+        """True when the run finished and every expectation holds."""
+        return not self.failed and not self.interrupted
 
     def as_dict(self) -> dict[str, object]:
         """The JSON document (``docs/harness.md``); deterministic for a given scenario."""
@@ -239,6 +242,7 @@ class Report:
                 ],
             },
             "ok": self.ok,
+            **({"interrupted": self.interrupted} if self.interrupted else {}),
             "phones": scenario.phone_count,
             "expectations": {"total": len(self.expectations), "failed": len(self.failed)},
             "steps": [s.as_dict() for s in self.steps],
@@ -371,12 +375,28 @@ def merge(scenario: Scenario, shards: Sequence[ShardResult]) -> Report:
         raise ValueError("the shard results are not one complete run")
     steps: list[StepResult] = []
     step_defs = {s.index: s for s in scenario.steps}
-    for position in range(len(ordered[0].steps)):
+    # An interrupted run (a shard without its final tallies) reports the steps every shard
+    # finished: a step some shards had not finished has no fleet-wide count.
+    finals = [s.final for s in ordered if s.final is not None]
+    whole = min(len(s.steps) for s in ordered)
+    for position in range(whole):
         parts = [s.steps[position] for s in ordered]
         index = parts[0].index
         expects = step_defs[index].expects if index in step_defs else ()
         steps.append(_merge_step(parts, expects))
-    steps.append(_merge_step([s.final for s in ordered], scenario.expects))
+    operations = sum(s.phone_operations for s in ordered)
+    if len(finals) < len(ordered):
+        # The setup is step 0 and not one of the scenario's steps.
+        ran = max(whole - 1, 0)
+        cut = "during the setup" if whole == 0 else f"after step {ran} of {len(scenario.steps)}"
+        return Report(
+            scenario=scenario,
+            steps=tuple(steps),
+            summary=(),
+            phone_operations=operations,
+            interrupted=cut,
+        )
+    steps.append(_merge_step(finals, scenario.expects))
     reasons: Counter[tuple[str, str, str, str]] = Counter()
     for shard in ordered:
         reasons.update(shard.reasons)
@@ -391,7 +411,7 @@ def merge(scenario: Scenario, shards: Sequence[ShardResult]) -> Report:
         scenario=scenario,
         steps=tuple(steps),
         summary=summary,
-        phone_operations=sum(s.phone_operations for s in ordered),
+        phone_operations=operations,
     )
 
 
@@ -448,6 +468,11 @@ def render_text(report: Report, *, verbose: bool = False) -> str:
             out.append(f"      . {note}")
         for result in step.expectations:
             out.extend(_expect_lines(result, verbose=verbose))
+    total = len(report.expectations)
+    failed = len(report.failed)
+    if report.interrupted:
+        out.append(f"INTERRUPTED {report.interrupted}: {interrupted_verdict(report)}")
+        return "\n".join(out) + "\n"
     out.append(
         "final states by reason:" if verbose else "final states by cause (-v: whole reasons):"
     )
@@ -456,14 +481,25 @@ def render_text(report: Report, *, verbose: bool = False) -> str:
     for row in report.summary:
         head = f"  {row.group:<{width}}  {row.label:<{state_width}}  {row.phones:>7}  "
         out.append(head + (row.reason if verbose else cause(row.reason, CAUSE_WIDTH - len(head))))
-    total = len(report.expectations)
-    failed = len(report.failed)
     verdict = "PASS" if report.ok else "FAIL"
     out.append(
         f"{verdict}: {total - failed} of {total} expectations hold"
         + (f", {failed} failed" if failed else "")
     )
     return "\n".join(out) + "\n"
+
+
+def interrupted_verdict(report: Report) -> str:
+    """What an interrupted run can still say: the expectations of the steps it finished."""
+    total = len(report.expectations)
+    failed = len(report.failed)
+    checked = (
+        "no expectation was checked before it"
+        if not total
+        else f"{total - failed} of the {total} expectations checked before it hold"
+        + (f", {failed} failed" if failed else "")
+    )
+    return f"the final expectations were not checked; {checked}"
 
 
 # --- JUnit ---------------------------------------------------------------------------------------
@@ -485,7 +521,7 @@ def junit_xml(reports: Sequence[Report]) -> str:
             name=scenario.name,
             tests=str(len(report.expectations)),
             failures=str(len(report.failed)),
-            errors="0",
+            errors="1" if report.interrupted else "0",
             skipped="0",
         )
         properties = ET.SubElement(suite, "properties")
@@ -496,6 +532,17 @@ def junit_xml(reports: Sequence[Report]) -> str:
             ("items", ", ".join(map(str, scenario.items))),
         ):
             ET.SubElement(properties, "property", name=name, value=value)
+        if report.interrupted:
+            # The run did not finish: one error a CI dashboard shows, beside what was checked.
+            case = ET.SubElement(
+                suite, "testcase", classname=f"vphone.scenario.{scenario.name}", name="run"
+            )
+            ET.SubElement(
+                case,
+                "error",
+                message=f"interrupted {report.interrupted}: {interrupted_verdict(report)}",
+                type="interrupted",
+            )
         for result in report.expectations:
             where = f"step {result.step}" if result.step else "final"
             case = ET.SubElement(

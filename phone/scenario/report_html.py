@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections import Counter
 from html import escape
 
-from phone.scenario.report import ExpectResult, Report, StepResult
+from phone.scenario.report import ExpectResult, Report, StepResult, interrupted_verdict
 
 __all__ = ["CLEAN_REASON", "STATE_COLOURS", "render_html", "state_colour"]
 
@@ -315,7 +315,11 @@ def render_html(report: Report) -> str:
     total = len(report.expectations)
     failed = len(report.failed)
     verdict = (
-        f'<span id="verdict" class="verdict pass">PASS</span> {total} of {total} expectations hold'
+        f'<span id="verdict" class="verdict fail">INTERRUPTED</span> {_e(report.interrupted)}: '
+        f"{_e(interrupted_verdict(report))}"
+        if report.interrupted
+        else f'<span id="verdict" class="verdict pass">PASS</span> {total} of {total} '
+        "expectations hold"
         if report.ok
         else f'<span id="verdict" class="verdict fail">FAIL</span> {failed} of {total} '
         "expectations failed"

@@ -73,6 +73,7 @@ __all__ = [
     "Example",
     "ExpectTally",
     "GroupTally",
+    "RunInterrupted",
     "ScenarioRunner",
     "ShardResult",
     "SimClock",
@@ -84,6 +85,18 @@ __all__ = [
 
 Progress = Callable[[int], None]
 """Called with the number of phone operations done since the last call."""
+
+
+class RunInterrupted(KeyboardInterrupt):
+    """Ctrl-C (or a fleet's stop request) ended :meth:`ScenarioRunner.run` between two steps'
+    tallies: ``partial`` holds the steps that finished (``final`` None, no reason table).
+
+    A :class:`KeyboardInterrupt` still, so a caller that does not look for it stops as before.
+    """
+
+    def __init__(self, partial: ShardResult) -> None:
+        super().__init__(len(partial.steps))
+        self.partial = partial
 
 
 class ScenarioRunner:
@@ -140,13 +153,28 @@ class ScenarioRunner:
         """
         if self._slots:
             raise UsageError("this runner already ran its scenario; build a new ScenarioRunner")
-        steps = [self._setup()]
-        for step in self.scenario.steps:
-            if step.action == "wait":
-                self.clock.advance(int(step.params["seconds"]))
-            else:
-                self.clock.advance(self.scenario.step_seconds)
-            steps.append(self._step(step))
+        steps: list[StepTally] = []
+        try:
+            steps.append(self._setup())
+            for step in self.scenario.steps:
+                if step.action == "wait":
+                    self.clock.advance(int(step.params["seconds"]))
+                else:
+                    self.clock.advance(self.scenario.step_seconds)
+                steps.append(self._step(step))
+        except KeyboardInterrupt:
+            # A step's tally is made only once the step is over, so ``steps`` holds whole steps
+            # wherever the interrupt landed; the phones of the step it cut are left as they are.
+            raise RunInterrupted(
+                ShardResult(
+                    shard=self.shard[0],
+                    shards=self.shard[1],
+                    steps=tuple(steps),
+                    final=None,
+                    reasons={},
+                    phone_operations=self._operations,
+                )
+            ) from None
         final = StepTally(
             index=len(self.scenario.steps) + 1,
             line=0,

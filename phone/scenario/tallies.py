@@ -84,7 +84,7 @@ class ShardResult:
     shard: int
     shards: int
     steps: tuple[StepTally, ...]
-    final: StepTally
+    final: StepTally | None  # None: the run was interrupted after ``steps`` (a partial result)
     # (group, state, cluster the phone is registered with or "", reason) -> phones
     reasons: dict[tuple[str, str, str, str], int]
     phone_operations: int = 0
