@@ -54,7 +54,7 @@ __all__ = [
     "image_signing_key",
 ]
 
-API_VERSION: Final = (1, 0)
+API_VERSION: Final = (1, 1)
 """The version of the promised surface (docs/harness.md): (major, minor). The major number
 changes when a promised name goes or changes meaning; the minor one when names are added."""
 

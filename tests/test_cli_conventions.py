@@ -17,6 +17,7 @@ import signal
 import subprocess
 import sys
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -234,6 +235,28 @@ def test_release_spellings(spelling: str, profile: str) -> None:
     assert args.version == profile
     old = parser.parse_args(["lab", "init", "d", "--version", spelling])  # deprecated spelling
     assert old.version == profile
+
+
+def test_the_python_api_says_release_too() -> None:
+    # Friction 6: the API said `profile` where the CLI and scenario files say `release`.
+    import warnings
+
+    from keypool import pooled_keys
+
+    from phone.api import API_VERSION, ClusterSpec, create_lab
+
+    assert API_VERSION == (1, 1)  # a name added to the promised surface (docs/harness.md)
+    spec = ClusterSpec("old", release="11.5", key_size=1024)
+    assert spec.release == "11.5"
+    lab = create_lab(spec, now=datetime(2026, 6, 1, tzinfo=UTC), keys=pooled_keys())
+    assert lab.cluster("old").release == "8.x-11.5"  # the common spelling, resolved
+    with pytest.warns(DeprecationWarning, match=r"ClusterSpec\(release=\.\.\.\)"):
+        old = ClusterSpec("old", profile="12.5")  # API 1.0's name still works in major 1
+    assert old.release == "12.5"
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        assert old.profile == "12.5"
+    assert [w.category for w in seen] == [DeprecationWarning]
 
 
 def test_key_sizes_are_the_scenarios() -> None:

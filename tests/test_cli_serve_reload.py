@@ -65,7 +65,7 @@ def make_lab(path: Path, profile: str, *, now: datetime | None = None) -> Path:
     the wall clock)."""
     init_lab(
         path,
-        ClusterSpec("cluster1", profile=profile, key_size=1024),
+        ClusterSpec("cluster1", release=profile, key_size=1024),
         now=now or datetime.now(UTC),
         keys=pooled_keys(),
         capf_trust=manufacturing_cas(),

@@ -43,7 +43,7 @@ def _tvs(cluster: Cluster) -> TvsService:
 
 
 def test_item34_bulk_round_trip_between_two_clusters() -> None:
-    lab: Lab = make_lab(ClusterSpec("old", profile="12.x"), ClusterSpec("new"))
+    lab: Lab = make_lab(ClusterSpec("old", release="12.x"), ClusterSpec("new"))
     old, new = lab.cluster("old"), lab.cluster("new")
     mic = phone_mic("001122AABBCC").certificate
     wanted_by_old = [new.publisher.callmanager.certificate, new.itlrecovery.certificate]
@@ -146,7 +146,7 @@ def test_seed_itlrecovery_validity_parameter() -> None:
     assert timedelta(days=365 * 20) <= validity <= timedelta(days=366 * 20)
     assert "ITLRecovery certificate" in certops.ITLRECOVERY_WARNING
     assert "tokenless CTL" in certops.ITLRECOVERY_WARNING
-    old = make_lab(ClusterSpec(profile="12.x")).cluster()
+    old = make_lab(ClusterSpec(release="12.x")).cluster()
     with pytest.raises(LabError, match="offers an ITLRecovery validity of 5"):
         old.set_parameter("itl-recovery-validity-years", "20", now=NOW)
 
@@ -169,7 +169,7 @@ def test_regenerate_needs_a_node_in_multi_node_clusters() -> None:
 
 
 def test_item26_callmanager_regenerated_on_8x_tvs_vouches_for_the_new_signer() -> None:
-    cluster = make_lab(ClusterSpec(profile="8.x-11.5")).cluster()
+    cluster = make_lab(ClusterSpec(release="8.x-11.5")).cluster()
     old_signer = _itl(cluster).header.serial_hex
     result = certops.regenerate(cluster, CertKind.CALLMANAGER, now=LATER, keys=pooled_keys())
     assert any("item 26" in w for w in result.warnings)
@@ -183,7 +183,7 @@ def test_item26_callmanager_regenerated_on_8x_tvs_vouches_for_the_new_signer() -
 
 
 def test_item28_callmanager_regenerated_on_12x_keeps_the_itl_signer() -> None:
-    cluster = make_lab(ClusterSpec(profile="12.x")).cluster()
+    cluster = make_lab(ClusterSpec(release="12.x")).cluster()
     before = _itl(cluster).header
     certops.regenerate(cluster, CertKind.CALLMANAGER, now=LATER, keys=pooled_keys())
     after = _itl(cluster).header
@@ -201,7 +201,7 @@ def test_item28_callmanager_regenerated_on_12x_keeps_the_itl_signer() -> None:
     ],
 )
 def test_item29_itl_reset_localkey(release: str, normal: CertKind, reset: CertKind) -> None:
-    cluster = make_lab(ClusterSpec(profile=release, tvs_nodes=2, tftp_nodes=2)).cluster()
+    cluster = make_lab(ClusterSpec(release=release, tvs_nodes=2, tftp_nodes=2)).cluster()
     first, second = cluster.tftp_hosts
     before = _itl(cluster, first)
     certops.itl_reset(cluster, "localkey", now=LATER)

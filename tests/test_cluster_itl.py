@@ -92,7 +92,7 @@ def test_item2_itlsep_name_serves_the_same_itl() -> None:
     ],
 )
 def test_release_profile_itl_signer(release: str, signer: CertKind) -> None:
-    cluster = _one(ClusterSpec(profile=release))
+    cluster = _one(ClusterSpec(release=release))
     itl = _itl(cluster)
     expected = cluster.identity(signer).certificate
     other_kind = CertKind.ITLRECOVERY if signer is CertKind.CALLMANAGER else CertKind.CALLMANAGER
@@ -244,7 +244,7 @@ def test_item2_no_ctl_in_non_secure_mode() -> None:
     ],
 )
 def test_mixed_mode_tokenless_ctl(release: str, signer: CertKind) -> None:
-    cluster = _one(ClusterSpec(profile=release, tvs_nodes=2))
+    cluster = _one(ClusterSpec(release=release, tvs_nodes=2))
     assert cluster.ctl_file is None
     cluster.set_mixed_mode(True, now=LATER)
     service = file_service(cluster, cluster.tftp_hosts[0])
@@ -338,7 +338,7 @@ def test_item30_cluster_report_mismatch_after_itl_change_and_delete_on_unregiste
 
 
 def test_item30_no_itl_report_before_14x() -> None:
-    cluster = _one(ClusterSpec(profile="12.x"))
+    cluster = _one(ClusterSpec(release="12.x"))
     host = cluster.tftp_hosts[0]
     result = cluster.register("001122334455", now=NOW, itl_report=_Report(host, "aa", 5))
     assert result.accepted and result.itl is None

@@ -60,7 +60,7 @@ def _node_view(node: Node) -> tuple[object, ...]:
 def _busy_lab() -> Lab:
     lab = make_lab(
         ClusterSpec("alpha", tvs_nodes=2, tftp_nodes=2, mixed_mode=True),
-        ClusterSpec("beta", profile="8.x-11.5"),
+        ClusterSpec("beta", release="8.x-11.5"),
     )
     alpha, beta = lab.cluster("alpha"), lab.cluster("beta")
     alpha.add_device(
@@ -182,7 +182,7 @@ def test_interrupted_init_is_ignored_and_damage_is_reported(tmp_path: Path) -> N
 def test_init_adds_clusters_and_refuses_foreign_folders(tmp_path: Path) -> None:
     lab_dir = tmp_path / "lab"
     init_lab(lab_dir, ClusterSpec("one"), now=NOW, keys=pooled_keys())
-    lab = init_lab(lab_dir, ClusterSpec("two", profile="12.x"), now=NOW, keys=pooled_keys())
+    lab = init_lab(lab_dir, ClusterSpec("two", release="12.x"), now=NOW, keys=pooled_keys())
     assert [c.name for c in lab.clusters] == ["one", "two"]
     assert lab.cluster("two").publisher.ip.startswith("10.2.")
     with pytest.raises(LabError, match="already has a cluster"):

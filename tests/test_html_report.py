@@ -203,7 +203,7 @@ def test_lab_diagram_names_who_signs_what_14x_mixed_mode() -> None:
 
 def test_lab_diagram_8x_itl_signed_by_the_tftp_node_and_no_ctl() -> None:
     lab = create_lab(
-        ClusterSpec("legacy", profile="8.x-11.5", key_size=1024), now=NOW, keys=pooled_keys()
+        ClusterSpec("legacy", release="8.x-11.5", key_size=1024), now=NOW, keys=pooled_keys()
     )
     signs = [r for r in _lab_rows(lab_html(lab.clusters)) if r[1] == "signs"]
     assert signs == [

@@ -174,7 +174,7 @@ def test_first_boot_installs_itl_and_registers(net: Net) -> None:
 def test_item26_callmanager_regenerated_on_8x_accepted_through_tvs(net: Net) -> None:
     """Item 26: 8.x-11.5 signs the ITL with CallManager; TVS (over TLS) vouches for the new one."""
     clock = Clock()
-    lab = lab_of(ClusterSpec("c1", profile="8.x-11.5"))
+    lab = lab_of(ClusterSpec("c1", release="8.x-11.5"))
     cluster = lab.cluster()
     phone = net.phone(lab, clock)
     assert phone.boot() is State.REGISTERED
@@ -524,7 +524,7 @@ class SilentListener:
 def test_items24_tvs_that_never_answers_fails_closed_within_its_budget(sockets: Net) -> None:
     """8.x, CallManager regenerated: the phone must ask TVS; TVS accepts and stays silent."""
     clock = Clock()
-    lab = lab_of(ClusterSpec("c1", profile="8.x-11.5"))
+    lab = lab_of(ClusterSpec("c1", release="8.x-11.5"))
     cluster = lab.cluster()
     server = sockets.server(lab, clock)
     phone = sockets.phone(lab, clock)

@@ -97,7 +97,7 @@ def test_reboot_with_unchanged_cluster_changes_nothing() -> None:
 def test_callmanager_regenerated_on_8x_new_itl_accepted_through_tvs() -> None:
     """Item 26: 8.x-11.5 signs the ITL with CallManager; TVS (unchanged) vouches for the new one."""
     clock = Clock()
-    lab = lab_of(ClusterSpec("c1", profile="8.x-11.5"))
+    lab = lab_of(ClusterSpec("c1", release="8.x-11.5"))
     cluster = lab.cluster()
     phone = phone_on(lab, clock)
     phone.boot()
@@ -131,7 +131,7 @@ def test_item46_erase_trust_shows_the_erasing_text_and_empties_both_lists() -> N
 def test_callmanager_and_tvs_regenerated_together_on_8x_bricks_until_erase() -> None:
     """Item 27: neither the new ITL nor the TVS can be trusted; only an erase recovers."""
     clock = Clock()
-    lab = lab_of(ClusterSpec("c1", profile="8.x-11.5"))
+    lab = lab_of(ClusterSpec("c1", release="8.x-11.5"))
     cluster = lab.cluster()
     phone = phone_on(lab, clock)
     phone.boot()
@@ -162,7 +162,7 @@ def test_callmanager_and_tvs_regenerated_together_on_8x_bricks_until_erase() -> 
 def test_same_regeneration_on_12x_survives() -> None:
     """Item 28: from 12.0 ITLRecovery signs the ITL, so CallManager+TVS regeneration is safe."""
     clock = Clock()
-    lab = lab_of(ClusterSpec("c1", profile="12.x"))
+    lab = lab_of(ClusterSpec("c1", release="12.x"))
     cluster = lab.cluster()
     phone = phone_on(lab, clock)
     phone.boot()

@@ -70,7 +70,7 @@ def test_lab_phone_and_clock_fixtures(pytester: pytest.Pytester) -> None:
             assert vphone_phone.itl_hash() == before
             assert vphone_phone.trace[-1].at == vphone_clock.now
 
-        @pytest.mark.vphone_lab(ClusterSpec("old", profile="8.x-11.5"), "new")
+        @pytest.mark.vphone_lab(ClusterSpec("old", release="8.x-11.5"), "new")
         @pytest.mark.vphone_phone(model="7962", mac="00:11:22:33:44:66", cluster="new")
         def test_markers(vphone_lab, vphone_phone):
             assert [c.name for c in vphone_lab.clusters] == ["old", "new"]

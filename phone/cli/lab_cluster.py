@@ -30,7 +30,7 @@ def cmd_init(args: argparse.Namespace) -> int:
         name = next(f"cluster{i}" for i in range(1, 1000) if f"cluster{i}" not in existing)
     spec = ClusterSpec(
         name=name,
-        profile=args.version,
+        release=args.version,
         tvs_nodes=args.tvs_nodes,
         tftp_nodes=args.tftp_nodes,
         mixed_mode=args.mixed_mode,

@@ -157,7 +157,7 @@ class Cluster(TrunkAdmin, SipAuthGuard):
             spec, now=now, keys=keys, ip_prefix=ip_prefix, capf_trust=capf_trust
         )
         publisher = state.nodes[0].hostname
-        profile = get_profile(spec.profile)
+        profile = get_profile(spec.release)
         cluster = cls(state, random=random, firmware=firmware)
         cluster._log(
             now, publisher, "CLI", f"cluster {spec.name} installed, release {profile.name}"
@@ -179,8 +179,13 @@ class Cluster(TrunkAdmin, SipAuthGuard):
 
     @property
     def profile(self) -> ReleaseProfile:
-        """The release profile."""
+        """The release profile (its rules: digest, ITL reset signer, ITL File Status ...)."""
         return self._profile
+
+    @property
+    def release(self) -> str:
+        """The release profile's name (``"14.x"``): the word the CLI and scenarios use."""
+        return self._profile.name
 
     @property
     def nodes(self) -> tuple[Node, ...]:

@@ -50,7 +50,7 @@ def new_cluster_state(
         LabError: bad name, node counts, profile, key size or ITLRecovery validity.
     """
     stamp = unix_time(now)
-    profile = get_profile(spec.profile)
+    profile = get_profile(spec.release)
     if not NAME_RE.fullmatch(spec.name):
         raise LabError(
             f"invalid cluster name {spec.name!r}: use 1 to 30 lower-case letters, digits "

@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import re
+import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -486,22 +487,66 @@ class ConfigContext:
         return hashlib.sha256(repr(self).encode()).hexdigest()
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, init=False)
 class ClusterSpec:
     """What ``vphone lab init`` asks for.
 
-    ``tvs_nodes`` is the number of Unified CM nodes (TVS runs on every node, seed);
+    ``release`` is the Unified CM release profile: ``8.x-11.5``, ``12.x``, ``14.x`` or a
+    common spelling of one (``11.5``, ``12.5``, ``14``, ``15``), the word the CLI and scenario
+    files use. ``tvs_nodes`` is the number of Unified CM nodes (TVS runs on every node, seed);
     the first ``tftp_nodes`` of them also run TFTP.
+
+    ``profile=`` (API 1.0's name for ``release``) is still accepted, with a
+    :class:`DeprecationWarning`, and so is reading ``spec.profile``.
     """
 
     name: str = "cluster1"
-    profile: str = DEFAULT_PROFILE
+    release: str = DEFAULT_PROFILE
     tvs_nodes: int = 1
     tftp_nodes: int = 1
     mixed_mode: bool = False
     key_size: int = 2048
     itlrecovery_years: int = 5
     domain: str = "lab"
+
+    def __init__(  # noqa: PLR0917 (the positional order API 1.0 callers know)
+        self,
+        name: str = "cluster1",
+        release: str = DEFAULT_PROFILE,
+        tvs_nodes: int = 1,
+        tftp_nodes: int = 1,
+        mixed_mode: bool = False,
+        key_size: int = 2048,
+        itlrecovery_years: int = 5,
+        domain: str = "lab",
+        *,
+        profile: str | None = None,
+    ) -> None:
+        if profile is not None:
+            warnings.warn(
+                "ClusterSpec(release=...) is now ClusterSpec(release=...)",
+                DeprecationWarning,
+                stacklevel=2,
+            )
+            release = profile
+        # A frozen dataclass sets its fields through object.__setattr__, as its own __init__ does.
+        for field_name, value in (
+            ("name", name),
+            ("release", release),
+            ("tvs_nodes", tvs_nodes),
+            ("tftp_nodes", tftp_nodes),
+            ("mixed_mode", mixed_mode),
+            ("key_size", key_size),
+            ("itlrecovery_years", itlrecovery_years),
+            ("domain", domain),
+        ):
+            object.__setattr__(self, field_name, value)
+
+    @property
+    def profile(self) -> str:
+        """Deprecated: :attr:`release`."""
+        warnings.warn("ClusterSpec.profile is now ClusterSpec.release", DeprecationWarning, 2)
+        return self.release
 
 
 @dataclass

@@ -67,7 +67,7 @@ def build_lab(
     specs = [
         ClusterSpec(
             name=c.name,
-            profile=c.release,
+            release=c.release,
             tvs_nodes=c.tvs_nodes,
             tftp_nodes=c.tftp_nodes,
             mixed_mode=c.mixed_mode,
