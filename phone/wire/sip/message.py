@@ -250,7 +250,8 @@ def _content_length(headers: list[tuple[str, str]]) -> int | None:
         return None
     if len(values) > 1:
         raise ProtocolError("several Content-Length headers")
-    if not values[0].isdigit() or len(values[0]) > 9:
+    # 1*DIGIT, ASCII only (RFC 3261 20.14): str.isdigit() alone also takes "²", which int() refuses.
+    if not (values[0].isascii() and values[0].isdigit()) or len(values[0]) > 9:
         raise ProtocolError(f"bad Content-Length {values[0]!r}")
     return int(values[0])
 
@@ -322,7 +323,8 @@ def _check_required(headers: list[tuple[str, str]], message: SipMessage) -> None
     for name in ("From", "To"):
         parse_name_addr(values[name])
     parse_via(values["Via"])
-    if "Expires" in values and not values["Expires"].isdigit():
+    expires = values.get("Expires")
+    if expires is not None and not (expires.isascii() and expires.isdigit()):
         raise ProtocolError(f"bad Expires {values['Expires']!r}")
 
 
