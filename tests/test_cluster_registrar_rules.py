@@ -206,11 +206,31 @@ def test_rfc3261_contact_star_with_expires_0_removes_the_binding(cluster: Cluste
     assert MAC not in cluster.registrations
 
 
-def test_rfc3261_contact_star_needs_the_expires_header_0(cluster: Cluster) -> None:
+STAR_INVALID = "Contact * is only valid alone and with Expires: 0 (RFC 3261 10.3)"
+
+
+def test_rfc3261_contact_star_with_another_contact_is_400(cluster: Cluster) -> None:
+    # RFC 3261 10.3 step 6: "*" with additional Contact fields is invalid: 400. The phone is
+    # still identified by its +sip.instance (the "*" before it is skipped, not the end).
     plain_device(cluster)
-    response = granted(cluster, CONTACT, "*")
-    # The phone is identified by its instance; "*" without Expires: 0 does not unregister.
-    assert response.status == 200 and MAC in cluster.registrations
+    handle(make_registrar(cluster), request(cluster))
+    response = granted(cluster, "*", CONTACT, expires="0")
+    assert (response.status, response.reason) == (400, "Bad Request")
+    assert warning_text(response) == STAR_INVALID
+    assert MAC in cluster.registrations
+
+
+@pytest.mark.parametrize("expires", [None, "3600"])
+def test_rfc3261_contact_star_needs_expires_0(cluster: Cluster, expires: str | None) -> None:
+    # RFC 3261 10.3 step 6: "*" with an expiration other than zero is invalid: 400.
+    digest_device(cluster)
+    reg = make_registrar(cluster)
+    extra = () if expires is None else (("Expires", expires),)
+    star = request(cluster, contacts=("*",), extra=extra)
+    response = handle(reg, answer(star, handle(reg, star), n=2))
+    assert (response.status, response.reason) == (400, "Bad Request")
+    assert warning_text(response) == STAR_INVALID
+    assert MAC not in cluster.registrations
 
 
 # --- item 6: the phone model from User-Agent; unknown phones ------------------------------------
