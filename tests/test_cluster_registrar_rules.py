@@ -32,6 +32,7 @@ from phone.cluster.registrar import Registrar, Source
 from phone.errors import LabError
 from phone.wire.sip import (
     Credentials,
+    SipRequest,
     SipResponse,
     digest_ha1,
     digest_response,
@@ -64,10 +65,7 @@ def plain_device(cluster: Cluster) -> None:
     cluster.add_device(Device(MAC), now=NOW, replace=True)
 
 
-def handle(reg: Registrar, req: object, *, at: int = 0, source: Source = PHONE) -> SipResponse:
-    from phone.wire.sip import SipRequest
-
-    assert isinstance(req, SipRequest)
+def handle(reg: Registrar, req: SipRequest, *, at: int = 0, source: Source = PHONE) -> SipResponse:
     response = reg.handle(req, source, NOW + timedelta(seconds=at))
     assert response is not None
     return response

@@ -18,6 +18,7 @@ from registrarkit import (
     Draws,
     answer,
     names,
+    request,
     reset,
     to_tag,
 )
@@ -282,8 +283,6 @@ def test_throttled_source_is_403_with_retry_after(cluster: Cluster) -> None:
         replace=True,
     )
     reg = registrar(cluster)
-    from registrarkit import request
-
     req = request(cluster)
     failed = send(reg, answer(req, send(reg, req, source=PHONE), n=2, password="x"), source=PHONE)
     assert failed.status == 403
