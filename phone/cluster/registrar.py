@@ -609,10 +609,20 @@ def _good_response(credentials: Credentials, ha1: str, method: str) -> bool:
 
 
 def _requested_expires(request: SipRequest) -> int:
-    """The Contact's ``expires`` parameter, else the Expires header, else 3600 (RFC 3261 10.2)."""
-    for contact in request.get_all("Contact"):
+    """The Contact's ``expires`` parameter, else the Expires header, else 3600 (RFC 3261 10.2).
+
+    Raises:
+        ProtocolError: a ``Contact: *`` with another Contact or without ``Expires: 0`` (RFC 3261
+            10.3 step 6: such a request is invalid, 400).
+    """
+    contacts = request.get_all("Contact")
+    for contact in contacts:
         if contact.strip() == "*":
-            return 0 if request.get("Expires") == "0" else 3600
+            if len(contacts) != 1 or request.get("Expires") != "0":
+                raise ProtocolError(
+                    "Contact * is only valid alone and with Expires: 0 (RFC 3261 10.3)"
+                )
+            return 0
         value = parse_name_addr(contact).param("expires")
         if value is not None:
             if not value.isdigit():
