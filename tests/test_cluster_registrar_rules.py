@@ -186,6 +186,15 @@ def test_rfc3261_bad_contact_expires_is_400_bad_request(cluster: Cluster) -> Non
     assert MAC not in cluster.registrations
 
 
+def test_rfc3261_contact_expires_is_ascii_digits(cluster: Cluster) -> None:
+    # RFC 3261 25.1 delta-seconds = 1*DIGIT: "²" is a digit to str.isdigit, not to the RFC;
+    # it was a ValueError inside the registrar instead of a 400.
+    plain_device(cluster)
+    response = granted(cluster, CONTACT + ";expires=\u00b2")
+    assert status_line(response) == (400, "Bad Request")
+    assert warning_text(response) == "bad Contact expires '\u00b2'"
+
+
 def test_rfc3261_contact_star_with_expires_0_removes_the_binding(cluster: Cluster) -> None:
     # RFC 3261 10.2.2: "Contact: *" with "Expires: 0" removes every binding of the AOR. With no
     # +sip.instance the phone is identified by its digest user (challenged first).

@@ -625,7 +625,9 @@ def _requested_expires(request: SipRequest) -> int:
             return 0
         value = parse_name_addr(contact).param("expires")
         if value is not None:
-            if not value.isdigit():
+            # RFC 3261 25.1: delta-seconds is 1*DIGIT, ASCII digits only (str.isdigit also
+            # takes "²", which int() then refuses with a ValueError on a peer's bytes).
+            if not (value.isascii() and value.isdigit()):
                 raise ProtocolError(f"bad Contact expires {value!r}")
             return int(value)
     header = request.get("Expires")
