@@ -298,11 +298,10 @@ def _tree(data: bytes) -> tuple[Element, dict[Element, int]]:
                 node.text = text if node.text is None else node.text + text
 
     def doctype(*_args: object) -> None:
-        # A DOCTYPE is the only way to define entities; refusing it refuses them all.
+        # A DOCTYPE is the only way to define entities; refusing it refuses them all (expat
+        # reports the DOCTYPE's start before any entity declaration in it, so no separate
+        # entity handler is needed: one could never run).
         raise _Refused("DOCTYPE declarations are not allowed", parser.CurrentByteIndex)
-
-    def entity(*_args: object) -> None:  # pragma: no cover - needs a DOCTYPE first
-        raise _Refused("entity declarations are not allowed", parser.CurrentByteIndex)
 
     parser.StartElementHandler = start
     parser.EndElementHandler = end
@@ -311,7 +310,6 @@ def _tree(data: bytes) -> tuple[Element, dict[Element, int]]:
     # is the join of its pieces either way, and a run is flushed before the next tag event.
     parser.buffer_text = True
     parser.StartDoctypeDeclHandler = doctype
-    parser.EntityDeclHandler = entity
     _check_encoding(data)
     try:
         parser.Parse(data, True)
@@ -344,9 +342,7 @@ def _tree(data: bytes) -> tuple[Element, dict[Element, int]]:
         parser.EndElementHandler = None
         parser.CharacterDataHandler = None
         parser.StartDoctypeDeclHandler = None
-        parser.EntityDeclHandler = None
-    if not roots:  # pragma: no cover - expat reports "no element found" first
-        raise StructureError("no root element", offset=0, expected="<device> or <Default>")
+    # A parse that ends without an error has one root: expat reports "no element found" first.
     return roots[0], offsets
 
 
@@ -366,8 +362,14 @@ _DECLARED_ENCODING = re.compile(
 
 def _check_encoding(data: bytes) -> None:
     """Refuse a declared encoding outside :data:`ACCEPTED_ENCODINGS` (ASCII-compatible
-    declarations; a UTF-16 file's declaration is checked by expat itself)."""
-    match = _DECLARED_ENCODING.match(data[:512])
+    declarations; a UTF-16 file's declaration is checked by expat itself).
+
+    The whole file is matched, not a first window of it: XML allows any amount of whitespace
+    inside the declaration, and a window let a declaration padded past it name any encoding
+    Python knows (windows-1252, utf-7 ...), which expat then decoded. The pattern is anchored
+    and stops at the declaration's first ``>``, so this costs no more than a window did.
+    """
+    match = _DECLARED_ENCODING.match(data)
     if match is None:
         return
     name = match[2].decode("ascii", "replace")
