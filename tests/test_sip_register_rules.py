@@ -12,6 +12,7 @@ import hashlib
 
 import pytest
 
+from phone.errors import ProtocolError
 from phone.wire.sip.digest import Challenge
 from phone.wire.sip.message import SipRequest, SipResponse, encode_message, make_response
 from phone.wire.sip.register import (
@@ -21,7 +22,6 @@ from phone.wire.sip.register import (
     format_itl_report,
     parse_itl_report,
 )
-from phone.errors import ProtocolError
 
 REGISTRAR = "cucm1.cluster1.lab"
 
@@ -137,9 +137,7 @@ def test_item40_a_407_is_answered_with_proxy_authorization() -> None:
     second = client.receive(_challenge(client.start(), status=407))
     assert isinstance(second, SipRequest)
     assert second.get("Authorization") is None
-    assert [n for n, _ in second.headers if n.endswith("Authorization")] == [
-        "Proxy-Authorization"
-    ]
+    assert [n for n, _ in second.headers if n.endswith("Authorization")] == ["Proxy-Authorization"]
     ok = client.receive(make_response(second, 200, "OK"))
     assert isinstance(ok, RegisterOutcome) and ok.ok
     assert ok.exchanges == (
@@ -184,8 +182,17 @@ def test_client_ignores_an_answer_without_via() -> None:
 def test_a_3xx_is_a_failed_registration() -> None:
     # RFC 3261 21.3: 300 is a redirection, not a success (2xx is 200-299).
     client = _client()
-    outcome = client.receive(make_response(client.start(), 300, "Multiple Choices"))
-    assert outcome == RegisterOutcome(False, 300, "Multiple Choices", rule="item 1")
+    # A refusal's Warning text (RFC 3261 20.43) is part of the reason the phone shows.
+    moved = make_response(
+        client.start(),
+        300,
+        "Multiple Choices",
+        headers=(("Warning", '399 cucm1 "register with cucm2"'),),
+    )
+    outcome = client.receive(moved)
+    assert outcome == RegisterOutcome(
+        False, 300, "Multiple Choices: register with cucm2", rule="item 1"
+    )
     assert final_outcome(300, "Multiple Choices") == RegisterOutcome(
         False, 300, "Multiple Choices", None, "item 1"
     )
@@ -193,7 +200,9 @@ def test_a_3xx_is_a_failed_registration() -> None:
 
 
 def test_a_refusal_without_a_warning_is_its_reason_phrase() -> None:
-    assert final_outcome(403, "Forbidden") == RegisterOutcome(False, 403, "Forbidden", None, "item 1")
+    assert final_outcome(403, "Forbidden") == RegisterOutcome(
+        False, 403, "Forbidden", None, "item 1"
+    )
     assert final_outcome(403, "Forbidden", "") == RegisterOutcome(False, 403, "Forbidden")
     assert final_outcome(403, "Forbidden", "no such user") == RegisterOutcome(
         False, 403, "Forbidden: no such user", None, "item 1"
@@ -202,7 +211,10 @@ def test_a_refusal_without_a_warning_is_its_reason_phrase() -> None:
 
 @pytest.mark.parametrize(
     ("status", "reason", "header"),
-    [(401, "Unauthorized", "WWW-Authenticate"), (407, "Proxy Authentication Required", "Proxy-Authenticate")],
+    [
+        (401, "Unauthorized", "WWW-Authenticate"),
+        (407, "Proxy Authentication Required", "Proxy-Authenticate"),
+    ],
 )
 def test_a_challenge_without_its_header_fails(status: int, reason: str, header: str) -> None:
     # RFC 3261 22.1: a 401 carries WWW-Authenticate, a 407 Proxy-Authenticate.
@@ -269,8 +281,7 @@ def test_item41_stale_nonce_is_answered_and_a_fresh_refusal_ends_it() -> None:
             (
                 "answered",
                 "item 40",
-                "REGISTER (CSeq 2) with Authorization for digest user 'alice' -> "
-                "401 Unauthorized",
+                "REGISTER (CSeq 2) with Authorization for digest user 'alice' -> 401 Unauthorized",
             ),
             (
                 "challenged",
@@ -281,8 +292,7 @@ def test_item41_stale_nonce_is_answered_and_a_fresh_refusal_ends_it() -> None:
             (
                 "answered",
                 "item 40",
-                "REGISTER (CSeq 3) with Authorization for digest user 'alice' -> "
-                "401 Unauthorized",
+                "REGISTER (CSeq 3) with Authorization for digest user 'alice' -> 401 Unauthorized",
             ),
             (
                 "challenged",
