@@ -19,6 +19,7 @@ from phone.wire.sip import (
     parse_message,
     warning_text,
 )
+from phone.wire.sip import message as message_module
 
 # The mandatory headers of a request (RFC 3261 8.1.1: To, From, CSeq, Call-ID, Max-Forwards, Via).
 HEADERS = (
@@ -65,6 +66,14 @@ def _refused(data: bytes, **kwargs: object) -> str:
 
 
 # --- header names and look-ups (RFC 3261 7.3.1: field names are case-insensitive) ------------
+
+
+@pytest.fixture(autouse=True)
+def _cold_lookup_memo() -> None:
+    # Header-name look-ups are remembered per process (message._lookups). Start every test
+    # from an empty memo, as a fresh process does: a memo filled by earlier tests (or by the
+    # process a mutation-testing worker is forked from) would answer without running the code.
+    message_module._lookups.clear()
 
 
 def test_rfc3261_7_3_1_an_extension_header_is_found_in_any_case() -> None:
