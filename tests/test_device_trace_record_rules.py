@@ -24,8 +24,10 @@ def _clock() -> datetime:
     return NOW
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def entries() -> list[TraceEntry]:
+    # Per test, not per module: mutmut maps a function to the tests that call it, and a
+    # module fixture's calls count for the first test only.
     lab: Lab = create_lab("cluster1", now=NOW, keys=pooled_keys())
     backend = MemoryBackend(lab, clock=_clock)
     phone = VirtualPhone(
