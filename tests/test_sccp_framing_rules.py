@@ -55,7 +55,7 @@ def test_reader_accepts_lengths_4_and_4096() -> None:
     assert reader.offset == 12 + 4104
 
 
-@pytest.mark.parametrize("length", [3, 4097])
+@pytest.mark.parametrize("length", [3, 4097, 0x80000000, 0xFFFFFFFF])  # u32, unsigned
 def test_reader_refuses_a_length_outside_4_to_4096(length: int) -> None:
     reader = FrameReader()
     with pytest.raises(LengthError) as info:
@@ -96,8 +96,8 @@ def test_stream_ending_inside_a_header_needs_12_bytes() -> None:
 
 
 def test_stream_ending_after_a_length_field_needs_length_plus_8() -> None:
-    for cut in (4, 15):
-        data = KEEPALIVE + bytes.fromhex("08000000 00000000 0b000000 03000000")[:cut]
+    for cut in (4, 15):  # header version 0x11: only the 4-byte length field is read
+        data = KEEPALIVE + bytes.fromhex("08000000 11000000 0b000000 03000000")[:cut]
         with pytest.raises(TruncatedError) as info:
             parse_stream(data)
         assert info.value.problem == f"SCCP stream ends {cut} bytes into a frame"
@@ -121,7 +121,7 @@ def test_unknown_message_keeps_its_id_and_body() -> None:
 
 def test_bytes_after_the_fields_are_trailing() -> None:
     assert decode(Frame(0x0B, bytes.fromhex("03000000 07"))) == LineStatReq(3, trailing=b"\7")
-    assert decode(Frame(0x0B, bytes.fromhex("03000000"))).trailing == b""
+    assert decode(Frame(0x0B, bytes.fromhex("03000000"))) == LineStatReq(3, trailing=b"")
 
 
 # --- the emulated ITL report (0x7F01) ------------------------------------------------------------
@@ -137,6 +137,7 @@ def test_itl_report_layout() -> None:
 
 
 def test_itl_report_time_is_a_u32() -> None:
+    assert itl_report_message("t", SHA1, 0xFFFFFFFF).raw[-4:] == b"\xff\xff\xff\xff"
     message = itl_report_message("t", SHA1, 0x1_0000_0005)
     assert message.raw[-4:] == bytes.fromhex("05000000")
     assert read_itl_report(Unknown(0x7F01, message.raw[:-4] + b"\xff\xff\xff\xff"))[2] == 0xFFFFFFFF

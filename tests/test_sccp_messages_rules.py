@@ -68,8 +68,8 @@ REGISTER_BODY = (
     + bytes((10, 1, 2, 3))  # stationIpAddr, network order
     + u32(434, 0x05)  # deviceType 434 (7942), maxStreams
     + u32(0x06)  # activeStreams
-    + bytes((0x11, 0x07))  # protocolVer 17, the byte after it
-    + struct.pack("<H", 0x0809)  # phoneFeatures u16
+    + bytes((0x11, 0x87))  # protocolVer 17, the byte after it (top bit set)
+    + bytes.fromhex("0988")  # phoneFeatures u16 0x8809
     + u32(0x0A)  # maxConferences
     + u32(0x0B)  # activeConferences
     + bytes.fromhex("001122334455")
@@ -88,8 +88,8 @@ REGISTER = StationRegister(
     max_streams=5,
     active_streams=6,
     protocol_version=17,
-    protocol_flags=7,
-    features=0x0809,
+    protocol_flags=0x87,
+    features=0x8809,
     max_conferences=0x0A,
     extension=RegisterExtension(
         active_conferences=0x0B,
@@ -115,9 +115,9 @@ LITERAL: list[tuple[Message, bytes]] = [
             secondary_keepalive=60,
             protocol_version=17,
             protocol_flags=3,
-            features=0x0102,
+            features=0x8102,  # u16: the top bit set
         ),
-        frame(0x0081, u32(30) + b"D.M.YA" + b"\0\0" + u32(60) + bytes((17, 3, 2, 1))),
+        frame(0x0081, u32(30) + b"D.M.YA" + b"\0\0" + u32(60) + bytes((17, 3, 0x02, 0x81))),
     ),
     (RegisterReject(text="Unknown device"), frame(0x009D, pad(b"Unknown device", 32))),
     (
@@ -198,6 +198,15 @@ def test_header_version_is_written_and_kept() -> None:
     assert to_frame(Unknown(0x9F, b"\1")) == Frame(0x9F, b"\1", 0)
 
 
+def test_decode_offsets_count_from_the_frame_start_by_default() -> None:
+    with pytest.raises(TruncatedError) as info:
+        decode(Frame(0x000B, b""))
+    assert info.value.offset == 12  # the header, then body byte 0
+    with pytest.raises(TruncatedError) as info:
+        parse_stream(frame(0x000B, b""))
+    assert info.value.offset == 12
+
+
 def test_strings_end_at_the_first_nul_and_are_latin1() -> None:
     # Fixed-size NUL-padded strings (docs/sccp.md): what follows the first NUL is not text.
     body = pad(b"caf\xe9\0junk", 32)
@@ -241,8 +250,8 @@ def test_register_44_byte_body_has_no_max_conferences() -> None:
         max_streams=5,
         active_streams=6,
         protocol_version=17,
-        protocol_flags=7,
-        features=0x0809,
+        protocol_flags=0x87,
+        features=0x8809,
         max_conferences=None,
     )
     assert parse_stream(frame(1, REGISTER_BODY[:44])) == [expected]
@@ -257,7 +266,7 @@ def test_register_48_byte_body_adds_max_conferences_only() -> None:
     assert isinstance(message, StationRegister)
     assert not message.basic
     assert (message.active_streams, message.protocol_version) == (6, 17)
-    assert (message.protocol_flags, message.features, message.max_conferences) == (7, 0x0809, 10)
+    assert (message.protocol_flags, message.features, message.max_conferences) == (0x87, 0x8809, 10)
     assert message.extension is None and message.trailing == b""
     assert encode(message) == frame(1, REGISTER_BODY[:48])
     # One byte short of the 124-byte form: still no extension, the 75 bytes are trailing.
