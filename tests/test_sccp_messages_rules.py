@@ -160,17 +160,18 @@ LITERAL: list[tuple[Message, bytes]] = [
     ),
     (
         DefineTimeDate(
-            year=2024,
-            month=5,
-            day_of_week=3,
-            day=15,
-            hour=10,
-            minute=30,
-            second=45,
+            # 2038-01-19 03:14:08 UTC, a Tuesday: systemTime 2**31, past the signed range
+            year=2038,
+            month=1,
+            day_of_week=2,
+            day=19,
+            hour=3,
+            minute=14,
+            second=8,
             milliseconds=123,
-            system_time=1715769045,
+            system_time=0x80000000,
         ),
-        frame(0x0094, u32(2024, 5, 3, 15, 10, 30, 45, 123, 1715769045)),
+        frame(0x0094, u32(2038, 1, 2, 19, 3, 14, 8, 123) + bytes.fromhex("00000080")),
     ),
 ]
 
