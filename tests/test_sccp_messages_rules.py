@@ -41,6 +41,7 @@ from phone.wire.sccp import (
     encode,
     parse_stream,
 )
+from phone.wire.sccp.devices import device_type
 from phone.wire.sccp.messages import to_frame
 
 KEEPALIVE = bytes.fromhex("04000000 00000000 00000000")  # docs/sccp.md Framing
@@ -465,3 +466,48 @@ def test_strings_that_exactly_fill_their_field_leave_one_nul() -> None:
     data = encode(StationRegister(device_name="S" * 15, basic=True))
     assert data[12:28] == b"S" * 15 + b"\0"
     assert encode(LineStatRes(number="1" * 23))[16:40] == b"1" * 23 + b"\0"
+
+
+# --- device types (docs/sccp.md "Device types": Wireshark's DeviceType table) -------------------
+
+
+def test_every_model_has_the_dissector_device_type() -> None:
+    expected = {
+        "7902": 30008,
+        "7905": 20000,
+        "7906": 369,
+        "7910": 6,
+        "7911": 307,
+        "7912": 30007,
+        "7920": 30002,
+        "7921": 365,
+        "7925": 484,
+        "7931": 348,
+        "7935": 9,
+        "7936": 30019,
+        "7937": 431,
+        "7940": 8,
+        "7941": 115,
+        "7942": 434,
+        "7945": 435,
+        "7960": 7,
+        "7961": 30018,
+        "7962": 404,
+        "7965": 436,
+        "7970": 30006,
+        "7971": 119,
+        "7975": 437,
+        "7985": 302,
+        "6901": 547,
+        "6911": 548,
+        "6921": 495,
+        "6941": 496,
+        "6945": 564,
+        "6961": 497,
+        "8941": 586,
+        "8945": 585,
+        "IPCommunicator": 30016,
+    }
+    assert {model: device_type(model) for model in expected} == expected
+    with pytest.raises(KeyError):
+        device_type("9971")  # a SIP-only model: no SCCP device type
