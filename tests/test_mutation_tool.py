@@ -103,6 +103,13 @@ def test_the_record_gates_the_trust_core_and_lists_its_equivalents(tool: ModuleT
     assert "phone.formats.tlv.x_cstring__mutmut_4" in tool.listed_equivalents()
 
 
+def test_every_configured_module_is_gated(tool: ModuleType) -> None:
+    # Issue 16: every module where a wrong rule means a wrong decision is measured whole and
+    # gated, so a new survivor anywhere in them fails CI unless docs/mutation.md explains it.
+    assert set(tool.configured_modules()) == tool.gated_modules()
+    assert len(tool.configured_modules()) == 35
+
+
 def test_a_module_meets_its_own_suites_besides_the_base(tool: ModuleType) -> None:
     base = tool.suite_for([])
     assert "tests/test_trust_lists.py" in base
