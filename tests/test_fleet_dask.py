@@ -25,6 +25,7 @@ from phone.scenario import (
     render_text,
     run_scenario,
 )
+from phone.scenario.fleet import FleetInterrupted
 from phone.scenario.fleet_dask import run_scenario_on_dask
 from phone.scenario.report import Report
 
@@ -139,3 +140,22 @@ def test_without_distributed_a_scheduler_is_a_clear_error(
     scenario = load_scenario("first-boot").with_count(1)
     with pytest.raises(UsageError, match=r"needs the `distributed` package: pip install"):
         run_scenario_on_dask(scenario, "tcp://127.0.0.1:8786", keys=pooled_keys())
+
+
+def test_ctrl_c_on_dask_reports_the_steps_every_task_finished(scheduler: str) -> None:
+    # Issue 18 item 2 on Dask: Ctrl-C (a KeyboardInterrupt in the client's wait, raised here by
+    # the progress callback once tasks report work) sets the stop event; each task returns
+    # the steps it finished at its next progress report, and the partial report is merged.
+    scenario = load_scenario("migration-rollback").with_count(3000)
+
+    def progress(done: int, total: int) -> None:
+        if 0 < done < total:
+            raise KeyboardInterrupt
+
+    with pytest.raises(FleetInterrupted) as cut:
+        run_scenario_on_dask(scenario, scheduler, keys=pooled_keys(), progress=progress)
+    report = cut.value.report
+    assert report is not None
+    assert report.interrupted.startswith(("during the setup", "after step"))
+    assert not report.ok
+    assert cut.value.summary().startswith("interrupted after ")

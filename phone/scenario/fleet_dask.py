@@ -14,7 +14,9 @@ same shards as the local worker processes, on whatever machines the cluster's wo
    byte-identical to a local run with any number of workers.
 
 Progress: each task adds the phone operations it finished to a Dask ``Queue`` at most every
-:data:`_PROGRESS_SECONDS`; this process drains it while it waits.
+:data:`_PROGRESS_SECONDS`; this process drains it while it waits. Ctrl-C sets a Dask ``Event``
+the tasks read at the same moments: each returns the steps it finished, and the partial report
+is merged as for local workers (:class:`phone.scenario.fleet.FleetInterrupted`).
 
 Dask workers must have vphone installed (the same version: the tasks import
 ``phone.scenario.fleet``). ``distributed`` is an optional extra (``pip install 'vphone[dask]'``);
@@ -32,10 +34,12 @@ from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
 from phone.cluster.store import save_lab
-from phone.errors import UsageError
+from phone.errors import UsageError, VphoneError
 from phone.pki import FreshKeys, KeySource, key_to_pem
 from phone.scenario.fleet import (
+    _STOP_SECONDS,
     MAX_WORKERS,
+    FleetInterrupted,
     FleetProgress,
     _Job,
     _phone_keys,
@@ -90,10 +94,14 @@ def _lab_files(folder: Path) -> dict[str, bytes]:
     }
 
 
-def _task(job: _Job, files: dict[str, bytes], queue_name: str) -> tuple[str, object]:
-    """A Dask task: write the lab folder, run one shard, return its outcome."""
+def _task(
+    job: _Job, files: dict[str, bytes], queue_name: str, stop_name: str
+) -> tuple[str, object]:
+    """A Dask task: write the lab folder, run one shard, return its outcome (the steps it
+    finished, when the client set the stop event after Ctrl-C)."""
     distributed = _distributed()
     queue = distributed.Queue(queue_name)
+    stop = distributed.Event(stop_name)
     pending = 0
     last = time.monotonic()
 
@@ -103,6 +111,8 @@ def _task(job: _Job, files: dict[str, bytes], queue_name: str) -> tuple[str, obj
         if time.monotonic() - last >= _PROGRESS_SECONDS:
             queue.put(pending)
             pending, last = 0, time.monotonic()
+            if stop.is_set():  # a round trip to the scheduler: at most every _PROGRESS_SECONDS
+                raise KeyboardInterrupt  # the runner answers with the steps it finished
 
     with tempfile.TemporaryDirectory(prefix="vphone-dask-") as folder:
         for name, data in files.items():
@@ -184,8 +194,11 @@ def run_on_dask(
         with tempfile.TemporaryDirectory(prefix="vphone-fleet-") as folder:
             save_lab(lab, Path(folder) / "lab")
             files = _lab_files(Path(folder) / "lab")
-        queue_name = f"vphone-progress-{uuid.uuid4().hex}"
+        run_id = uuid.uuid4().hex
+        queue_name = f"vphone-progress-{run_id}"
+        stop_name = f"vphone-stop-{run_id}"
         queue = distributed.Queue(queue_name, client=client)
+        stop = distributed.Event(stop_name, client=client)
         shared = client.scatter(files, broadcast=True)
         futures = [
             client.submit(
@@ -193,18 +206,36 @@ def run_on_dask(
                 _Job(scenario, "", pems, shard, shards, phone_pems),
                 shared,
                 queue_name,
+                stop_name,
                 key=f"vphone-shard-{shard}-of-{shards}-{queue_name}",
                 pure=False,
             )
             for shard in range(shards)
         ]
         done = 0
-        while not all(f.done() for f in futures):
-            time.sleep(0.1)
-            for count in queue.get(batch=True):
-                done += int(count)
-            if progress is not None:
-                progress(min(done, total), total)
+        try:
+            while not all(f.done() for f in futures):
+                time.sleep(0.1)
+                for count in queue.get(batch=True):
+                    done += int(count)
+                if progress is not None:
+                    progress(min(done, total), total)
+        except KeyboardInterrupt:
+            # As local workers do: every task stops at its next progress report and returns
+            # the steps it finished; a second Ctrl-C or a silent task means no report.
+            stop.set()
+            try:
+                deadline = time.monotonic() + _STOP_SECONDS
+                while not all(f.done() for f in futures):
+                    if time.monotonic() > deadline:
+                        raise TimeoutError
+                    time.sleep(0.1)
+                outcomes = client.gather(futures)
+                results = [_result(st, payload, s) for s, (st, payload) in enumerate(outcomes)]
+                report = merge(scenario, results)
+            except (KeyboardInterrupt, TimeoutError, VphoneError):
+                report = None
+            raise FleetInterrupted(min(done, total), total, report) from None
         if progress is not None:
             progress(total, total)
         outcomes = client.gather(futures)
