@@ -99,6 +99,14 @@ _CACHE_SIZE = 256
 _cache_lock = threading.Lock()
 _client_cache: OrderedDict[bytes, ssl.SSLContext] = OrderedDict()
 _server_cache: OrderedDict[tuple[bytes, ...], ssl.SSLContext] = OrderedDict()
+# The same contexts found by the certificate objects themselves: a server asks for its context
+# on every connection, and fingerprinting its certificate and anchors each time (DER encoding
+# and SHA-256) was about a sixth of a TVS worker's Python time per new connection. An entry
+# keeps its objects alive, so their ids cannot be reused while it is cached; a regenerated
+# certificate is a new object and takes the fingerprint path.
+_server_by_object: OrderedDict[
+    tuple[int, ...], tuple[tuple[x509.Certificate, ...], ssl.SSLContext]
+] = OrderedDict()
 
 
 def _fingerprint(certificate: x509.Certificate) -> bytes:
@@ -158,11 +166,19 @@ def server_context(identity: Identity, anchors: tuple[x509.Certificate, ...]) ->
     A presented client certificate must chain to one of ``anchors`` (the CAPF-trust store);
     its dates are not checked here (see the module docstring).
     """
+    objects = (identity.certificate, *anchors)
+    fast = tuple(map(id, objects))
+    with _cache_lock:
+        seen = _server_by_object.get(fast)
+        if seen is not None and all(a is b for a, b in zip(seen[0], objects, strict=True)):
+            _server_by_object.move_to_end(fast)
+            return seen[1]
     key = (_fingerprint(identity.certificate), *(_fingerprint(a) for a in anchors))
     with _cache_lock:
         cached = _server_cache.get(key)
         if cached is not None:
             _server_cache.move_to_end(key)
+            _remember_objects(fast, objects, cached)
             return cached
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.set_ciphers(_CIPHERS)
@@ -175,7 +191,17 @@ def server_context(identity: Identity, anchors: tuple[x509.Certificate, ...]) ->
         context.verify_flags = context.verify_flags | ssl.VerifyFlags(_NO_CHECK_TIME)
     with _cache_lock:
         _remember(_server_cache, key, context)
+        _remember_objects(fast, objects, context)
     return context
+
+
+def _remember_objects(
+    fast: tuple[int, ...], objects: tuple[x509.Certificate, ...], context: ssl.SSLContext
+) -> None:
+    """Under ``_cache_lock``: remember ``context`` for these very certificate objects."""
+    _server_by_object[fast] = (objects, context)
+    while len(_server_by_object) > _CACHE_SIZE:
+        _server_by_object.popitem(last=False)
 
 
 # --- the server ----------------------------------------------------------------------------------
