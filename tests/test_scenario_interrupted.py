@@ -4,6 +4,7 @@ finished, marked interrupted, in every output format, and never a pass."""
 from __future__ import annotations
 
 import json
+import re
 import xml.etree.ElementTree as ET
 
 import pytest
@@ -148,3 +149,11 @@ def test_run_scenario_in_process_raises_fleet_interrupted_with_the_partial_repor
         "interrupted after 8 of 18 phone operations (44%); the report shows what every phone "
         "finished: after step 1 of 4"
     )
+
+
+def test_html_chart_draws_the_steps_that_finished(report: Report) -> None:
+    # One bar per finished step (the setup and step 1), every phone registered after each:
+    # the chart of an interrupted run is drawn from what ran, not left empty.
+    page = render_html(report)
+    bars = re.findall(r'<rect class="segment" data-state="([^"]+)" data-phones="(\d+)"', page)
+    assert bars == [("registered", str(PHONES))] * 2
