@@ -250,13 +250,16 @@ def test_the_python_api_says_release_too() -> None:
     assert spec.release == "11.5"
     lab = create_lab(spec, now=datetime(2026, 6, 1, tzinfo=UTC), keys=pooled_keys())
     assert lab.cluster("old").release == "8.x-11.5"  # the common spelling, resolved
-    with pytest.warns(DeprecationWarning, match=r"ClusterSpec\(release=\.\.\.\)"):
-        old = ClusterSpec("old", profile="12.5")  # API 1.0's name still works in major 1
-    assert old.release == "12.5"
     with warnings.catch_warnings(record=True) as seen:
         warnings.simplefilter("always")
+        old = ClusterSpec("old", profile="12.5")  # API 1.0's name still works in major 1
+        assert old.release == "12.5"
         assert old.profile == "12.5"
-    assert [w.category for w in seen] == [DeprecationWarning]
+    # The warnings say which name replaces which, word for word (docs/harness.md, API 1.1).
+    assert [(w.category, str(w.message)) for w in seen] == [
+        (DeprecationWarning, "ClusterSpec(profile=...) is now ClusterSpec(release=...)"),
+        (DeprecationWarning, "ClusterSpec.profile is now ClusterSpec.release"),
+    ]
 
 
 def test_key_sizes_are_the_scenarios() -> None:

@@ -524,7 +524,7 @@ class ClusterSpec:
     ) -> None:
         if profile is not None:
             warnings.warn(
-                "ClusterSpec(release=...) is now ClusterSpec(release=...)",
+                "ClusterSpec(profile=...) is now ClusterSpec(release=...)",
                 DeprecationWarning,
                 stacklevel=2,
             )

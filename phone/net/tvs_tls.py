@@ -102,8 +102,8 @@ _server_cache: OrderedDict[tuple[bytes, ...], ssl.SSLContext] = OrderedDict()
 # The same contexts found by the certificate objects themselves: a server asks for its context
 # on every connection, and fingerprinting its certificate and anchors each time (DER encoding
 # and SHA-256) was about a sixth of a TVS worker's Python time per new connection. An entry
-# keeps its objects alive, so their ids cannot be reused while it is cached; a regenerated
-# certificate is a new object and takes the fingerprint path.
+# keeps its objects alive, so no other object can take their ids while it is cached: equal ids
+# are the same objects. A regenerated certificate is a new object and takes the fingerprint path.
 _server_by_object: OrderedDict[
     tuple[int, ...], tuple[tuple[x509.Certificate, ...], ssl.SSLContext]
 ] = OrderedDict()
@@ -170,7 +170,7 @@ def server_context(identity: Identity, anchors: tuple[x509.Certificate, ...]) ->
     fast = tuple(map(id, objects))
     with _cache_lock:
         seen = _server_by_object.get(fast)
-        if seen is not None and all(a is b for a, b in zip(seen[0], objects, strict=True)):
+        if seen is not None:
             _server_by_object.move_to_end(fast)
             return seen[1]
     key = (_fingerprint(identity.certificate), *(_fingerprint(a) for a in anchors))

@@ -468,8 +468,6 @@ def render_text(report: Report, *, verbose: bool = False) -> str:
             out.append(f"      . {note}")
         for result in step.expectations:
             out.extend(_expect_lines(result, verbose=verbose))
-    total = len(report.expectations)
-    failed = len(report.failed)
     if report.interrupted:
         out.append(f"INTERRUPTED {report.interrupted}: {interrupted_verdict(report)}")
         return "\n".join(out) + "\n"
@@ -481,6 +479,8 @@ def render_text(report: Report, *, verbose: bool = False) -> str:
     for row in report.summary:
         head = f"  {row.group:<{width}}  {row.label:<{state_width}}  {row.phones:>7}  "
         out.append(head + (row.reason if verbose else cause(row.reason, CAUSE_WIDTH - len(head))))
+    total = len(report.expectations)
+    failed = len(report.failed)
     verdict = "PASS" if report.ok else "FAIL"
     out.append(
         f"{verdict}: {total - failed} of {total} expectations hold"
