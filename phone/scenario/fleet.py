@@ -7,11 +7,17 @@ itself is pure). With ``workers=1`` the fleet runs in this process. With ``worke
    temporary lab folder (:func:`phone.cluster.store.save_lab`);
 2. it draws, in advance, the RSA keys the scenario's ``regenerate`` steps will need, so every
    worker regenerates with the same keys;
-3. each worker (``spawn``: safe with threads, the same on every OS) loads the lab folder and
-   runs the shard of phones whose index is its number modulo N, replaying every lab step;
-4. the shards' tallies are merged by addition (:func:`phone.scenario.report.merge`), so the
-   report is the same for any N. Certificates regenerated in different workers carry different
-   random serials; no report field shows a serial (reasons are masked, :func:`mask`).
+3. the fleet is cut into K shards: shard ``k`` holds the phones whose index is ``k`` modulo K.
+   K is N, or more when a shard would hold more than ``shard_phones`` phones
+   (:data:`SHARD_PHONES`): a worker keeps every phone of the shard it runs in memory until the
+   shard's last step, so the shard size, not the fleet, bounds a worker's memory (about 20 KiB
+   per phone, docs/performance.md);
+4. each worker (``spawn``: safe with threads, the same on every OS) runs shards ``w``, ``w + N``,
+   ``w + 2N``... one after the other: for each it loads the lab folder afresh and replays
+   every lab step, then sends the shard's tallies and lets its phones go;
+5. the shards' tallies are merged by addition (:func:`phone.scenario.report.merge`), so the
+   report is the same for any N and any K. Certificates regenerated in different shards carry
+   different random serials; no report field shows a serial (reasons are masked, :func:`mask`).
 
 Phones enrolling an LSC through CAPF (a ``capf`` step) generate their own RSA keys, as real
 phones do: in a worker they draw from a source of their own, never from the pre-drawn
@@ -61,6 +67,7 @@ from phone.scenario.runner import (
 
 __all__ = [
     "MAX_WORKERS",
+    "SHARD_PHONES",
     "FleetInterrupted",
     "FleetProgress",
     "planned_operations",
@@ -68,6 +75,10 @@ __all__ = [
 ]
 
 MAX_WORKERS = 64
+# Phones one shard holds at most. A worker's memory grows with the phones of the shard it runs
+# (about 20 KiB each, docs/performance.md): 5,000 phones keep a worker near 150 MiB. A new shard
+# costs a lab load (tens of milliseconds), so shards are not made much smaller.
+SHARD_PHONES = 5_000
 _BATCH = 64  # phone operations a worker does between two updates of the shared counter
 _LSC_BITS = 2048  # CAPF asks phones for RSA-2048 keys (phone.cluster.capf)
 _POLL_SECONDS = 0.1
@@ -171,8 +182,38 @@ class _Job:
     phone_keys_pem: list[bytes] | None = None  # None: the phones generate fresh keys
 
 
-def _worker(job: _Job, conn: Connection, counter: Synchronized[int], stop: EventType) -> None:
-    """A worker process: load the lab, run one shard, send the tallies (or the error) back."""
+def shard_count(scenario: Scenario, workers: int, shard_phones: int = SHARD_PHONES) -> int:
+    """How many shards a fleet is cut into: one per worker, or more so that none holds more
+    than ``shard_phones`` phones."""
+    if shard_phones < 1:
+        raise UsageError(f"a shard must hold at least one phone, not {shard_phones}")
+    phones = max(1, scenario.phone_count)
+    return max(workers, -(-phones // shard_phones))
+
+
+def shard_phone_count(scenario: Scenario, shard: int, shards: int) -> int:
+    """How many phones shard ``shard`` of ``shards`` holds (those whose index is ``shard``
+    modulo ``shards``)."""
+    return len(range(shard, scenario.phone_count, shards))
+
+
+def not_started(scenario: Scenario, shard: int, shards: int) -> ShardResult:
+    """The result of a shard no worker started before the run was interrupted."""
+    return ShardResult(
+        shard=shard,
+        shards=shards,
+        steps=(),
+        final=None,
+        reasons={},
+        not_started=shard_phone_count(scenario, shard, shards),
+    )
+
+
+def _worker(
+    jobs: list[_Job], conn: Connection, counter: Synchronized[int], stop: EventType
+) -> None:
+    """A worker process: run its shards one after the other, sending each one's tallies (or
+    its error) as ``(shard, outcome)``; once stopped, the shards left are sent as not started."""
     pending = 0
     # Ctrl-C reaches every process of the terminal's group: the parent alone answers it (one
     # line, exit 130) and asks the workers to stop through ``stop``, so no worker prints a
@@ -190,11 +231,21 @@ def _worker(job: _Job, conn: Connection, counter: Synchronized[int], stop: Event
                 raise KeyboardInterrupt  # the runner answers with the steps it finished
 
     try:
-        outcome = _run_shard(job, progress)
-        if outcome[0] == "ok":
-            with counter.get_lock():
-                counter.value += pending
-        conn.send(outcome)
+        for job in jobs:
+            if stop.is_set():
+                outcome: tuple[str, object] = ("not-started", job.shards)
+            else:
+                outcome = _run_shard(job, progress)
+                # The phones of this shard go before the next shard's are made: the peak is
+                # one shard's (the worker's raised collection thresholds would keep cycles).
+                gc.collect()
+            if outcome[0] == "ok":
+                with counter.get_lock():
+                    counter.value += pending
+                pending = 0
+            conn.send((job.shard, outcome))
+            if outcome[0] not in ("ok", "interrupted", "not-started"):
+                break  # an error: the parent raises it and stops every worker
     finally:
         conn.close()
 
@@ -254,6 +305,7 @@ def run_scenario(
     keys: KeySource | None = None,
     workers: int = 1,
     progress: FleetProgress | None = None,
+    shard_phones: int = SHARD_PHONES,
 ) -> Report:
     """Run ``scenario`` over its whole fleet and return the merged report.
 
@@ -262,17 +314,21 @@ def run_scenario(
         keys: the lab's RSA keys; fresh keys when omitted (tests pass a ``PooledKeys``).
         workers: processes to spread the phones over (1: this process).
         progress: called with (done, planned) phone operations as the run goes.
+        shard_phones: the most phones one shard holds (module docstring): it bounds the memory
+            of each worker, or of this process with ``workers=1``. The report does not depend
+            on it.
 
     Raises:
         ScenarioError: a step the lab refuses.
-        UsageError: a bad number of workers.
+        UsageError: a bad number of workers or of phones per shard.
     """
     if not 1 <= workers <= MAX_WORKERS:
         raise UsageError(f"--workers must be between 1 and {MAX_WORKERS}, not {workers}")
     source = keys if keys is not None else FreshKeys()
     total = planned_operations(scenario)
     workers = min(workers, max(1, scenario.phone_count))
-    if workers == 1:
+    shards = shard_count(scenario, workers, shard_phones)
+    if shards == 1:
         done = 0
 
         def step(count: int) -> None:
@@ -290,96 +346,174 @@ def run_scenario(
         if progress is not None:
             progress(total, total)
         return merge(scenario, [result])
-    return merge(scenario, _run_workers(scenario, source, workers, total, progress))
+    return merge(
+        scenario,
+        _run_shards(
+            scenario, source, workers=workers, shards=shards, total=total, progress=progress
+        ),
+    )
 
 
-def _run_workers(
-    scenario: Scenario,
-    keys: KeySource,
-    workers: int,
-    total: int,
-    progress: FleetProgress | None,
-) -> Sequence[ShardResult]:
-    lab = build_lab(scenario, keys)
+def _jobs(scenario: Scenario, keys: KeySource, shards: int, lab_path: Path) -> list[_Job]:
+    """One job per shard, over the lab saved at ``lab_path``, with the keys drawn in advance."""
     pems = {
         bits: [key_to_pem(k, None, allow_unencrypted=True) for k in drawn]
         for bits, drawn in _regeneration_keys(scenario, keys).items()
     }
     # Drawn after the regeneration keys, so these never shift which keys regenerate draws.
-    phone_keys = _phone_keys(scenario, keys, workers)
+    phone_keys = _phone_keys(scenario, keys, shards)
     phone_pems = (
         None
         if phone_keys is None
         else [key_to_pem(k, None, allow_unencrypted=True) for k in phone_keys]
     )
-    context = multiprocessing.get_context("spawn")
-    counter: Synchronized[int] = context.Value("q", 0)
-    stop = context.Event()
+    return [_Job(scenario, str(lab_path), pems, s, shards, phone_pems) for s in range(shards)]
+
+
+def _run_shards(
+    scenario: Scenario,
+    keys: KeySource,
+    *,
+    workers: int,
+    shards: int,
+    total: int,
+    progress: FleetProgress | None,
+) -> Sequence[ShardResult]:
+    lab = build_lab(scenario, keys)
     with tempfile.TemporaryDirectory(prefix="vphone-fleet-") as folder:
         lab_path = Path(folder) / "lab"
         save_lab(lab, lab_path)
-        processes: list[tuple[multiprocessing.process.BaseProcess, Connection]] = []
-        interrupted = False
+        jobs = _jobs(scenario, keys, shards, lab_path)
+        del lab
+        if workers == 1:
+            return _run_here(scenario, jobs, total, progress)
+        return _run_workers(scenario, jobs, workers, total, progress)
+
+
+def _run_here(
+    scenario: Scenario, jobs: list[_Job], total: int, progress: FleetProgress | None
+) -> Sequence[ShardResult]:
+    """The shards one after the other in this process (``workers=1``, a fleet of more phones
+    than one shard holds)."""
+    done = 0
+    stopped = False
+
+    def step(count: int) -> None:
+        nonlocal done
+        done += count
+        if progress is not None and done % _BATCH == 0:
+            progress(done, total)
+
+    results: dict[int, ShardResult] = {}
+    # _run_shard raises the collection thresholds for a worker process; this one keeps its own.
+    thresholds = gc.get_threshold()
+    try:
+        for job in jobs:
+            if stopped:
+                results[job.shard] = not_started(scenario, job.shard, job.shards)
+                continue
+            status, payload = _run_shard(job, step)
+            gc.collect()
+            results[job.shard] = _result(status, payload, job.shard)
+            stopped = status == "interrupted"
+    except KeyboardInterrupt:  # outside a runner (a lab load): no report
+        raise FleetInterrupted(min(done, total), total) from None
+    finally:
+        gc.set_threshold(*thresholds)
+    ordered = [results[s] for s in range(len(jobs))]
+    if stopped:
+        raise FleetInterrupted(min(done, total), total, merge(scenario, ordered))
+    if progress is not None:
+        progress(total, total)
+    return ordered
+
+
+def _run_workers(
+    scenario: Scenario,
+    jobs: list[_Job],
+    workers: int,
+    total: int,
+    progress: FleetProgress | None,
+) -> Sequence[ShardResult]:
+    context = multiprocessing.get_context("spawn")
+    counter: Synchronized[int] = context.Value("q", 0)
+    stop = context.Event()
+    processes: list[tuple[multiprocessing.process.BaseProcess, Connection]] = []
+    interrupted = False
+    try:
+        for worker in range(workers):
+            receive, send = context.Pipe(duplex=False)
+            process = context.Process(
+                target=_worker,
+                args=(jobs[worker::workers], send, counter, stop),
+                name=f"vphone-worker-{worker}",
+            )
+            with _sigint_ignored():  # a spawned child inherits it from its first instruction
+                process.start()
+            send.close()
+            processes.append((process, receive))
+        results: dict[int, ShardResult] = {}
         try:
-            for shard in range(workers):
-                receive, send = context.Pipe(duplex=False)
-                job = _Job(scenario, str(lab_path), pems, shard, workers, phone_pems)
-                process = context.Process(
-                    target=_worker, args=(job, send, counter, stop), name=f"vphone-shard-{shard}"
-                )
-                with _sigint_ignored():  # a spawned child inherits it from its first instruction
-                    process.start()
-                send.close()
-                processes.append((process, receive))
-            results: dict[int, ShardResult] = {}
-            try:
-                _collect(
-                    scenario, processes, results, counter=counter, total=total, progress=progress
-                )
-            except KeyboardInterrupt:
-                done = min(counter.value, total)
-                report = _partial(scenario, processes, results, stop)
-                interrupted = report is None
-                raise FleetInterrupted(done, total, report) from None
-            if progress is not None:
-                progress(total, total)
-            return [results[s] for s in range(workers)]
-        except FleetInterrupted:
-            raise
-        except KeyboardInterrupt:  # while the workers were starting: nothing ran yet
-            interrupted = True
-            raise FleetInterrupted(min(counter.value, total), total) from None
-        finally:
-            for worker, conn in processes:
-                conn.close()
-                worker.join(timeout=0 if interrupted else 5)
-                if worker.is_alive():  # only after an error elsewhere: do not leave it behind
-                    worker.terminate()
-                    worker.join()
+            _collect(
+                scenario,
+                processes,
+                results,
+                len(jobs),
+                counter=counter,
+                total=total,
+                progress=progress,
+            )
+        except KeyboardInterrupt:
+            done = min(counter.value, total)
+            report = _partial(scenario, processes, results, len(jobs), stop)
+            interrupted = report is None
+            raise FleetInterrupted(done, total, report) from None
+        if progress is not None:
+            progress(total, total)
+        return [results[s] for s in range(len(jobs))]
+    except FleetInterrupted:
+        raise
+    except KeyboardInterrupt:  # while the workers were starting: nothing ran yet
+        interrupted = True
+        raise FleetInterrupted(min(counter.value, total), total) from None
+    finally:
+        for started, conn in processes:
+            conn.close()
+            started.join(timeout=0 if interrupted else 5)
+            if started.is_alive():  # only after an error elsewhere: do not leave it behind
+                started.terminate()
+                started.join()
 
 
 def _collect(
     scenario: Scenario,
     processes: Sequence[tuple[multiprocessing.process.BaseProcess, Connection]],
     results: dict[int, ShardResult],
+    shards: int,
     *,
     counter: Synchronized[int] | None = None,
     total: int = 0,
     progress: FleetProgress | None = None,
     deadline: float | None = None,
 ) -> None:
-    """Wait for every worker's result (until ``deadline`` on the monotonic clock, if given)."""
-    while len(results) < len(processes):
+    """Wait for every shard's result (until ``deadline`` on the monotonic clock, if given).
+
+    Worker ``w`` of N sends the results of shards ``w``, ``w + N``... in that order.
+    """
+    workers = len(processes)
+    while len(results) < shards:
         if deadline is not None and time.monotonic() > deadline:
             raise TimeoutError
-        for shard, (worker, conn) in enumerate(processes):
-            if shard in results:
-                continue
-            if conn.poll(_POLL_SECONDS / len(processes)):
-                results[shard] = _receive(conn, shard)
-            elif not worker.is_alive() and not conn.poll():
+        for index, (process, conn) in enumerate(processes):
+            owed = len(range(index, shards, workers))
+            if owed == sum(1 for s in results if s % workers == index):
+                continue  # this worker has sent every result it owes
+            if conn.poll(_POLL_SECONDS / workers):
+                shard, result = _receive(conn, index, scenario)
+                results[shard] = result
+            elif not process.is_alive() and not conn.poll():
                 raise ScenarioError(
-                    f"worker {shard} ended with exit code {worker.exitcode} and no result",
+                    f"worker {index} ended with exit code {process.exitcode} and no result",
                     path=scenario.path,
                 )
         if progress is not None and counter is not None:
@@ -390,20 +524,22 @@ def _partial(
     scenario: Scenario,
     processes: Sequence[tuple[multiprocessing.process.BaseProcess, Connection]],
     results: dict[int, ShardResult],
+    shards: int,
     stop: EventType,
 ) -> Report | None:
     """After Ctrl-C: ask the workers to stop and merge what they finished, or None.
 
     Each worker stops at its next batch of phone operations and sends the steps it finished
-    (or its whole result, if it was done). None when a worker does not answer within
-    :data:`_STOP_SECONDS`, fails, or a second Ctrl-C comes: then there is no partial report.
+    (or its whole result, if it was done), and its shards not yet started as such. None when a
+    worker does not answer within :data:`_STOP_SECONDS`, fails, or a second Ctrl-C comes: then
+    there is no partial report.
     """
     stop.set()
     try:
-        _collect(scenario, processes, results, deadline=time.monotonic() + _STOP_SECONDS)
+        _collect(scenario, processes, results, shards, deadline=time.monotonic() + _STOP_SECONDS)
     except (KeyboardInterrupt, TimeoutError, VphoneError):
         return None
-    return merge(scenario, [results[s] for s in range(len(processes))])
+    return merge(scenario, [results[s] for s in range(shards)])
 
 
 class _sigint_ignored:
@@ -419,15 +555,17 @@ class _sigint_ignored:
             signal.signal(signal.SIGINT, self.saved)
 
 
-def _receive(conn: Connection, shard: int) -> ShardResult:
+def _receive(conn: Connection, worker: int, scenario: Scenario) -> tuple[int, ShardResult]:
     try:
-        status, payload = conn.recv()
+        shard, (status, payload) = conn.recv()
     except EOFError:
         raise ScenarioError(
-            f"worker {shard} ended without a result (a script that runs workers must keep its "
+            f"worker {worker} ended without a result (a script that runs workers must keep its "
             "work under `if __name__ == '__main__':`, since spawned workers import it again)"
         ) from None
-    return _result(status, payload, shard)
+    if status == "not-started":
+        return shard, not_started(scenario, shard, int(payload))
+    return shard, _result(status, payload, shard)
 
 
 def _result(status: str, payload: Any, shard: int) -> ShardResult:  # noqa: ANN401 (pickled)

@@ -9,7 +9,9 @@ same shards as the local worker processes, on whatever machines the cluster's wo
    to every Dask worker as bytes, since the workers share no disk with this machine; each task
    writes it to a private temporary folder and loads it;
 3. shard ``i`` of ``N`` runs the phones whose index is ``i`` modulo ``N``, exactly the code a
-   local worker runs (:func:`phone.scenario.fleet._run_shard`);
+   local worker runs (:func:`phone.scenario.fleet._run_shard`); ``N`` is at least the fleet's
+   phones over :data:`phone.scenario.fleet.SHARD_PHONES`, so one task's memory stays bounded
+   and the scheduler spreads a large fleet over many tasks;
 4. the tallies come back and are merged by addition in shard order, so the report is
    byte-identical to a local run with any number of workers.
 
@@ -46,7 +48,9 @@ from phone.scenario.fleet import (
     _regeneration_keys,
     _result,
     _run_shard,
+    not_started,
     planned_operations,
+    shard_count,
 )
 from phone.scenario.model import Scenario
 from phone.scenario.report import Report, merge
@@ -114,6 +118,8 @@ def _task(
             if stop.is_set():  # a round trip to the scheduler: at most every _PROGRESS_SECONDS
                 raise KeyboardInterrupt  # the runner answers with the steps it finished
 
+    if stop.is_set():  # queued behind other tasks until after Ctrl-C: the client merges without it
+        return ("not-started", job.shards)
     with tempfile.TemporaryDirectory(prefix="vphone-dask-") as folder:
         for name, data in files.items():
             target = Path(folder) / "lab" / name
@@ -172,14 +178,15 @@ def run_on_dask(
     progress: FleetProgress | None,
 ) -> Sequence[ShardResult]:
     """Run the shards of ``scenario`` on the Dask cluster at ``address`` (module docstring):
-    ``workers`` shards, or one per worker thread of the cluster when ``workers`` is 1."""
+    ``workers`` shards, or one per worker thread of the cluster when ``workers`` is 1, or more
+    so that none holds more than :data:`phone.scenario.fleet.SHARD_PHONES` phones."""
     client: Any = dask_client(address)  # distributed is only partly typed
     try:
         distributed = _distributed()
         shards = workers
         if shards == 1:
             shards = max(1, sum(client.nthreads().values()))
-        shards = min(shards, MAX_WORKERS, max(1, scenario.phone_count))
+        shards = shard_count(scenario, min(shards, MAX_WORKERS, max(1, scenario.phone_count)))
         lab = build_lab(scenario, keys)
         pems = {
             bits: [key_to_pem(k, None, allow_unencrypted=True) for k in drawn]
@@ -231,7 +238,10 @@ def run_on_dask(
                         raise TimeoutError
                     time.sleep(0.1)
                 outcomes = client.gather(futures)
-                results = [_result(st, payload, s) for s, (st, payload) in enumerate(outcomes)]
+                results = [
+                    not_started(scenario, s, shards) if st == "not-started" else _result(st, p, s)
+                    for s, (st, p) in enumerate(outcomes)
+                ]
                 report = merge(scenario, results)
             except (KeyboardInterrupt, TimeoutError, VphoneError):
                 report = None

@@ -377,18 +377,24 @@ def merge(scenario: Scenario, shards: Sequence[ShardResult]) -> Report:
     step_defs = {s.index: s for s in scenario.steps}
     # An interrupted run (a shard without its final tallies) reports the steps every shard
     # finished: a step some shards had not finished has no fleet-wide count.
+    # Shards a worker never started (it runs its shards one after the other: fleet.py) are left
+    # out, and the cut says how many phones they hold.
     finals = [s.final for s in ordered if s.final is not None]
-    whole = min(len(s.steps) for s in ordered)
+    ran = [s for s in ordered if not s.not_started]
+    waiting = sum(s.not_started for s in ordered)
+    whole = min((len(s.steps) for s in ran), default=0)
     for position in range(whole):
-        parts = [s.steps[position] for s in ordered]
+        parts = [s.steps[position] for s in ran]
         index = parts[0].index
         expects = step_defs[index].expects if index in step_defs else ()
         steps.append(_merge_step(parts, expects))
     operations = sum(s.phone_operations for s in ordered)
     if len(finals) < len(ordered):
         # The setup is step 0 and not one of the scenario's steps.
-        ran = max(whole - 1, 0)
-        cut = "during the setup" if whole == 0 else f"after step {ran} of {len(scenario.steps)}"
+        done = max(whole - 1, 0)
+        cut = "during the setup" if whole == 0 else f"after step {done} of {len(scenario.steps)}"
+        if waiting:
+            cut += f" ({waiting:,} phones had not started)"
         return Report(
             scenario=scenario,
             steps=tuple(steps),

@@ -88,3 +88,6 @@ class ShardResult:
     # (group, state, cluster the phone is registered with or "", reason) -> phones
     reasons: dict[tuple[str, str, str, str], int]
     phone_operations: int = 0
+    # A shard a worker never started because the run was interrupted first: how many phones it
+    # holds (they are in no tally). 0 for every shard that ran, even partly.
+    not_started: int = 0

@@ -1,0 +1,119 @@
+"""A fleet cut into more shards than workers (issue 17 item 3: memory per worker bounded).
+
+A worker keeps every phone of the shard it runs until the shard's last step, so
+``run_scenario(shard_phones=K)`` cuts the fleet into shards of at most K phones and each worker
+runs its shards one after the other. What these tests pin: the report does not depend on the
+shard size, in this process or on workers; the shard count is what the docstring says; and an
+interrupted run names the phones of shards no worker had started, instead of counting them.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+
+import pytest
+from keypool import pooled_keys
+
+from phone.errors import UsageError
+from phone.scenario import load_scenario, run_scenario
+from phone.scenario.fleet import (
+    SHARD_PHONES,
+    FleetInterrupted,
+    not_started,
+    shard_count,
+    shard_phone_count,
+)
+from phone.scenario.report import merge
+from phone.scenario.runner import ScenarioRunner
+
+PHONES = 11
+
+
+@pytest.fixture(scope="module")
+def whole() -> str:
+    """The report of one shard in this process: what every other cut must give."""
+    scenario = load_scenario("migration-rollback").with_count(PHONES)
+    return run_scenario(scenario, keys=pooled_keys(), workers=1).to_json()
+
+
+@pytest.mark.parametrize("shard_phones", [1, 3, 5, 10])
+def test_the_report_does_not_depend_on_the_shard_size_in_process(
+    whole: str, shard_phones: int
+) -> None:
+    scenario = load_scenario("migration-rollback").with_count(PHONES)
+    report = run_scenario(scenario, keys=pooled_keys(), workers=1, shard_phones=shard_phones)
+    assert report.to_json() == whole
+
+
+def test_the_report_does_not_depend_on_the_shard_size_on_workers(whole: str) -> None:
+    # 11 phones in shards of at most 3: 4 shards on 2 workers, 2 each, run one after the other.
+    scenario = load_scenario("migration-rollback").with_count(PHONES)
+    report = run_scenario(scenario, keys=pooled_keys(), workers=2, shard_phones=3)
+    assert report.to_json() == whole
+    assert not multiprocessing.active_children()
+
+
+def test_shard_count() -> None:
+    scenario = load_scenario("migration-rollback")
+    assert SHARD_PHONES == 5_000  # docs/performance.md sizes a worker by it
+    assert shard_count(scenario.with_count(10_000), 2) == 2
+    assert shard_count(scenario.with_count(10_001), 2) == 3  # no shard over 5,000 phones
+    assert shard_count(scenario.with_count(40_000), 2) == 8
+    assert shard_count(scenario.with_count(3), 2) == 2  # one per worker at least
+    assert shard_count(scenario.with_count(11), 1, 3) == 4
+    with pytest.raises(UsageError, match="at least one phone, not 0"):
+        shard_count(scenario, 1, 0)
+
+
+def test_shard_phone_count_is_every_kth_phone() -> None:
+    scenario = load_scenario("migration-rollback").with_count(PHONES)
+    # Phones 0, 4, 8 / 1, 5, 9 / 2, 6, 10 / 3, 7.
+    assert [shard_phone_count(scenario, s, 4) for s in range(4)] == [3, 3, 3, 2]
+
+
+def test_an_interrupted_run_names_the_phones_of_shards_not_started() -> None:
+    scenario = load_scenario("migration-rollback").with_count(PHONES)
+    # Shard 0 of 4 ran whole, shard 1 was cut after step 1, shards 2 and 3 never started.
+    done = ScenarioRunner(scenario, keys=pooled_keys(), shard=(0, 4)).run()
+    calls = 0
+
+    def cut(count: int) -> None:
+        nonlocal calls
+        calls += count
+        if calls > 4:  # 3 phones: the setup's 3 power-ons, then 2 of step 2's resets
+            raise KeyboardInterrupt
+
+    try:
+        ScenarioRunner(scenario, keys=pooled_keys(), shard=(1, 4), progress=cut).run()
+    except KeyboardInterrupt as exc:
+        partial = exc.partial  # type: ignore[attr-defined]
+    report = merge(
+        scenario, [done, partial, not_started(scenario, 2, 4), not_started(scenario, 3, 4)]
+    )
+    assert report.interrupted == "after step 1 of 4 (5 phones had not started)"
+    # The setup's counts are those of the 6 phones that ran (shards 0 and 1), not of 11.
+    assert report.steps[0].groups["desk"].states == {"registered": 6}
+
+
+def test_ctrl_c_between_shards_in_process_reports_the_shards_that_ran(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    scenario = load_scenario("migration-rollback").with_count(PHONES)
+    calls = 0
+    original = ScenarioRunner._count
+
+    def count(self: ScenarioRunner) -> None:
+        nonlocal calls
+        calls += 1
+        # Shard 0 (3 phones: 9 operations) done; shard 1 powers on its 3, runs step 1 (set-param,
+        # no phone operation) and is cut at its first reset.
+        if calls > 12:
+            raise KeyboardInterrupt
+        original(self)
+
+    monkeypatch.setattr(ScenarioRunner, "_count", count)
+    with pytest.raises(FleetInterrupted) as cut:
+        run_scenario(scenario, keys=pooled_keys(), shard_phones=3)
+    assert cut.value.report is not None
+    assert cut.value.report.interrupted == "after step 1 of 4 (5 phones had not started)"
+    assert cut.value.report.steps[0].groups["desk"].states == {"registered": 6}
