@@ -28,6 +28,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from phone.catalog.loads import CATALOGUE, build_image
 from phone.catalog.models import Model, get_model
 from phone.device import flash as names
+from phone.device.config_memo import parse_config_memo
 from phone.device.flash import Flash, MemoryFlash
 from phone.device.machine import State
 from phone.device.port import Backend, Requester
@@ -40,7 +41,7 @@ from phone.errors import (
     UsageError,
     VphoneError,
 )
-from phone.formats.configxml import DeviceConfig, parse_config
+from phone.formats.configxml import DeviceConfig
 from phone.formats.trustlist import TrustList
 from phone.mac import normalize_mac
 from phone.pki import (
@@ -364,7 +365,7 @@ class PhoneCore:
         """Parse a config, reusing the last parse when the bytes are the same (most boots)."""
         if self._parsed_config is not None and xml == self._parsed_config[0]:
             return self._parsed_config[1]
-        config = parse_config(xml)
+        config = parse_config_memo(xml)  # a fleet's phones share the parse: config_memo.py
         self._parsed_config = (xml, config)
         return config
 
