@@ -131,6 +131,7 @@ class PhoneCore:
         self.capf_string: str | None = None
         self._capf_announced: DeviceConfig | None = None
         self._lsc_cache: tuple[bytes, bytes, Identity | None] | None = None
+        self._requester: Requester | None = None
 
     # --- what the phone shows ------------------------------------------------------------
 
@@ -147,7 +148,12 @@ class PhoneCore:
     @property
     def requester(self) -> Requester:
         """How the phone identifies itself to servers."""
-        return Requester(mac=self.mac, model=self.model.name)
+        # Asked on every request (18 per boot in a migration): made once, as mac and model
+        # never change (Requester is frozen).
+        requester = self._requester
+        if requester is None:
+            requester = self._requester = Requester(mac=self.mac, model=self.model.name)
+        return requester
 
     def subscribe(self, hook: EventHook) -> None:
         """Call ``hook`` with every trace entry and state change, as they happen."""

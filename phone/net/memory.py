@@ -45,6 +45,7 @@ class MemoryBackend:
         self.lab = lab
         self.clock = clock
         self._registrars: dict[tuple[str, str], Registrar] = {}
+        self._clients: dict[Requester, ClientInfo] = {}
 
     def fetch(self, server: str, name: str, *, transport: Transport, requester: Requester) -> bytes:
         """The file the lab's TFTP service at ``server`` sends for ``name``."""
@@ -52,9 +53,11 @@ class MemoryBackend:
         service = self.lab.file_service(server)
         if service is None:
             raise TransferTimeout(f"no TFTP server answers at {server}")
-        data = service.get(
-            name, ClientInfo(address=requester.address, mac=requester.mac, model=requester.model)
-        )
+        client = self._clients.get(requester)
+        if client is None:  # one per phone, not one per request (Requester is frozen)
+            client = ClientInfo(address=requester.address, mac=requester.mac, model=requester.model)
+            self._clients[requester] = client
+        data = service.get(name, client)
         if data is None:
             raise FileNotFoundOnServer(name)
         return data
