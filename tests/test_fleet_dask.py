@@ -87,6 +87,15 @@ def test_three_shards_on_two_dask_workers_merge_the_same(scheduler: str, local_o
     assert _bytes(three) == _bytes(local_one)
 
 
+def test_shards_of_a_few_phones_as_tasks_merge_the_same(scheduler: str, local_one: Report) -> None:
+    # Shards of at most 1,000 phones: more tasks than workers, the scheduler hands them out.
+    scenario = load_scenario("migration-rollback").with_count(PHONES)
+    small = run_scenario_on_dask(
+        scenario, scheduler, keys=pooled_keys(), workers=2, shard_phones=PHONES // 3
+    )
+    assert _bytes(small) == _bytes(local_one)
+
+
 def test_an_error_in_a_dask_shard_reaches_the_caller_with_its_line(scheduler: str) -> None:
     # Refused by the lab at run time, in every shard: a password that does not open the export.
     text = FLEET

@@ -41,6 +41,7 @@ from phone.pki import FreshKeys, KeySource, key_to_pem
 from phone.scenario.fleet import (
     _STOP_SECONDS,
     MAX_WORKERS,
+    SHARD_PHONES,
     FleetInterrupted,
     FleetProgress,
     _Job,
@@ -148,6 +149,7 @@ def run_scenario_on_dask(
     keys: KeySource | None = None,
     workers: int = 1,
     progress: FleetProgress | None = None,
+    shard_phones: int = SHARD_PHONES,
 ) -> Report:
     """:func:`phone.scenario.fleet.run_scenario` with its shards on the Dask cluster whose
     scheduler is at ``scheduler`` (``tcp://HOST:8786``): ``workers`` shards, or one per worker
@@ -164,7 +166,15 @@ def run_scenario_on_dask(
     total = planned_operations(scenario)
     return merge(
         scenario,
-        run_on_dask(scenario, source, scheduler, workers=workers, total=total, progress=progress),
+        run_on_dask(
+            scenario,
+            source,
+            scheduler,
+            workers=workers,
+            total=total,
+            progress=progress,
+            shard_phones=shard_phones,
+        ),
     )
 
 
@@ -176,17 +186,20 @@ def run_on_dask(
     workers: int,
     total: int,
     progress: FleetProgress | None,
+    shard_phones: int = SHARD_PHONES,
 ) -> Sequence[ShardResult]:
     """Run the shards of ``scenario`` on the Dask cluster at ``address`` (module docstring):
     ``workers`` shards, or one per worker thread of the cluster when ``workers`` is 1, or more
-    so that none holds more than :data:`phone.scenario.fleet.SHARD_PHONES` phones."""
+    so that none holds more than ``shard_phones`` phones."""
     client: Any = dask_client(address)  # distributed is only partly typed
     try:
         distributed = _distributed()
         shards = workers
         if shards == 1:
             shards = max(1, sum(client.nthreads().values()))
-        shards = shard_count(scenario, min(shards, MAX_WORKERS, max(1, scenario.phone_count)))
+        shards = shard_count(
+            scenario, min(shards, MAX_WORKERS, max(1, scenario.phone_count)), shard_phones
+        )
         lab = build_lab(scenario, keys)
         pems = {
             bits: [key_to_pem(k, None, allow_unencrypted=True) for k in drawn]
