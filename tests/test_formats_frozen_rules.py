@@ -12,8 +12,6 @@ from __future__ import annotations
 import copy
 import dataclasses
 import pickle
-import subprocess
-import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -25,6 +23,21 @@ from phone.formats.tlv import PADDING, Element
 from phone.formats.trustlist import Record, SelfCheck, TrustList
 
 LEAF = Element(4, b"CN=a\x00")
+
+
+@pytest.fixture(autouse=True)
+def _no_dataclass_fields_yet() -> None:
+    """Start each test as a fresh process does: no class has made its ``__dataclass_fields__``
+    yet (they are kept on the class once made; mutation testing forks its workers from a
+    process that ran every test once)."""
+    todo = list(Frozen.__subclasses__())
+    while todo:
+        klass = todo.pop()
+        todo += klass.__subclasses__()
+        if "__dataclass_fields__" in vars(klass):
+            type.__delattr__(klass, "__dataclass_fields__")
+
+
 LEAF_TEXT = "Element(tag=4, value=b'CN=a\\x00', children=None, single_byte=False)"
 
 
@@ -131,6 +144,19 @@ def test_each_compared_field_of_an_element_counts(other: Element) -> None:
     assert not other == LEAF  # noqa: SIM201 - __eq__ itself, not __ne__
 
 
+def test_defaults_are_the_dataclass_defaults() -> None:
+    header = Header((LEAF,), (1, 2), 8, "CN=s", b"\x01", "CN=i", 1, 0, 2, b"sig", "I", None, None)
+    assert (header.encryption, header.offsets, header.raw) == (None, {}, b"")
+    assert header.encode() == b"\x04\x00\x05CN=a\x00"
+    other = Header((LEAF,), (1, 2), 8, "CN=s", b"\x01", "CN=i", 1, 0, 2, b"sig", "I", None, None)
+    assert other.offsets is not header.offsets  # a dict each, as default_factory=dict made
+    record = Record((LEAF,), 0, None, None, None, None, None, None, None)
+    assert (record.offset, record.raw) == (0, b"")
+    assert Element(4) == Element(4, b"", None, False)
+    spec = HeaderSpec((1, 2), "CN=s", b"\x01", "CN=i", Digest.SHA1, 128, "I", None)
+    assert (spec.signer_version, spec.extra) == (None, ())
+
+
 def test_offsets_and_raw_bytes_are_not_compared() -> None:
     assert _header(offsets={}, raw=b"") == _header()
     assert hash(_header(offsets={}, raw=b"")) == hash(_header())
@@ -196,6 +222,12 @@ def test_copies_and_pickles_keep_every_field(clone: Callable[[object], Any]) -> 
         record.role = 1
 
 
+def test_a_pickled_state_of_another_length_is_refused() -> None:
+    element = copy.copy(LEAF)
+    with pytest.raises(ValueError, match="zip"):
+        element.__setstate__((4, b""))
+
+
 # --- the dataclasses functions ------------------------------------------------------------------
 
 
@@ -221,6 +253,8 @@ def test_dataclasses_functions_work_on_the_values() -> None:
     assert flags["raw"] == (True, False, False)
     assert flags["role"] == (True, True, True)
     assert len(dataclasses.fields(Header)) == 16
+    assert "__dataclass_fields__" in vars(Header)  # made once, then kept on the class
+    assert dataclasses.fields(Header) == dataclasses.fields(Header)
     assert dataclasses.astuple(LEAF) == (4, b"CN=a\x00", None, False, 8)
     assert dataclasses.asdict(Element(3, children=(LEAF,))) == {
         "tag": 3,
@@ -254,16 +288,3 @@ def test_a_subclass_with_a_dict_still_works() -> None:
     assert repr(value).startswith("test_a_subclass_with_a_dict_still_works.<locals>.Cached(")
     assert dataclasses.is_dataclass(value)
     assert issubclass(Cached, Frozen)
-
-
-# --- the point of it ------------------------------------------------------------------------------
-
-
-def test_the_trust_list_codec_imports_no_dataclasses_json_or_key_serialization() -> None:
-    probe = (
-        "import sys, phone.cli.files_tlv, phone.formats.views\n"
-        "heavy = ('dataclasses', 'json', 'cryptography.hazmat.primitives.serialization')\n"
-        "print(sorted(m for m in heavy if m in sys.modules))"
-    )
-    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "[]"

@@ -59,7 +59,7 @@ class _DataclassFields:
             )
             for name in owner._fields
         ]
-        made = dataclasses.make_dataclass(owner.__name__, specs, frozen=True)
+        made = dataclasses.make_dataclass(owner.__name__, specs)  # for its fields only
         fields: dict[str, Any] = vars(made)["__dataclass_fields__"]
         type.__setattr__(owner, "__dataclass_fields__", fields)  # made once per class
         return fields
