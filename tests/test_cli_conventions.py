@@ -69,6 +69,18 @@ def test_tlv_show_parser_imports_no_codec_lab_or_network() -> None:
     assert _loaded_after(code) == set()
 
 
+def test_tlv_show_imports_no_dataclasses_json_or_key_serialization() -> None:
+    # The codecs' value classes are no dataclasses (phone.formats.frozen); --json imports json
+    # and building a record cryptography's serialization package, where they are used.
+    probe = (
+        "import sys, phone.cli.files_tlv, phone.formats.views\n"
+        "heavy = ('dataclasses', 'json', 'cryptography.hazmat.primitives.serialization')\n"
+        "print(sorted(m for m in heavy if m in sys.modules))"
+    )
+    out = subprocess.run([PYTHON, "-c", probe], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
 def test_files_group_still_exports_its_handlers() -> None:
     from phone.cli import files, files_input, files_tlv
 

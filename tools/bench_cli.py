@@ -16,7 +16,14 @@ The commands run with the venv's interpreter (``sys.executable``) so every row p
 interpreter start, with byte-code caching on (as an installed package has it; a script run by
 path, like ``tlvfile``, is compiled on every run by Python's design).
 
+The ``phone`` package timed is the one ``python -m phone`` finds: the current directory's
+``phone/`` first (``-m`` puts the working directory on ``sys.path``), then ``PYTHONPATH``,
+then the venv's (editable) install. ``--python-path DIR`` times the tree at ``DIR`` instead:
+the commands run in the bench's temporary folder with ``DIR`` first on ``PYTHONPATH``. The
+first line printed names the ``phone/__init__.py`` the commands import.
+
     .venv/bin/python tools/bench_cli.py [--runs 30] [--tlvfile /path/to/certutils/tlvfile]
+        [--python-path /path/to/another/tree]
 """
 
 from __future__ import annotations
@@ -67,7 +74,22 @@ def _certificate(key: rsa.RSAPrivateKey, name: str) -> bytes:
     return cert.public_bytes(serialization.Encoding.PEM)
 
 
-def build_itl(folder: Path) -> Path:
+def _environment(python_path: Path | None) -> dict[str, str]:
+    """The commands' environment: ``python_path`` (when given) first on ``PYTHONPATH``."""
+    if python_path is None:
+        return dict(_ENV)
+    paths = [str(python_path.resolve()), *filter(None, [_ENV.get("PYTHONPATH")])]
+    return {**_ENV, "PYTHONPATH": os.pathsep.join(paths)}
+
+
+def imported_phone(env: dict[str, str], cwd: Path | None) -> str:
+    """The ``phone/__init__.py`` that ``python -m phone`` imports with ``env`` in ``cwd``."""
+    probe = [sys.executable, "-c", "import phone; print(phone.__file__)"]
+    found = subprocess.run(probe, env=env, cwd=cwd, capture_output=True, text=True, check=True)
+    return found.stdout.strip()
+
+
+def build_itl(folder: Path, env: dict[str, str] | None = None, cwd: Path | None = None) -> Path:
     """A 39-record ITL signed by its first (SAST) record, written by ``vphone tlv build``."""
     loaded = serialization.load_pem_private_key(KEY.read_bytes(), None)
     assert isinstance(loaded, rsa.RSAPrivateKey)
@@ -80,14 +102,22 @@ def build_itl(folder: Path) -> Path:
     out = folder / "ITLFile.tlv"
     argv += ["--signer-cert", str(folder / "cert00.pem"), "--signer-key", str(KEY)]
     argv += ["--timestamp", "1700000000", "-o", str(out)]
-    subprocess.run(argv, check=True, stdout=subprocess.DEVNULL)
+    subprocess.run(argv, check=True, stdout=subprocess.DEVNULL, env=env, cwd=cwd)
     return out
 
 
-def _once(argv: Sequence[str]) -> tuple[float, float]:
+def _once(
+    argv: Sequence[str], env: dict[str, str] | None = None, cwd: Path | None = None
+) -> tuple[float, float]:
     """Wall and CPU seconds of one whole process (its output thrown away)."""
     started = time.perf_counter()
-    process = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=_ENV)
+    process = subprocess.Popen(
+        argv,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        env=_ENV if env is None else env,
+        cwd=cwd,
+    )
     _, status, usage = os.wait4(process.pid, 0)
     wall = time.perf_counter() - started
     process.returncode = os.waitstatus_to_exitcode(status)
@@ -97,15 +127,20 @@ def _once(argv: Sequence[str]) -> tuple[float, float]:
     return wall, usage.ru_utime + usage.ru_stime
 
 
-def measure(commands: dict[str, list[str]], runs: int) -> dict[str, tuple[float, float]]:
+def measure(
+    commands: dict[str, list[str]],
+    runs: int,
+    env: dict[str, str] | None = None,
+    cwd: Path | None = None,
+) -> dict[str, tuple[float, float]]:
     """Median (wall, CPU) seconds of each command, the commands interleaved run by run."""
     walls: dict[str, list[float]] = {name: [] for name in commands}
     cpus: dict[str, list[float]] = {name: [] for name in commands}
     for argv in commands.values():  # warm the page cache and .pyc files first
-        _once(argv)
+        _once(argv, env, cwd)
     for _ in range(runs):
         for name, argv in commands.items():
-            wall, cpu = _once(argv)
+            wall, cpu = _once(argv, env, cwd)
             walls[name].append(wall)
             cpus[name].append(cpu)
     return {n: (statistics.median(walls[n]), statistics.median(cpus[n])) for n in commands}
@@ -116,10 +151,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=30, help="runs of each command (default 30)")
     parser.add_argument("--tlvfile", type=Path, help="certutils' tlvfile script, to compare")
+    parser.add_argument(
+        "--python-path",
+        type=Path,
+        metavar="DIR",
+        help="time the phone package of the tree at DIR (run with DIR first on PYTHONPATH, "
+        "outside the current directory)",
+    )
     args = parser.parse_args(argv)
     python = sys.executable
+    env = _environment(args.python_path)
     with tempfile.TemporaryDirectory(prefix="bench-cli-") as folder:
-        itl = build_itl(Path(folder))
+        cwd = Path(folder) if args.python_path is not None else None
+        timed = imported_phone(env, cwd)
+        itl = build_itl(Path(folder), env, cwd)
         commands = {
             "floor: python -c 'import cryptography.x509'": [
                 python,
@@ -144,7 +189,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 str(itl),
             ]
         load = os.getloadavg()
-        figures = measure(commands, args.runs)
+        figures = measure(commands, args.runs, env, cwd)
+    print(f"vphone: {timed}")
     print(f"{args.runs} runs each, interleaved; median per process; load {load[0]:.2f} (1 min)")
     floor_wall, floor_cpu = next(iter(figures.values()))
     peer = figures.get("certutils tlvfile -p (same ITL)")

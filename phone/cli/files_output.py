@@ -7,7 +7,6 @@ payload, and the signature status line.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 
 from phone.formats.views import JSONDict, checksums
@@ -15,6 +14,8 @@ from phone.formats.views import JSONDict, checksums
 
 def emit_json(view: JSONDict) -> None:
     """Print a JSON view (``--json``)."""
+    import json  # noqa: PLC0415 - only --json needs it; the text report starts faster without
+
     print(json.dumps(view, indent=2))
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from cryptography import x509
-from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import NameOID
 
@@ -47,6 +46,10 @@ def serial_bytes(serial: int) -> bytes:
 
 def public_key_bytes(certificate: x509.Certificate) -> bytes:
     """Record tag 7: RSA as DER PKCS#1 RSAPublicKey; EC as the X9.62 uncompressed point."""
+    # Imported here: only building a record needs it, and the serialization package (with its
+    # SSH and cipher modules) is a tenth of ``vphone tlv show``'s start (issue 17 item 4).
+    from cryptography.hazmat.primitives import serialization  # noqa: PLC0415
+
     key = certificate.public_key()
     if isinstance(key, rsa.RSAPublicKey):
         return key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.PKCS1)

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from enum import IntEnum
 
 from cryptography.hazmat.primitives import hashes
 
 from phone.errors import LengthError, StructureError, TruncatedError, ValueFormatError
+from phone.formats.frozen import Frozen
 from phone.formats.tlv import (
     PADDING,
     Element,
@@ -129,10 +129,24 @@ def digest_label(code: int) -> str:
         return f"unknown({code})"
 
 
-@dataclass(frozen=True, slots=True)
-class EncryptionInfo:
+_set = object.__setattr__  # how a frozen value sets its own fields (phone.formats.frozen)
+
+
+class EncryptionInfo(Frozen):
     """The ``.enc.sgn`` encryption block (section 8, [C1])."""
 
+    _fields = (
+        "iv",
+        "padding_count",
+        "key_bits",
+        "key_algorithm",
+        "encrypted_key",
+        "digest_code",
+        "plaintext_digest",
+    )
+    __slots__ = _fields
+    _compare = _fields
+    _repr = _fields
     iv: bytes
     padding_count: int
     key_bits: int
@@ -141,12 +155,50 @@ class EncryptionInfo:
     digest_code: int
     plaintext_digest: bytes
 
+    def __init__(  # noqa: PLR0917 - a dataclass's positional order, kept
+        self,
+        iv: bytes,
+        padding_count: int,
+        key_bits: int,
+        key_algorithm: int,
+        encrypted_key: bytes,
+        digest_code: int,
+        plaintext_digest: bytes,
+    ) -> None:
+        _set(self, "iv", iv)
+        _set(self, "padding_count", padding_count)
+        _set(self, "key_bits", key_bits)
+        _set(self, "key_algorithm", key_algorithm)
+        _set(self, "encrypted_key", encrypted_key)
+        _set(self, "digest_code", digest_code)
+        _set(self, "plaintext_digest", plaintext_digest)
 
-@dataclass(frozen=True)
-class Header:
+
+class Header(Frozen):
     """A parsed or built header. ``elements`` is authoritative for encoding; the other fields
     are typed views of it."""
 
+    _fields = (
+        "elements",
+        "version",
+        "length",
+        "signer_name",
+        "signer_serial",
+        "signer_issuer",
+        "digest_code",
+        "signature_algorithm",
+        "modulus_index",
+        "signature",
+        "filename",
+        "timestamp",
+        "signer_version",
+        "encryption",
+        "offsets",
+        "raw",
+    )
+    __slots__ = _fields
+    _compare = _fields[:-2]  # not offsets and raw
+    _repr = _compare
     elements: tuple[Element, ...]
     version: tuple[int, int]
     length: int
@@ -160,11 +212,47 @@ class Header:
     filename: str
     timestamp: int | None
     signer_version: tuple[int, int] | None
-    encryption: EncryptionInfo | None = None
-    offsets: dict[int, int] = field(default_factory=dict, compare=False, repr=False)
+    encryption: EncryptionInfo | None
+    offsets: dict[int, int]
     # The header's bytes as parsed: encoding a parsed header is then free. Parsing guarantees
     # they equal encode_all(elements) (byte-exact round trip).
-    raw: bytes = field(default=b"", compare=False, repr=False)
+    raw: bytes
+
+    def __init__(  # noqa: PLR0917 - a dataclass's positional order, kept
+        self,
+        elements: tuple[Element, ...],
+        version: tuple[int, int],
+        length: int,
+        signer_name: str,
+        signer_serial: bytes,
+        signer_issuer: str,
+        digest_code: int,
+        signature_algorithm: int,
+        modulus_index: int,
+        signature: bytes,
+        filename: str,
+        timestamp: int | None,
+        signer_version: tuple[int, int] | None,
+        encryption: EncryptionInfo | None = None,
+        offsets: dict[int, int] | None = None,
+        raw: bytes = b"",
+    ) -> None:
+        _set(self, "elements", elements)
+        _set(self, "version", version)
+        _set(self, "length", length)
+        _set(self, "signer_name", signer_name)
+        _set(self, "signer_serial", signer_serial)
+        _set(self, "signer_issuer", signer_issuer)
+        _set(self, "digest_code", digest_code)
+        _set(self, "signature_algorithm", signature_algorithm)
+        _set(self, "modulus_index", modulus_index)
+        _set(self, "signature", signature)
+        _set(self, "filename", filename)
+        _set(self, "timestamp", timestamp)
+        _set(self, "signer_version", signer_version)
+        _set(self, "encryption", encryption)
+        _set(self, "offsets", {} if offsets is None else offsets)
+        _set(self, "raw", raw)
 
     @property
     def digest(self) -> Digest | None:
@@ -437,10 +525,24 @@ def _encryption(
 # --- building --------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class HeaderSpec:
+class HeaderSpec(Frozen):
     """What a builder needs to lay out a header the way CUCM writes it."""
 
+    _fields = (
+        "version",
+        "signer_name",
+        "signer_serial",
+        "signer_issuer",
+        "digest",
+        "modulus_bytes",
+        "filename",
+        "timestamp",
+        "signer_version",
+        "extra",
+    )
+    __slots__ = _fields
+    _compare = _fields
+    _repr = _fields
     version: tuple[int, int]
     signer_name: str
     signer_serial: bytes
@@ -449,8 +551,32 @@ class HeaderSpec:
     modulus_bytes: int
     filename: str
     timestamp: int | None
-    signer_version: tuple[int, int] | None = None
-    extra: tuple[Element, ...] = ()  # e.g. the encryption block, placed after the timestamp
+    signer_version: tuple[int, int] | None
+    extra: tuple[Element, ...]  # e.g. the encryption block, placed after the timestamp
+
+    def __init__(  # noqa: PLR0917 - a dataclass's positional order, kept
+        self,
+        version: tuple[int, int],
+        signer_name: str,
+        signer_serial: bytes,
+        signer_issuer: str,
+        digest: Digest,
+        modulus_bytes: int,
+        filename: str,
+        timestamp: int | None,
+        signer_version: tuple[int, int] | None = None,
+        extra: tuple[Element, ...] = (),
+    ) -> None:
+        _set(self, "version", version)
+        _set(self, "signer_name", signer_name)
+        _set(self, "signer_serial", signer_serial)
+        _set(self, "signer_issuer", signer_issuer)
+        _set(self, "digest", digest)
+        _set(self, "modulus_bytes", modulus_bytes)
+        _set(self, "filename", filename)
+        _set(self, "timestamp", timestamp)
+        _set(self, "signer_version", signer_version)
+        _set(self, "extra", extra)
 
 
 def layout_header(spec: HeaderSpec, signature: bytes) -> tuple[Element, ...]:

@@ -6,8 +6,6 @@ Coverage (trust-file-formats.md section 3, [C2]): the whole file minus the signa
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
@@ -15,6 +13,7 @@ from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
 
 from phone.errors import SignatureError
 from phone.formats.certfields import cucm_name, serial_bytes
+from phone.formats.frozen import Frozen
 from phone.formats.header import (
     RSA_PKCS1,
     Digest,
@@ -25,13 +24,23 @@ from phone.formats.header import (
 )
 from phone.formats.tlv import Element
 
+_set = object.__setattr__  # how a frozen value sets its own fields (phone.formats.frozen)
 
-@dataclass(frozen=True)
-class Signer:
+
+class Signer(Frozen):
     """A certificate and its RSA private key, as used to sign trust lists and ``.sgn`` files."""
 
+    _fields = ("certificate", "key")
+    __slots__ = _fields
+    _compare = _fields
+    _repr = _fields
     certificate: x509.Certificate
     key: rsa.RSAPrivateKey
+
+    def __init__(self, certificate: x509.Certificate, key: rsa.RSAPrivateKey) -> None:
+        _set(self, "certificate", certificate)
+        _set(self, "key", key)
+        self.__post_init__()
 
     def __post_init__(self) -> None:
         if not isinstance(self.key, rsa.RSAPrivateKey):

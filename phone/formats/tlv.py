@@ -14,9 +14,9 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Iterable
-from dataclasses import dataclass, field
 
 from phone.errors import LengthError, StructureError, TruncatedError
+from phone.formats.frozen import Frozen
 
 PADDING_TAG = 13
 MAX_VALUE_LENGTH = 0xFFFF
@@ -29,24 +29,41 @@ _U32 = struct.Struct(">I")
 _TAG_LENGTH = struct.Struct(">BH")  # an element's tag and length
 _TAG_BYTE = tuple(bytes((tag,)) for tag in range(256))
 _new = object.__new__
-_set = object.__setattr__  # how a frozen dataclass sets its own fields
+_set = object.__setattr__  # how a frozen value sets its own fields (phone.formats.frozen)
 
 
-@dataclass(frozen=True, slots=True)
-class Element:
+class Element(Frozen):
     """One TLV element.
 
     ``children`` is set for containers (their ``value`` is empty); ``single_byte`` marks the header
     padding byte, which has neither length nor value.
     """
 
+    _fields = ("tag", "value", "children", "single_byte", "size")
+    __slots__ = _fields
+    _compare = ("tag", "value", "children", "single_byte")
+    _repr = _compare
+    _derived = ("size",)
     tag: int
-    value: bytes = b""
-    children: tuple[Element, ...] | None = None
-    single_byte: bool = False
+    value: bytes
+    children: tuple[Element, ...] | None
+    single_byte: bool
     # The encoded size, computed once: builders and encoders ask for it again and again, and a
     # recursive sum over containers every time was a large part of signing a file.
-    size: int = field(init=False, repr=False, compare=False)
+    size: int
+
+    def __init__(
+        self,
+        tag: int,
+        value: bytes = b"",
+        children: tuple[Element, ...] | None = None,
+        single_byte: bool = False,
+    ) -> None:
+        _set(self, "tag", tag)
+        _set(self, "value", value)
+        _set(self, "children", children)
+        _set(self, "single_byte", single_byte)
+        self.__post_init__()
 
     def __post_init__(self) -> None:
         if not 0 <= self.tag <= 0xFF:

@@ -12,11 +12,9 @@ import hashlib
 import ipaddress
 import warnings
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
 from enum import IntEnum
 
 from cryptography import x509
-from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.utils import CryptographyDeprecationWarning
 
 from phone.errors import (
@@ -27,6 +25,7 @@ from phone.errors import (
     ValueFormatError,
 )
 from phone.formats.certfields import cucm_name, public_key_bytes, serial_bytes
+from phone.formats.frozen import Frozen
 from phone.formats.header import (
     Digest,
     Header,
@@ -140,10 +139,28 @@ def _load_certificate(der: bytes) -> x509.Certificate:
     return certificate
 
 
-@dataclass(frozen=True)
-class Record:
+_set = object.__setattr__  # how a frozen value sets its own fields (phone.formats.frozen)
+
+
+class Record(Frozen):
     """One trust-list record. ``elements`` is authoritative; the rest are typed views."""
 
+    _fields = (
+        "elements",
+        "role",
+        "dns_name",
+        "subject",
+        "issuer",
+        "serial",
+        "public_key",
+        "certificate_der",
+        "ip",
+        "offset",
+        "raw",
+    )
+    __slots__ = _fields
+    _compare = _fields[:-2]  # not offset and raw
+    _repr = _fields[:-1]  # not raw
     elements: tuple[Element, ...]
     role: int
     dns_name: str | None
@@ -153,8 +170,34 @@ class Record:
     public_key: bytes | None
     certificate_der: bytes | None
     ip: bytes | None
-    offset: int = field(default=0, compare=False)
-    raw: bytes = field(default=b"", compare=False, repr=False)  # the bytes as parsed
+    offset: int
+    raw: bytes  # the bytes as parsed
+
+    def __init__(  # noqa: PLR0917 - a dataclass's positional order, kept
+        self,
+        elements: tuple[Element, ...],
+        role: int,
+        dns_name: str | None,
+        subject: str | None,
+        issuer: str | None,
+        serial: bytes | None,
+        public_key: bytes | None,
+        certificate_der: bytes | None,
+        ip: bytes | None,
+        offset: int = 0,
+        raw: bytes = b"",
+    ) -> None:
+        _set(self, "elements", elements)
+        _set(self, "role", role)
+        _set(self, "dns_name", dns_name)
+        _set(self, "subject", subject)
+        _set(self, "issuer", issuer)
+        _set(self, "serial", serial)
+        _set(self, "public_key", public_key)
+        _set(self, "certificate_der", certificate_der)
+        _set(self, "ip", ip)
+        _set(self, "offset", offset)
+        _set(self, "raw", raw)
 
     @property
     def role_label(self) -> str:
@@ -208,12 +251,19 @@ class Record:
         return hashlib.sha1(self.certificate_der).hexdigest()
 
 
-@dataclass(frozen=True)
-class TrustList:
+class TrustList(Frozen):
     """An ITL or CTL file."""
 
+    _fields = ("header", "records")
+    __slots__ = _fields
+    _compare = _fields
+    _repr = _fields
     header: Header
     records: tuple[Record, ...]
+
+    def __init__(self, header: Header, records: tuple[Record, ...]) -> None:
+        _set(self, "header", header)
+        _set(self, "records", records)
 
     def encode(self) -> bytes:
         """The file's bytes."""
@@ -397,6 +447,10 @@ def record_from_certificate(
     ip: str | None = None,
 ) -> Record:
     """A record for ``certificate`` in CUCM's element order 1, 2, 3, 4, 5, 6, 7, 8, 9, 10."""
+    # Imported here: only building a record needs it, not parsing one (issue 17 item 4; see
+    # certfields.public_key_bytes).
+    from cryptography.hazmat.primitives.serialization import Encoding  # noqa: PLC0415
+
     elements = [
         leaf(RecordTag.DNS_NAME, cstring(dns_name)),
         leaf(RecordTag.SUBJECT_NAME, cstring(cucm_name(certificate.subject))),
@@ -460,13 +514,21 @@ def verify_with_certificate(trust_list: TrustList, certificate: x509.Certificate
     verify_signature(trust_list.header, trust_list.signed_data(), signer_public_key(certificate))
 
 
-@dataclass(frozen=True, slots=True)
-class SelfCheck:
+class SelfCheck(Frozen):
     """Outcome of checking a list against its own SAST record."""
 
+    _fields = ("valid", "record", "reason")
+    __slots__ = _fields
+    _compare = _fields
+    _repr = _fields
     valid: bool | None  # None: no record in the file matches the signer
     record: Record | None
     reason: str
+
+    def __init__(self, valid: bool | None, record: Record | None, reason: str) -> None:
+        _set(self, "valid", valid)
+        _set(self, "record", record)
+        _set(self, "reason", reason)
 
 
 def verify_self_signed(trust_list: TrustList) -> SelfCheck:
