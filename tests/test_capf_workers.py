@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.serialization import Encoding
 from keypool import pooled_keys
 
 from phone.api import create_lab
@@ -247,3 +248,31 @@ def test_lab_serve_refuses_a_bad_number_of_capf_workers(
         main(["lab", "serve", str(tmp_path), "--capf-workers", value])
     assert exit_.value.code == 2
     assert message in capsys.readouterr().err
+
+
+def _served_certificate(address: tuple[str, int]) -> bytes:
+    with client_context(None).wrap_socket(socket.create_connection(address, timeout=5)) as tls:
+        der = tls.getpeercert(binary_form=True)
+    assert der is not None
+    return der
+
+
+def test_a_swap_returns_once_every_worker_serves_the_new_capf_certificate() -> None:
+    first, second = _lab(), _lab()
+    old = first.cluster().capf.certificate.public_bytes(Encoding.DER)
+    new = second.cluster().capf.certificate.public_bytes(Encoding.DER)
+    assert old != new
+    server = LabServer(first, capf_workers=2, clock=_clock)
+    with server:
+        host = first.cluster().publisher.hostname
+        address = server.address(host, "capf")
+        assert _served_certificate(address) == old
+        server.swap(second)
+        # No wait: the swap returned after every worker had the new certificate.
+        assert [_served_certificate(address) for _ in range(4)] == [new] * 4
+        client = _enroll(second, address, MACS[0], server.lock)
+        assert client.outcome is not None and client.outcome.ok
+    device = second.cluster().device(MACS[0])
+    assert device is not None and device.certificate is not None
+    untouched = first.cluster().device(MACS[0])
+    assert untouched is not None and untouched.certificate is None

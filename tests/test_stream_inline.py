@@ -6,11 +6,14 @@ loop. Loopback, ephemeral ports, every server stopped; timings are bounds, not s
 from __future__ import annotations
 
 import logging
+import os
+import select
 import socket
 import ssl
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 from clusterlab import NOW, make_lab
@@ -19,6 +22,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from phone.cluster.lab import Lab
 from phone.net.service import Conversation, StreamService, _Connection
 from phone.net.tvs_tls import TvsTlsServer, client_context, server_context
+from phone.net.tvs_workers import TvsWorkerPool, _InheritedTvs
 from phone.pki import Identity
 from phone.wire.tvs import HEADER, FrameReader, decode_answer, encode_frame, verify_request
 
@@ -201,3 +205,37 @@ def test_stop_closes_every_connection_and_joins_every_thread_inline() -> None:
     assert idle.recv(1) == b""
     idle.close()
     tls.close()
+
+
+def _exclusive_fds(pid: int) -> set[int]:
+    """The descriptors that an epoll instance of ``pid`` watches with EPOLLEXCLUSIVE."""
+    found = set()
+    for info in Path(f"/proc/{pid}/fdinfo").iterdir():
+        try:
+            text = info.read_text()
+        except OSError:  # closed meanwhile
+            continue
+        for line in text.splitlines():
+            if line.startswith("tfd:"):
+                fields = line.split()
+                if int(fields[3], 16) & select.EPOLLEXCLUSIVE:
+                    found.add(int(fields[1]))
+    return found
+
+
+def test_tvs_worker_processes_run_inline_and_are_woken_one_per_connection() -> None:
+    lab = make_lab()
+    with TvsWorkerPool(lab, lab.cluster().publisher.hostname, processes=2) as pool:
+        raw = socket.create_connection(pool.address, timeout=5)
+        with client_context(None).wrap_socket(raw) as tls:
+            tls.sendall(_request(lab, 3))
+            assert _answers(tls, 1) == [3]
+        # Each worker watches the listening socket it inherited, exclusively.
+        assert all(len(_exclusive_fds(pid)) == 1 for pid in pool.pids)
+    assert _InheritedTvs._inline
+
+
+def test_a_server_alone_on_its_port_is_woken_as_before() -> None:
+    lab = make_lab()
+    with TvsTlsServer(lab, lab.cluster().publisher.hostname, clock=lambda: NOW):
+        assert _exclusive_fds(os.getpid()) == set()

@@ -17,15 +17,18 @@ over modules that must agree on them.
   selector, so an idle socket costs a file descriptor and no thread; the TLS handshake runs
   non-blocking, step by step, and what a connection sends is fed to its sans-IO
   :class:`Conversation` by a bounded pool of worker threads (RSA work and calls into the lab
-  run there, never in the loop). Deadlines are per phase, not per read: the whole TLS handshake
-  (``handshake_timeout`` from the accept), a whole message (``request_timeout`` from its first
-  byte, or for the peer's answer while a session is in progress), and the wait between
-  messages (``idle_timeout``). At ``max_connections`` (or ``max_per_source`` from one address)
-  the least recently active *idle* connection (no handshake byte yet, or between messages) is
-  evicted; a new connection is refused only when every slot is busy. The listen backlog is
-  :data:`BACKLOG`. Whatever ends a connection early (a deadline, a malformed frame, a TLS
-  failure, a peer gone, a bug) ends *that* connection only, counted in ``dropped`` and logged
-  with a reason; :meth:`~StreamService.stop` closes every connection and joins every thread.
+  run there, never in the loop; except in a server that is one of several processes on one
+  port, :mod:`phone.net.tvs_workers`, whose loop runs those steps itself while its sibling
+  processes accept, and leaves to a worker only a send that would block). Deadlines are per phase,
+  not per read: the whole TLS handshake (``handshake_timeout`` from the accept), a whole message
+  (``request_timeout`` from its first byte, or for the peer's answer while a session is in
+  progress), and the wait between messages (``idle_timeout``). At ``max_connections`` (or
+  ``max_per_source`` from one address) the least recently active *idle* connection (no handshake
+  byte yet, or between messages) is evicted; a new connection is refused only when every slot is
+  busy. The listen backlog is :data:`BACKLOG`. Whatever ends a connection early (a deadline, a
+  malformed frame, a TLS failure, a peer gone, a bug) ends *that* connection only, counted in
+  ``dropped`` and logged with a reason; :meth:`~StreamService.stop` closes every connection and
+  joins every thread.
 * :func:`tcp_connect` and :func:`tls_connect` are the phone's side: a TCP connection with
   ``TCP_NODELAY``, and a TLS session whose server certificate the caller checks *before*
   anything is sent, with every failure turned into :class:`phone.errors.NetworkError`.
@@ -686,7 +689,7 @@ class StreamService(BackgroundService):
             for index, data in enumerate(writes):
                 try:
                     sent = stream.send(data)
-                except (ssl.SSLWantWriteError, BlockingIOError):
+                except (ssl.SSLWantWriteError, ssl.SSLWantReadError, BlockingIOError):
                     sent = 0  # OpenSSL wants the same bytes again: the worker sends them whole
                 if sent < len(data):
                     conn.unsent = [data[sent:], *writes[index + 1 :]]
