@@ -289,8 +289,8 @@ def main() -> int:
         # The issue gives tvsd's figure at 16 clients only; one core caps it at every count.
         ref = REFERENCE[16]
         versus = f"{rate / ref[0]:.2f}x the reference {ref[0]:.0f}/s"
-        floor = results.get((args.workers, "floor", clients))
-        against = f"; floor {floor[0]:.0f}/s, p99 {floor[1]:.2f} ms" if floor else ""
+        bare = results.get((args.workers, "floor", clients))
+        against = f"; floor {bare[0]:.0f}/s, p99 {bare[1]:.2f} ms" if bare else ""
         print(
             f"  {clients:>3} clients: {rate:6.0f}/s, p99 {p99:6.2f} ms; {versus}; "
             f"{rate / one:.2f}x 1 worker in this run{against}"
