@@ -207,7 +207,7 @@ class _Settings:
     log_level: int | None  # log to stderr at this level (the parent logs), or not at all
 
 
-def _identity(pems: Pems) -> Identity:
+def _from_pems(pems: Pems) -> Identity:
     return Identity(cert_from_pem(pems[0]), key_from_pem(pems[1], None))
 
 
@@ -223,7 +223,7 @@ def _worker(
         )
         log.addHandler(handler)
         log.setLevel(settings.log_level)
-    server = _WorkerCapf(sock, settings.host, _identity(pems), _Rpc(rpc), settings)
+    server = _WorkerCapf(sock, settings.host, _from_pems(pems), _Rpc(rpc), settings)
     try:
         server.start()
     except Exception as exc:  # reported to the parent, which raises it
@@ -237,7 +237,7 @@ def _worker(
             except (EOFError, OSError):  # the parent is gone
                 break
             if kind == "identity":
-                server.identity = _identity(payload)
+                server.identity = _from_pems(payload)
                 control.send(("ok", None))
             elif kind == "counts":
                 control.send(("ok", server.dropped))
@@ -330,23 +330,22 @@ class CapfWorkerPool(BackgroundService):
         if self._workers:
             self._push(force=True)
 
-    def _pems(self) -> Pems:
+    def _identity(self) -> Identity:
         with self.lock:
             service = self._lab.capf_service(self.host)
             if service is None:
                 raise NetworkError(f"no CAPF runs at {self.host!r} (it runs on the publisher)")
-            identity = service.cluster.capf
-        return cert_to_pem(identity.certificate), key_to_pem(
-            identity.key, None, allow_unencrypted=True
-        )
+            return service.cluster.capf
 
     def _push(self, *, force: bool) -> None:
         """Send the CAPF certificate to every live worker if it changed (or ``force``)."""
         with self.lock, self._pipe_lock:
-            pems = self._pems()
-            if not force and pems[0] == self._certificate:
-                return
-            self._certificate = pems[0]
+            identity = self._identity()
+            certificate = cert_to_pem(identity.certificate)
+            if not force and certificate == self._certificate:
+                return  # the key is serialized only for a new certificate
+            self._certificate = certificate
+            pems = (certificate, key_to_pem(identity.key, None, allow_unencrypted=True))
             live = [w for w in self._workers if w.process.is_alive()]
             for worker in live:
                 worker.control.send(("identity", pems))
@@ -376,6 +375,9 @@ class CapfWorkerPool(BackgroundService):
                 answer: tuple[str, object] = ("ok", self._step(index, message))
             except NetworkError as exc:
                 answer = ("error", str(exc))
+            except Exception as exc:  # a bug in a step ends that connection, not this thread
+                log.exception("CAPF %s: a session step failed", self.host)
+                answer = ("error", f"internal error: {exc!r}")
             try:
                 worker.rpc.send(answer)
             except OSError:
@@ -450,8 +452,9 @@ class CapfWorkerPool(BackgroundService):
             NetworkError: the address cannot be bound, no CAPF runs at the host, or a worker
                 failed to start (every worker started is stopped again).
         """
-        pems = self._pems()
-        self._certificate = pems[0]
+        identity = self._identity()
+        self._certificate = cert_to_pem(identity.certificate)
+        pems = (self._certificate, key_to_pem(identity.key, None, allow_unencrypted=True))
         host, port = self.listen
         try:
             self._sock = socket.create_server(self.listen, backlog=BACKLOG)
