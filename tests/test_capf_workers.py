@@ -5,10 +5,12 @@ stopped; timings are bounds against a hang, never assertions on speed."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
 import socket
+import ssl
 import threading
 import time
 from collections.abc import Callable
@@ -36,7 +38,7 @@ from phone.pki import Identity, issue
 from phone.trust.lists import parse_shared
 from phone.trust.tvs import TvsOutcome
 from phone.vendor import manufacturing_ca
-from phone.wire.capf import AuthType, FrameReader
+from phone.wire.capf import AuthType, Command, Frame, FrameReader, Tag, encode_frame, u8_element
 
 NOW = datetime(2026, 6, 1, 9, 0, tzinfo=UTC)
 MACS = [f"00AA000000{i:02X}" for i in range(6)]
@@ -276,3 +278,50 @@ def test_a_swap_returns_once_every_worker_serves_the_new_capf_certificate() -> N
     assert device is not None and device.certificate is not None
     untouched = first.cluster().device(MACS[0])
     assert untouched is not None and untouched.certificate is None
+
+
+def _breach(server: BackgroundService, garbage: bytes) -> bytes:
+    """Every byte the server sends a phone that answers AUTH_REQUEST with ``garbage``."""
+    raw = socket.create_connection(server.address, timeout=5)
+    with client_context(None).wrap_socket(raw) as tls:
+        got, reader = b"", FrameReader()
+        while not reader.feed(data := tls.recv(65536)):
+            got += data
+        got += data
+        tls.sendall(garbage)
+        with contextlib.suppress(ssl.SSLError, ConnectionError):
+            while data := tls.recv(65536):
+                got += data
+    return got
+
+
+@pytest.mark.parametrize(
+    "garbage",
+    [
+        b"\x57\x01\x01\x00\x00\x00\x00\x01\x00",  # a TVS header: the worker's framing refuses it
+        # AUTH_RESPONSE to session 1 without a device name: the session refuses it
+        encode_frame(Frame(Command.AUTH_RESP, 1, (u8_element(Tag.VERSION, 3),))),
+    ],
+    ids=["framing", "session"],
+)
+def test_a_breach_gets_the_same_bytes_and_log_from_two_workers_as_from_one_process(
+    garbage: bytes,
+) -> None:
+    one, two = _lab(), _lab()
+    host = one.cluster().publisher.hostname
+    single = CapfTlsServer(one, host, clock=_clock)
+    pool = CapfWorkerPool(two, host, processes=2, clock=_clock)
+    with single:
+        expected = _breach(single, garbage)
+        assert _eventually(lambda: single.dropped == 1)
+    with pool:
+        assert _breach(pool, garbage) == expected
+        assert _eventually(lambda: pool.dropped == 1)
+        assert pool.open_sessions == 0
+    # AUTH_REQUEST {VERSION 3, AUTH_TYPE 0}, then END_SESSION {REASON 7} (tvs-capf-wire.md 2.7)
+    assert expected == (
+        b"\x55\x01\x00\x00\x00\x01\x00\x08\x07\x00\x01\x03\x08\x00\x01\x00"
+        b"\x55\x0f\x00\x00\x00\x01\x00\x04\x01\x00\x01\x07"
+    )
+    assert one.cluster().log[-1].message == two.cluster().log[-1].message
+    assert "dropped" in two.cluster().log[-1].message
