@@ -379,10 +379,11 @@ class StreamService(BackgroundService):
         assert selector is not None
         selector.register(listener, selectors.EVENT_READ, None)
         exclusive = getattr(select, "EPOLLEXCLUSIVE", None)
-        if self._exclusive_accept and exclusive and isinstance(selector, selectors.EpollSelector):
-            # selectors cannot pass EPOLLEXCLUSIVE, and epoll cannot add it by a modify: the
-            # fd is registered again on the selector's own epoll object, its key kept.
-            epoll = selector._selector  # type: ignore[attr-defined]
+        # selectors cannot pass EPOLLEXCLUSIVE, and epoll cannot add it by a modify: the fd is
+        # registered again on the selector's own epoll object (a private attribute: without
+        # it, every worker is woken as before), its key kept.
+        epoll = getattr(selector, "_selector", None)
+        if self._exclusive_accept and exclusive and isinstance(epoll, select.epoll):
             epoll.unregister(listener.fileno())
             epoll.register(listener.fileno(), select.EPOLLIN | exclusive)
 
