@@ -22,12 +22,18 @@ their TLS work is subtracted from what the server could do: the figures are a fl
 Checked, not assumed: the requests the workers counted equal the answers the clients read.
 The server's CPU time (``/proc``: every worker process, user + system) per request is printed.
 
+The machine's floor, like with like: a bare ``ssl`` server (``--floor``, on by default) in the
+same number of processes, with the same certificate, key and TLS settings, that does nothing
+but the handshake, read a whole request and write the answer vphone gave (no lab, no selector,
+no limits). The clients are the same; their own CPU and scheduling set most of the 16-client
+tail, and this row shows how much: vphone's p99 against the floor's p99 in the same run.
+
 The reference row is the public tvsd (usecallmanager) measured elsewhere on a 2-core machine,
 with a new TLS connection per request: 190 verify/s, p99 1.46 s at 16 clients. It is a figure
 from another run, printed for the comparison the issue asks (at least 2x, p99 under 50 ms at
 16 clients), not a measurement of this run.
 
-    python tools/bench_tvs.py [--seconds 3] [--clients 1,4,16] [--workers 2]
+    python tools/bench_tvs.py [--seconds 3] [--clients 1,4,16] [--workers 2] [--no-floor]
 """
 
 from __future__ import annotations
@@ -47,8 +53,9 @@ from pathlib import Path
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from phone.api import create_lab
-from phone.net.tvs_tls import client_context
+from phone.net.tvs_tls import client_context, server_context
 from phone.net.tvs_workers import TvsWorkerPool
+from phone.pki import CertKind, Identity, cert_from_pem, cert_to_pem, key_from_pem, key_to_pem
 from phone.wire.tvs import FrameReader, decode_answer, encode_frame, verify_request
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
@@ -70,6 +77,20 @@ def _exchange(tls: ssl.SSLSocket, request: bytes) -> None:
             if not decode_answer(frame).valid:
                 raise RuntimeError("the CallManager certificate was not vouched for")
             return
+
+
+def _answer_bytes(address: tuple[str, int], request: bytes) -> bytes:
+    """The bytes of the answer the server at ``address`` gives ``request`` (for the floor)."""
+    with client_context(None).wrap_socket(socket.create_connection(address, timeout=5)) as tls:
+        tls.sendall(request)
+        reader, got = FrameReader(), b""
+        while True:
+            data = tls.recv(65536)
+            if not data:
+                raise ConnectionError("the server closed without answering")
+            got += data
+            if reader.feed(data):
+                return got
 
 
 def _client(mode: str, address: tuple[str, int], request: bytes, conn: Connection) -> None:
@@ -96,6 +117,53 @@ def _client(mode: str, address: tuple[str, int], request: bytes, conn: Connectio
     conn.close()
 
 
+def _floor_server(sock: socket.socket, pems: tuple[bytes, bytes], answer: bytes) -> None:
+    """A floor process: blocking accept, handshake, whole request, the fixed answer; again."""
+    identity = Identity(cert_from_pem(pems[0]), key_from_pem(pems[1], None))
+    context = server_context(identity, ())  # vphone's own TLS settings for this key
+    sock.setblocking(True)
+    while True:
+        raw, _ = sock.accept()
+        raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        try:
+            with context.wrap_socket(raw, server_side=True) as tls:
+                reader = FrameReader()
+                while data := tls.recv(65536):
+                    for _frame in reader.feed(data):
+                        tls.sendall(answer)
+        except OSError:
+            pass
+        finally:
+            raw.close()
+
+
+class _Floor:
+    """The floor servers: ``processes`` processes accepting on one port (module docstring)."""
+
+    def __init__(self, identity: Identity, answer: bytes, processes: int) -> None:
+        self._sock = socket.create_server(("127.0.0.1", 0), backlog=512)
+        pems = (
+            cert_to_pem(identity.certificate),
+            key_to_pem(identity.key, None, allow_unencrypted=True),
+        )
+        context = multiprocessing.get_context("spawn")
+        self._procs = [
+            context.Process(target=_floor_server, args=(self._sock, pems, answer), daemon=True)
+            for _ in range(processes)
+        ]
+        for proc in self._procs:
+            proc.start()
+        self.address: tuple[str, int] = self._sock.getsockname()[:2]
+        self.pids = [proc.pid for proc in self._procs if proc.pid is not None]
+
+    def stop(self) -> None:
+        """Kill the floor processes (they keep no state)."""
+        for proc in self._procs:
+            proc.kill()
+            proc.join()
+        self._sock.close()
+
+
 def _cpu_seconds(pids: list[int]) -> float:
     """User + system CPU time of ``pids`` so far (Linux /proc)."""
     ticks = os.sysconf("SC_CLK_TCK")
@@ -107,7 +175,7 @@ def _cpu_seconds(pids: list[int]) -> float:
 
 
 def run(
-    mode: str, clients: int, seconds: float, pool: TvsWorkerPool, request: bytes
+    mode: str, clients: int, seconds: float, pool: TvsWorkerPool | _Floor, request: bytes
 ) -> tuple[str, float, float]:
     """One run: its result line, verify/s and p99 in ms."""
     context = multiprocessing.get_context("spawn")
@@ -121,7 +189,7 @@ def run(
     for _, conn in procs:
         if conn.recv() != "ready":
             raise RuntimeError("a client process failed to start")
-    counted_before = pool.counts()[0]
+    counted_before = pool.counts()[0] if isinstance(pool, TvsWorkerPool) else 0
     cpu_before = _cpu_seconds(pool.pids)
     start_at = time.time() + 0.2
     for _, conn in procs:
@@ -131,8 +199,8 @@ def run(
         latencies += conn.recv()
         proc.join()
     cpu = _cpu_seconds(pool.pids) - cpu_before
-    counted = pool.counts()[0] - counted_before
-    if counted != len(latencies):
+    counted = pool.counts()[0] - counted_before if isinstance(pool, TvsWorkerPool) else -1
+    if counted >= 0 and counted != len(latencies):
         raise RuntimeError(f"the workers counted {counted} requests, the clients {len(latencies)}")
     if not latencies:
         return f"{mode:<10} {clients:>3} clients: no request completed", 0.0, 0.0
@@ -143,7 +211,8 @@ def run(
     line = (
         f"{mode:<10} {clients:>3} clients: {rate:7.0f} verify/s  p50 {p50:6.2f} ms  "
         f"p99 {p99:7.2f} ms  server CPU {cpu / len(every) * 1000:5.2f} ms/request  "
-        f"({len(every)} requests, {counted} counted by the workers)"
+        f"({len(every)} requests"
+        + (f", {counted} counted by the workers)" if counted >= 0 else ")")
     )
     return line, rate, p99
 
@@ -155,6 +224,12 @@ def main() -> int:
     parser.add_argument("--clients", default="1,4,16", help="comma-separated client counts")
     parser.add_argument(
         "--workers", type=int, default=os.cpu_count() or 1, help="worker processes to compare"
+    )
+    parser.add_argument(
+        "--no-floor",
+        dest="floor",
+        action="store_false",
+        help="skip the bare ssl server (the floor, module docstring)",
     )
     args = parser.parse_args()
     counts = [int(c) for c in args.clients.split(",") if c.strip()]
@@ -175,7 +250,11 @@ def main() -> int:
     print(f"  {args.seconds:g} s per run; no client certificate (tvs-client-certificate off)")
     print("  reference: the public tvsd, new connection per request, 16 clients: 190 verify/s,")
     print("  p99 1460 ms (measured elsewhere on 2 cores; not this run)")
+    if args.floor:
+        print("  floor: a bare ssl server in as many processes, same key and TLS settings, the")
+        print("  same answer bytes; new connections only, run right after vphone at each count")
     print()
+    identity = cluster.identity(CertKind.TVS, cluster.publisher.hostname)
     results: dict[tuple[int, str, int], tuple[float, float]] = {}
     for workers in sorted({1, args.workers}):
         pool = TvsWorkerPool(lab, cluster.publisher.hostname, processes=workers)
@@ -187,11 +266,19 @@ def main() -> int:
                 _exchange(probe, request)
                 version, cipher = probe.version(), probe.cipher()
             print(f"{workers} worker process(es); TLS {version} {cipher[0] if cipher else '?'}")
-            for mode in ("new", "persistent"):
-                for clients in counts:
-                    line, rate, p99 = run(mode, clients, args.seconds, pool, request)
-                    results[(workers, mode, clients)] = (rate, p99)
-                    print(f"  {line}", flush=True)
+            floor = _Floor(identity, _answer_bytes(pool.address, request), workers)
+            try:
+                for mode in ("new", "persistent"):
+                    for clients in counts:
+                        line, rate, p99 = run(mode, clients, args.seconds, pool, request)
+                        results[(workers, mode, clients)] = (rate, p99)
+                        print(f"  {line}", flush=True)
+                        if args.floor and mode == "new":
+                            line, rate, p99 = run(mode, clients, args.seconds, floor, request)
+                            results[(workers, "floor", clients)] = (rate, p99)
+                            print(f"  {line.replace('new  ', 'floor', 1)}", flush=True)
+            finally:
+                floor.stop()
         finally:
             pool.stop()
         print()
@@ -202,9 +289,11 @@ def main() -> int:
         # The issue gives tvsd's figure at 16 clients only; one core caps it at every count.
         ref = REFERENCE[16]
         versus = f"{rate / ref[0]:.2f}x the reference {ref[0]:.0f}/s"
+        bare = results.get((args.workers, "floor", clients))
+        against = f"; floor {bare[0]:.0f}/s, p99 {bare[1]:.2f} ms" if bare else ""
         print(
             f"  {clients:>3} clients: {rate:6.0f}/s, p99 {p99:6.2f} ms; {versus}; "
-            f"{rate / one:.2f}x 1 worker in this run"
+            f"{rate / one:.2f}x 1 worker in this run{against}"
         )
     print(f"load after: {Path('/proc/loadavg').read_text().split()[:3]}")
     return 0

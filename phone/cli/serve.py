@@ -384,7 +384,14 @@ def cmd_serve(args: argparse.Namespace) -> int:
         "sccps": args.sccps_port,
         "capf": args.capf_port,
     }
-    server = LabServer(lab, host=args.host, ports=ports, clock=now, tvs_workers=args.tvs_workers)
+    server = LabServer(
+        lab,
+        host=args.host,
+        ports=ports,
+        clock=now,
+        tvs_workers=args.tvs_workers,
+        capf_workers=args.capf_workers,
+    )
     follower = _Follower(server, path, lab, version, host_map_out=args.host_map_out)
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
@@ -486,23 +493,36 @@ def add_parser(commands: Sub) -> None:
     p.add_argument("--quiet", action="store_true", help="log warnings only, not every request")
     p.add_argument(
         "--tvs-workers",
-        type=_workers,
+        type=_workers("--tvs-workers"),
         default=1,
         metavar="N",
         help="worker processes answering each TVS port (default 1; one per core answers TVS "
         "on every core: docs/scaling.md)",
     )
+    p.add_argument(
+        "--capf-workers",
+        type=_workers("--capf-workers"),
+        default=1,
+        metavar="N",
+        help="worker processes running CAPF's TLS on its port (default 1); the sessions "
+        "themselves, and every change to the lab, stay in the serving process",
+    )
     p.set_defaults(handler=cmd_serve)
 
 
-def _workers(text: str) -> int:
-    try:
-        value = int(text, 10)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number of processes") from None
-    if not 1 <= value <= 64:
-        raise argparse.ArgumentTypeError(f"--tvs-workers must be between 1 and 64, not {value}")
-    return value
+def _workers(option: str) -> Callable[[str], int]:
+    """The argparse type of ``option``: a number of worker processes, 1 to 64."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text, 10)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number of processes") from None
+        if not 1 <= value <= 64:
+            raise argparse.ArgumentTypeError(f"{option} must be between 1 and 64, not {value}")
+        return value
+
+    return parse
 
 
 def _port(text: str) -> int:

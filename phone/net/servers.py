@@ -58,6 +58,7 @@ from phone.cluster.lab import Lab
 from phone.cluster.records import Node
 from phone.errors import NetworkError
 from phone.net.capf_tls import CapfTlsServer
+from phone.net.capf_workers import CapfWorkerPool
 from phone.net.hostmap import HostEntry, HostMap
 from phone.net.http import FileRequestHandler, HttpFileServer
 from phone.net.sccp import SccpListener
@@ -175,6 +176,9 @@ class LabServer(Service):
         tvs_workers: worker processes answering each node's TVS on its port (1: threads in
             this process; more: :class:`phone.net.tvs_workers.TvsWorkerPool`, whose clock
             must be a module-level function).
+        capf_workers: worker processes answering each CAPF port (1: threads in this process;
+            more: :class:`phone.net.capf_workers.CapfWorkerPool`, every session step still
+            run here on :attr:`lab`).
     """
 
     def __init__(
@@ -189,9 +193,11 @@ class LabServer(Service):
         http_handler: type[FileRequestHandler] = FileRequestHandler,
         on_change: Callable[[], None] | None = None,
         tvs_workers: int = 1,
+        capf_workers: int = 1,
     ) -> None:
         self.lab = lab
         self.tvs_workers = tvs_workers
+        self.capf_workers = capf_workers
         self.on_change = on_change
         self.host = host
         self.clock = clock
@@ -377,8 +383,10 @@ class LabServer(Service):
 
         TFTP and HTTP need nothing: their providers read :attr:`lab` at every request.
         """
-        if isinstance(server, TvsTlsServer | CapfTlsServer | SccpListener | TvsWorkerPool):
-            server.lab = lab  # a TvsWorkerPool returns once every worker serves ``lab``
+        if isinstance(
+            server, TvsTlsServer | CapfTlsServer | SccpListener | TvsWorkerPool | CapfWorkerPool
+        ):
+            server.lab = lab  # a worker pool returns once every worker serves ``lab``
         elif isinstance(server, SipRegistrar):
             endpoint = lab.resolve(host)
             if endpoint is None:  # swap() stopped every server of a node ``lab`` lacks
@@ -420,6 +428,15 @@ class LabServer(Service):
             )
         if service == "tvs":
             return TvsTlsServer(self.lab, host, listen=listen, clock=self.clock, lock=self.lock)
+        if service == "capf" and self.capf_workers > 1:
+            return CapfWorkerPool(
+                self.lab,
+                host,
+                processes=self.capf_workers,
+                listen=listen,
+                clock=self.clock,
+                lock=self.lock,
+            )
         if service == "capf":
             return CapfTlsServer(self.lab, host, listen=listen, clock=self.clock, lock=self.lock)
         if service in ("sccp", "sccps"):

@@ -17,15 +17,18 @@ over modules that must agree on them.
   selector, so an idle socket costs a file descriptor and no thread; the TLS handshake runs
   non-blocking, step by step, and what a connection sends is fed to its sans-IO
   :class:`Conversation` by a bounded pool of worker threads (RSA work and calls into the lab
-  run there, never in the loop). Deadlines are per phase, not per read: the whole TLS handshake
-  (``handshake_timeout`` from the accept), a whole message (``request_timeout`` from its first
-  byte, or for the peer's answer while a session is in progress), and the wait between
-  messages (``idle_timeout``). At ``max_connections`` (or ``max_per_source`` from one address)
-  the least recently active *idle* connection (no handshake byte yet, or between messages) is
-  evicted; a new connection is refused only when every slot is busy. The listen backlog is
-  :data:`BACKLOG`. Whatever ends a connection early (a deadline, a malformed frame, a TLS
-  failure, a peer gone, a bug) ends *that* connection only, counted in ``dropped`` and logged
-  with a reason; :meth:`~StreamService.stop` closes every connection and joins every thread.
+  run there, never in the loop; except in a server that is one of several processes on one
+  port, :mod:`phone.net.tvs_workers`, whose loop runs those steps itself while its sibling
+  processes accept, and leaves to a worker only a send that would block). Deadlines are per phase,
+  not per read: the whole TLS handshake (``handshake_timeout`` from the accept), a whole message
+  (``request_timeout`` from its first byte, or for the peer's answer while a session is in
+  progress), and the wait between messages (``idle_timeout``). At ``max_connections`` (or
+  ``max_per_source`` from one address) the least recently active *idle* connection (no handshake
+  byte yet, or between messages) is evicted; a new connection is refused only when every slot is
+  busy. The listen backlog is :data:`BACKLOG`. Whatever ends a connection early (a deadline, a
+  malformed frame, a TLS failure, a peer gone, a bug) ends *that* connection only, counted in
+  ``dropped`` and logged with a reason; :meth:`~StreamService.stop` closes every connection and
+  joins every thread.
 * :func:`tcp_connect` and :func:`tls_connect` are the phone's side: a TCP connection with
   ``TCP_NODELAY``, and a TLS session whose server certificate the caller checks *before*
   anything is sent, with every failure turned into :class:`phone.errors.NetworkError`.
@@ -38,6 +41,7 @@ import contextlib
 import errno
 import logging
 import queue
+import select
 import selectors
 import socket
 import ssl
@@ -198,6 +202,7 @@ class _Connection:
     want_write: bool = False  # the TLS handshake waits for the socket to be writable
     why: str = "silent"  # the drop reason when the deadline passes
     closed: bool = False
+    unsent: list[bytes] | None = None  # writes an inline step could not send without blocking
 
     @property
     def source(self) -> str:
@@ -234,6 +239,16 @@ class StreamService(BackgroundService):
     _dropped_verb: ClassVar[str] = "dropped"  # "<protocol> <node>: <dropped> <peer>: <reason>"
     _backlog: ClassVar[int] = BACKLOG
     _accept_batch: ClassVar[int] = 64  # connections taken from the backlog per wake-up
+    # Inline steps: the loop thread runs the handshake steps and the reads itself instead of
+    # handing them to the pool (see _dispatch). Only for a server that is one of several
+    # processes on one port (phone.net.tvs_workers): while its loop runs a step, its siblings
+    # accept. Each hand-off to the pool and back costs two thread wake-ups, a wake-socket
+    # write and two epoll_ctl calls; a new TLS connection needs three or four steps, which was
+    # about a third of a TVS worker's CPU per connection.
+    _inline: ClassVar[bool] = False
+    # The listener is shared with sibling processes: wake one of them per connection
+    # (EPOLLEXCLUSIVE), not all, of which all but one then find nothing to accept.
+    _exclusive_accept: ClassVar[bool] = False
     _bind_kind: ClassVar[str] = ""  # "TCP ": "<protocol> cannot listen on TCP <address>"
 
     def __init__(
@@ -277,6 +292,7 @@ class StreamService(BackgroundService):
         self._tls = False
         self._pool: ThreadPoolExecutor | None = None
         self._selector: selectors.BaseSelector | None = None
+        self._loop_ident: int | None = None  # the loop thread (inline steps run there)
 
     # --- what subclasses provide --------------------------------------------------------------
 
@@ -335,7 +351,7 @@ class StreamService(BackgroundService):
         self._wake_r.setblocking(False)
         self._wake_w.setblocking(False)
         self._selector = selectors.DefaultSelector()
-        self._selector.register(sock, selectors.EVENT_READ, None)
+        self._listen_on(sock)
         self._selector.register(self._wake_r, selectors.EVENT_READ, self._wake_r)
         self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix=f"{self._name}-worker")
         self._thread = threading.Thread(target=self._loop, name=f"{self._name}-loop", daemon=True)
@@ -356,6 +372,20 @@ class StreamService(BackgroundService):
             raise NetworkError(
                 f"{self._protocol} cannot listen on {self._bind_kind}{host}:{port}: {exc}"
             ) from None
+
+    def _listen_on(self, listener: socket.socket) -> None:
+        """Put the listener in the selector (exclusively, see ``_exclusive_accept``)."""
+        selector = self._selector
+        assert selector is not None
+        selector.register(listener, selectors.EVENT_READ, None)
+        exclusive = getattr(select, "EPOLLEXCLUSIVE", None)
+        # selectors cannot pass EPOLLEXCLUSIVE, and epoll cannot add it by a modify: the fd is
+        # registered again on the selector's own epoll object (a private attribute: without
+        # it, every worker is woken as before), its key kept.
+        epoll = getattr(selector, "_selector", None)
+        if self._exclusive_accept and exclusive and isinstance(epoll, select.epoll):
+            epoll.unregister(listener.fileno())
+            epoll.register(listener.fileno(), select.EPOLLIN | exclusive)
 
     def stop(self) -> None:
         """Stop accepting, close every connection, and wait for the threads to end."""
@@ -379,13 +409,14 @@ class StreamService(BackgroundService):
         selector, listener, wake = self._selector, self._sock, self._wake_r
         assert selector is not None and listener is not None and wake is not None
         paused_until = 0.0  # accept paused (out of file descriptors, nothing to evict)
+        self._loop_ident = threading.get_ident()
         next_sweep = 0.0
         try:
             while not self._stopping.is_set():
                 now = time.monotonic()
                 if paused_until and now >= paused_until:
                     paused_until = 0.0
-                    selector.register(listener, selectors.EVENT_READ, None)
+                    self._listen_on(listener)
                 for key, _mask in selector.select(STOP_POLL / 2):
                     if key.data is None:
                         if not self._accept(listener):
@@ -396,7 +427,7 @@ class StreamService(BackgroundService):
                             while wake.recv(4096):
                                 pass
                     else:
-                        self._dispatch(key.data, self._work)
+                        self._dispatch(key.data, self._work, inline=self._inline)
                 while True:
                     try:
                         conn = self._returned.get_nowait()
@@ -491,19 +522,30 @@ class StreamService(BackgroundService):
         if idle:
             self._idle[conn] = None
 
-    def _dispatch(self, conn: _Connection, job: Callable[[_Connection], None]) -> None:
-        """Give a connection to a worker (loop thread)."""
+    def _dispatch(
+        self, conn: _Connection, job: Callable[[_Connection], None], *, inline: bool = False
+    ) -> None:
+        """Give a connection to a worker, or run ``job`` here when ``inline`` (loop thread).
+
+        An inline step is the same step a worker would run (the same deadlines, limits and
+        counts); only a send that would block is left to a worker (:meth:`_flush`).
+        """
         assert self._selector is not None and self._pool is not None
         with contextlib.suppress(KeyError, ValueError):
             self._selector.unregister(conn.stream or conn.raw)
         self._idle.pop(conn, None)
         conn.busy = True
-        self._pool.submit(job, conn)
+        if inline:
+            job(conn)
+        else:
+            self._pool.submit(job, conn)
 
     def _returned_to_loop(self, conn: _Connection) -> None:
         conn.busy = False
         if conn.closed:  # the worker closed it
             self._forget(conn)
+        elif conn.unsent and not self._stopping.is_set():
+            self._dispatch(conn, self._flush)
         elif self._stopping.is_set():
             _close(conn)
         else:
@@ -579,11 +621,23 @@ class StreamService(BackgroundService):
         self._rearm(conn, time.monotonic())
         return True
 
+    def _flush(self, conn: _Connection) -> None:
+        """A worker: send what an inline step could not (blocking at most ``write_timeout``),
+        then go on reading as :meth:`_work` does."""
+        try:
+            writes, conn.unsent = conn.unsent or [], None
+            self._send(conn, writes)
+            self._pump(conn)
+        except Exception as exc:  # a connection's failure is that connection's only
+            self._drop(conn, exc)
+        finally:
+            self._give_back(conn)
+
     def _pump(self, conn: _Connection) -> None:
         """Read everything available, feed it, send the answers (the socket is non-blocking)."""
         stream, conversation = conn.stream, conn.conversation
         assert stream is not None and conversation is not None
-        while not self._stopping.is_set() and not conversation.finished:
+        while not conn.unsent and not self._stopping.is_set() and not conversation.finished:
             try:
                 data = stream.recv(65536)
             except (ssl.SSLWantReadError, BlockingIOError):
@@ -600,6 +654,8 @@ class StreamService(BackgroundService):
                 conn.request_started = now
             self._send(conn, conversation.feed(data))
             self._rearm(conn, now)
+        if conn.unsent:  # a worker sends the rest, then reads on (_flush)
+            return
         if conversation.finished:
             if conversation.failure is not None:
                 raise DropConnection(conversation.failure)
@@ -628,6 +684,18 @@ class StreamService(BackgroundService):
             return
         stream = conn.stream
         assert stream is not None
+        if threading.get_ident() == self._loop_ident:
+            # An inline step must not block the loop: what the socket does not take now is
+            # left to a worker, which waits up to ``write_timeout`` for it (_flush).
+            for index, data in enumerate(writes):
+                try:
+                    sent = stream.send(data)
+                except (ssl.SSLWantWriteError, ssl.SSLWantReadError, BlockingIOError):
+                    sent = 0  # OpenSSL wants the same bytes again: the worker sends them whole
+                if sent < len(data):
+                    conn.unsent = [data[sent:], *writes[index + 1 :]]
+                    return
+            return
         stream.settimeout(self.write_timeout)
         try:
             for data in writes:
@@ -663,7 +731,8 @@ class StreamService(BackgroundService):
 
     def _give_back(self, conn: _Connection) -> None:
         self._returned.put(conn)
-        self._wake()
+        if threading.get_ident() != self._loop_ident:  # the loop drains the queue after a step
+            self._wake()
 
     def _drop_reason(self, exc: Exception) -> str | None:
         """Why ``exc`` ended a connection, for the log; None when it needs no word (a

@@ -126,6 +126,10 @@ class _InheritedTvs(TvsTlsServer):
     # One connection per wake-up: the workers share one backlog, and a worker taking a batch
     # would hold handshakes that an idle worker could run now.
     _accept_batch = 1
+    # Steps run on the loop thread (StreamService._inline): the sibling processes accept while
+    # this one runs a handshake, and one wakes per connection (EPOLLEXCLUSIVE).
+    _inline = True
+    _exclusive_accept = True
 
     def __init__(self, sock: socket.socket, lab: Lab, host: str, **kwargs: object) -> None:
         super().__init__(lab, host, **kwargs)  # type: ignore[arg-type]
