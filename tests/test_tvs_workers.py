@@ -7,6 +7,7 @@ Loopback, ephemeral ports, every pool stopped; timings are bounds, never asserti
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -54,6 +55,14 @@ def _gone(pid: int) -> bool:
     return False
 
 
+def _zombie(pid: int) -> bool:
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except FileNotFoundError:
+        return False
+    return "\nState:\tZ" in status
+
+
 @pytest.fixture(scope="module")
 def stranger() -> x509.Certificate:
     """A CallManager certificate of another cluster: unknown to the served one."""
@@ -94,6 +103,19 @@ def test_two_processes_answer_on_one_port_and_count_every_request(
     known = lab.cluster().publisher.callmanager.certificate
     assert [_verify(pool.address, known) for _ in range(6)] == [True] * 6
     assert pool.counts() == (6, 0)
+
+
+def test_counts_skip_a_worker_that_died(pool: TvsWorkerPool, lab: Lab) -> None:
+    known = lab.cluster().publisher.callmanager.certificate
+    dead = pool.pids[0]
+    os.kill(dead, signal.SIGKILL)
+    deadline = time.monotonic() + 10
+    while not _gone(dead) and not _zombie(dead):  # the pool reaps it when it looks
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    # The live worker answers every connection now (the kernel hands the dead one none).
+    assert [_verify(pool.address, known) for _ in range(3)] == [True] * 3
+    assert pool.counts() == (3, 0)
 
 
 def test_a_change_in_place_reaches_every_worker(

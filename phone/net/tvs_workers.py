@@ -394,12 +394,22 @@ class TvsWorkerPool(BackgroundService):
                 log.warning("TVS %s: could not update the workers: %s", self.tvs_host, exc)
 
     def counts(self) -> tuple[int, int]:
-        """(requests answered, connections dropped), summed over the workers."""
+        """(requests answered, connections dropped), summed over the live workers.
+
+        A worker that died (killed, out of memory) took its counts with it; the others still
+        answer, and so does this (it raised a broken pipe before, failing the status of a
+        server whose other workers were serving).
+        """
         requests = dropped = 0
         with self._pipe_lock:
-            for index, (_process, conn) in enumerate(self._workers):
-                conn.send(("counts", None))
-                answer = self._answer(conn, index)
+            for index, (process, conn) in enumerate(self._workers):
+                if not process.is_alive():
+                    continue
+                try:
+                    conn.send(("counts", None))
+                    answer = self._answer(conn, index)
+                except (OSError, EOFError):  # it died between the check and the answer
+                    continue
                 assert isinstance(answer, tuple)
                 requests += int(answer[0])
                 dropped += int(answer[1])
