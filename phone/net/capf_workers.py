@@ -47,16 +47,14 @@ import threading
 from collections.abc import Callable
 from datetime import UTC, datetime
 from multiprocessing.connection import Connection
-from multiprocessing.process import BaseProcess
 from typing import cast
 
 from phone.cluster.capf import CapfSession
 from phone.cluster.lab import Lab
 from phone.errors import NetworkError
+from phone.net.prefork import MAX_PROCESSES, PreforkedPool, Worker
 from phone.net.service import (
-    BACKLOG,
     WORKERS,
-    BackgroundService,
     Conversation,
     DropConnection,
     StreamService,
@@ -69,9 +67,7 @@ __all__ = ["MAX_PROCESSES", "WATCH_INTERVAL", "CapfWorkerPool"]
 
 log = logging.getLogger("vphone.capf")
 
-MAX_PROCESSES = 64
 WATCH_INTERVAL = 0.25  # seconds between looks at the CAPF certificate (regenerated in place)
-_READY_TIMEOUT = 60.0  # a spawned worker imports the package (~0.5 s idle)
 _ANSWER_TIMEOUT = 10.0  # a worker's answer to a control message
 
 Pems = tuple[bytes, bytes]  # the CAPF certificate and key, PEM
@@ -257,15 +253,7 @@ def _utc_now() -> datetime:
     return datetime.now(UTC)
 
 
-@dataclasses.dataclass(eq=False)
-class _Worker:
-    process: BaseProcess
-    control: Connection
-    rpc: Connection
-    thread: threading.Thread | None = None
-
-
-class CapfWorkerPool(BackgroundService):
+class CapfWorkerPool(PreforkedPool):
     """The CAPF of the cluster whose publisher is ``host``, answered by ``processes`` worker
     processes on one port, every session step run here (module docstring). Used like
     :class:`phone.net.capf_tls.CapfTlsServer`.
@@ -282,6 +270,8 @@ class CapfWorkerPool(BackgroundService):
         lock: held around every session step (share the servers' lock).
     """
 
+    service = "CAPF"
+
     def __init__(
         self,
         lab: Lab,
@@ -294,26 +284,18 @@ class CapfWorkerPool(BackgroundService):
         threads: int = WORKERS,
         lock: threading.Lock | threading.RLock | None = None,
     ) -> None:
-        if not 1 <= processes <= MAX_PROCESSES:
-            raise NetworkError(
-                f"CAPF worker processes must be between 1 and {MAX_PROCESSES}, not {processes}"
-            )
+        super().__init__(processes=processes, listen=listen, watch_interval=WATCH_INTERVAL, log=log)
         self._lab = lab
         self.host = host
-        self.processes = processes
-        self.listen = listen
         self.clock: Callable[[], datetime] = clock or lab.clock or _utc_now
         self.read_timeout = read_timeout
         self.threads = threads
         self.lock: threading.Lock | threading.RLock = lock or threading.RLock()
         self.sessions = 0  # connections that completed a session (as CapfTlsServer's)
         self.identities_sent = 0  # certificates sent after the start (tests)
-        self._sock: socket.socket | None = None
-        self._workers: list[_Worker] = []
         self._sessions: dict[int, tuple[int, CapfSession]] = {}  # token: (worker, session)
         self._tokens = itertools.count(1)
-        self._pipe_lock = threading.Lock()  # one control exchange with the workers at a time
-        self._stopping = threading.Event()
+        self._boot: tuple[_Settings, Pems] | None = None  # what start hands every worker
         self._certificate: bytes = b""  # the PEM the workers serve
 
     # --- the lab ---------------------------------------------------------------------------
@@ -346,14 +328,14 @@ class CapfWorkerPool(BackgroundService):
                 return  # the key is serialized only for a new certificate
             self._certificate = certificate
             pems = (certificate, key_to_pem(identity.key, None, allow_unencrypted=True))
-            live = [w for w in self._workers if w.process.is_alive()]
+            live = self.live()
             for worker in live:
                 worker.control.send(("identity", pems))
             for worker in live:
                 self._answer(worker)
             self.identities_sent += 1
 
-    def _answer(self, worker: _Worker) -> object:
+    def _answer(self, worker: Worker) -> object:
         name = worker.process.name
         if not worker.control.poll(_ANSWER_TIMEOUT):
             raise NetworkError(f"CAPF worker {name} did not answer within {_ANSWER_TIMEOUT} s")
@@ -364,9 +346,10 @@ class CapfWorkerPool(BackgroundService):
 
     # --- the session steps (one thread per worker) -------------------------------------------
 
-    def _serve(self, index: int, worker: _Worker) -> None:
+    def _serve(self, index: int, worker: Worker) -> None:
         """Answer one worker's session steps until its pipe ends (stopped, or it died)."""
         while True:
+            assert worker.rpc is not None
             try:
                 message = worker.rpc.recv()
             except (EOFError, OSError):
@@ -423,27 +406,27 @@ class CapfWorkerPool(BackgroundService):
     # --- life cycle ------------------------------------------------------------------------
 
     @property
-    def address(self) -> tuple[str, int]:
-        """Where the workers listen.
-
-        Raises:
-            NetworkError: the pool is not started.
-        """
-        if self._sock is None:
-            raise NetworkError("the CAPF server is not started")
-        host, port = self._sock.getsockname()[:2]
-        return str(host), int(port)
-
-    @property
-    def pids(self) -> list[int]:
-        """The worker processes' ids (tests assert they are gone after :meth:`stop`)."""
-        return [w.process.pid for w in self._workers if w.process.pid is not None]
-
-    @property
     def open_sessions(self) -> int:
         """Sessions begun and not yet ended (tests: none is left behind)."""
         with self.lock:
             return len(self._sessions)
+
+    def _spawn(
+        self, index: int, sock: socket.socket, context: multiprocessing.context.SpawnContext
+    ) -> Worker:
+        assert self._boot is not None
+        control, control_child = context.Pipe()
+        rpc, rpc_child = context.Pipe()
+        process = context.Process(
+            target=_worker,
+            args=(sock, control_child, rpc_child, *self._boot),
+            name=f"vphone-capf-{index}",
+            daemon=True,
+        )
+        process.start()
+        control_child.close()
+        rpc_child.close()
+        return Worker(process, control, rpc)
 
     def start(self) -> None:
         """Bind the port, start the workers and wait until each accepts.
@@ -455,12 +438,6 @@ class CapfWorkerPool(BackgroundService):
         identity = self._identity()
         self._certificate = cert_to_pem(identity.certificate)
         pems = (self._certificate, key_to_pem(identity.key, None, allow_unencrypted=True))
-        host, port = self.listen
-        try:
-            self._sock = socket.create_server(self.listen, backlog=BACKLOG)
-        except OSError as exc:
-            raise NetworkError(f"CAPF cannot listen on {host}:{port}: {exc}") from None
-        self._sock.setblocking(False)
         parent_log = logging.getLogger("vphone")
         settings = _Settings(
             host=self.host,
@@ -468,33 +445,9 @@ class CapfWorkerPool(BackgroundService):
             threads=self.threads,
             log_level=parent_log.getEffectiveLevel() if parent_log.handlers else None,
         )
-        context = multiprocessing.get_context("spawn")
-        self._stopping.clear()
+        self._boot = (settings, pems)
         try:
-            for index in range(self.processes):
-                control, control_child = context.Pipe()
-                rpc, rpc_child = context.Pipe()
-                process = context.Process(
-                    target=_worker,
-                    args=(self._sock, control_child, rpc_child, settings, pems),
-                    name=f"vphone-capf-{index}",
-                    daemon=True,
-                )
-                process.start()
-                control_child.close()
-                rpc_child.close()
-                self._workers.append(_Worker(process, control, rpc))
-            for worker in self._workers:
-                if not worker.control.poll(_READY_TIMEOUT):
-                    raise NetworkError(
-                        f"CAPF worker {worker.process.name} did not start within {_READY_TIMEOUT} s"
-                    )
-                try:
-                    kind, payload = worker.control.recv()
-                except EOFError:  # it died before it could say why (its stderr does)
-                    kind, payload = "failed", "the process ended"
-                if kind != "ready":
-                    raise NetworkError(f"CAPF worker failed to start: {payload}")
+            self._start_workers()
             for index, worker in enumerate(self._workers):
                 worker.thread = threading.Thread(
                     target=self._serve, args=(index, worker), name=f"capf-rpc-{index}", daemon=True
@@ -503,8 +456,8 @@ class CapfWorkerPool(BackgroundService):
         except BaseException:
             self.stop()
             raise
-        self._thread = threading.Thread(target=self._watch, name="capf-watch", daemon=True)
-        self._thread.start()
+        finally:
+            self._boot = None  # the key: not kept past the start
         log.info(
             "CAPF %s listening on %s:%d (%d worker processes)",
             self.host,
@@ -512,21 +465,13 @@ class CapfWorkerPool(BackgroundService):
             self.processes,
         )
 
-    def _watch(self) -> None:
-        """Send the certificate again when it was regenerated in place (module docstring)."""
-        while not self._stopping.wait(WATCH_INTERVAL):
-            try:
-                self._push(force=False)
-            except (NetworkError, OSError, EOFError) as exc:
-                log.warning("CAPF %s: could not update the workers: %s", self.host, exc)
-
     @property
     def dropped(self) -> int:
         """Connections the live workers ended early or refused (as
         :attr:`StreamService.dropped`; a worker that died takes its count with it)."""
         total = 0
         with self._pipe_lock:
-            live = [w for w in self._workers if w.process.is_alive()]
+            live = self.live()
             for worker in live:
                 with contextlib.suppress(OSError):
                     worker.control.send(("counts", None))
@@ -534,26 +479,3 @@ class CapfWorkerPool(BackgroundService):
                 with contextlib.suppress(NetworkError, OSError, EOFError):
                     total += cast(int, self._answer(worker))
         return total
-
-    def stop(self) -> None:
-        """Stop the watcher and every worker process (each closes its connections), end the
-        sessions they held, and close the port."""
-        self._stopping.set()
-        if self._thread is not None:
-            self._thread.join(5)
-        with self._pipe_lock:
-            for worker in self._workers:
-                with contextlib.suppress(OSError, ValueError):
-                    worker.control.send(("stop", None))
-            for worker in self._workers:
-                worker.process.join(5)
-                if worker.process.is_alive():  # stuck in a request: do not leave it behind
-                    worker.process.kill()
-                    worker.process.join()
-                worker.control.close()
-                if worker.thread is not None:  # its pipe ended with the process
-                    worker.thread.join(5)
-                worker.rpc.close()
-            self._workers = []
-        if self._sock is not None:
-            self._sock.close()

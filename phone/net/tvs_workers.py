@@ -2,8 +2,9 @@
 
 One CPython process answers TVS on one core: the TLS handshake (an RSA signature with the TVS
 key per new connection) holds the GIL. :class:`TvsWorkerPool` binds the port once in this
-process (a *pre-forked listener*: no ``SO_REUSEPORT``, so port 0 works and nothing else can
-join the port) and starts ``processes`` worker processes (``spawn``: safe in a process that
+process (a *pre-forked listener*, :mod:`phone.net.prefork`, which CAPF's pool shares: no
+``SO_REUSEPORT``, so port 0 works and nothing else can join the port) and starts
+``processes`` worker processes (``spawn``: safe in a process that
 already runs threads, such as ``vphone lab serve``). Each worker accepts on the inherited
 listening socket in its own :class:`phone.net.tvs_tls.TvsTlsServer` (the selector loop, the
 limits and the deadlines of :class:`phone.net.service.StreamService`, per worker), so the
@@ -45,7 +46,6 @@ import threading
 from collections.abc import Callable
 from datetime import UTC, datetime
 from multiprocessing.connection import Connection
-from multiprocessing.process import BaseProcess
 from pathlib import Path
 
 from phone.cluster.cluster import Cluster
@@ -54,7 +54,8 @@ from phone.cluster.itl import ItlHashDatabase
 from phone.cluster.lab import Lab
 from phone.cluster.records import ClusterState
 from phone.errors import NetworkError
-from phone.net.service import BACKLOG, WORKERS, BackgroundService
+from phone.net.prefork import MAX_PROCESSES, PreforkedPool, Worker
+from phone.net.service import WORKERS
 from phone.net.tvs_tls import TvsTlsServer
 from phone.pki import Identity, key_to_pem
 
@@ -62,9 +63,7 @@ __all__ = ["MAX_PROCESSES", "WATCH_INTERVAL", "TvsWorkerPool", "tvs_view"]
 
 log = logging.getLogger("vphone.tvs")
 
-MAX_PROCESSES = 64
 WATCH_INTERVAL = 0.25  # seconds between looks at the clusters' revisions (in-place changes)
-_READY_TIMEOUT = 60.0  # a spawned worker imports the package and loads the lab (~0.5 s idle)
 _ANSWER_TIMEOUT = 10.0  # a worker's answer to a new view or a count request
 
 View = list[tuple[str, bytes, dict[str, bytes]]]
@@ -199,7 +198,7 @@ def _utc_now() -> datetime:
     return datetime.now(UTC)
 
 
-class TvsWorkerPool(BackgroundService):
+class TvsWorkerPool(PreforkedPool):
     """TVS for node ``tvs_host`` of ``lab`` answered by ``processes`` worker processes on one
     port (module docstring). Used like :class:`phone.net.tvs_tls.TvsTlsServer`.
 
@@ -215,6 +214,8 @@ class TvsWorkerPool(BackgroundService):
         lock: held while the TVS view of the lab is taken (share the servers' lock).
     """
 
+    service = "TVS"
+
     def __init__(
         self,
         lab: Lab,
@@ -227,10 +228,7 @@ class TvsWorkerPool(BackgroundService):
         threads: int = WORKERS,
         lock: threading.Lock | threading.RLock | None = None,
     ) -> None:
-        if not 1 <= processes <= MAX_PROCESSES:
-            raise NetworkError(
-                f"TVS worker processes must be between 1 and {MAX_PROCESSES}, not {processes}"
-            )
+        super().__init__(processes=processes, listen=listen, watch_interval=WATCH_INTERVAL, log=log)
         if clock is not None:
             try:
                 pickle.dumps(clock)
@@ -241,17 +239,12 @@ class TvsWorkerPool(BackgroundService):
                 ) from None
         self._lab = lab
         self.tvs_host = tvs_host
-        self.processes = processes
-        self.listen = listen
         self.clock = clock
         self.read_timeout = read_timeout
         self.threads = threads
         self.lock: threading.Lock | threading.RLock = lock or threading.RLock()
         self.views_sent = 0  # views sent after the start (tests: in-place changes reach workers)
-        self._sock: socket.socket | None = None
-        self._workers: list[tuple[BaseProcess, Connection]] = []
-        self._pipe_lock = threading.Lock()  # one exchange with the workers at a time
-        self._stopping = threading.Event()
+        self._boot: tuple[_Settings, View] | None = None  # what start hands every worker
         self._revisions: tuple[tuple[str, int], ...] = ()
         self._view_key = b""
 
@@ -296,10 +289,10 @@ class TvsWorkerPool(BackgroundService):
                 return  # only devices, registrations or logs changed
             self._view_key = key
             view = _with_keys(documents)
-            for _process, conn in self._workers:
-                conn.send(("view", view))
-            for index, (_process, conn) in enumerate(self._workers):
-                self._answer(conn, index)
+            for worker in self._workers:
+                worker.control.send(("view", view))
+            for index, worker in enumerate(self._workers):
+                self._answer(worker.control, index)
             self.views_sent += 1
 
     def _answer(self, conn: Connection, index: int) -> object:
@@ -312,22 +305,20 @@ class TvsWorkerPool(BackgroundService):
 
     # --- life cycle ------------------------------------------------------------------------
 
-    @property
-    def address(self) -> tuple[str, int]:
-        """Where the workers listen.
-
-        Raises:
-            NetworkError: the pool is not started.
-        """
-        if self._sock is None:
-            raise NetworkError("the TVS server is not started")
-        host, port = self._sock.getsockname()[:2]
-        return str(host), int(port)
-
-    @property
-    def pids(self) -> list[int]:
-        """The worker processes' ids (tests assert they are gone after :meth:`stop`)."""
-        return [p.pid for p, _ in self._workers if p.pid is not None]
+    def _spawn(
+        self, index: int, sock: socket.socket, context: multiprocessing.context.SpawnContext
+    ) -> Worker:
+        assert self._boot is not None
+        mine, theirs = context.Pipe()
+        process = context.Process(
+            target=_worker,
+            args=(sock, theirs, *self._boot),
+            name=f"vphone-tvs-{index}",
+            daemon=True,
+        )
+        process.start()
+        theirs.close()
+        return Worker(process, mine)
 
     def start(self) -> None:
         """Bind the port, start the workers and wait until each accepts.
@@ -337,12 +328,6 @@ class TvsWorkerPool(BackgroundService):
                 failed to start (every worker started is stopped again).
         """
         view = self._take_view()
-        host, port = self.listen
-        try:
-            self._sock = socket.create_server(self.listen, backlog=BACKLOG)
-        except OSError as exc:
-            raise NetworkError(f"TVS cannot listen on {host}:{port}: {exc}") from None
-        self._sock.setblocking(False)
         parent_log = logging.getLogger("vphone")
         settings = _Settings(
             host=self.tvs_host,
@@ -351,47 +336,17 @@ class TvsWorkerPool(BackgroundService):
             threads=self.threads,
             log_level=parent_log.getEffectiveLevel() if parent_log.handlers else None,
         )
-        context = multiprocessing.get_context("spawn")
+        self._boot = (settings, view)
         try:
-            for index in range(self.processes):
-                mine, theirs = context.Pipe()
-                process = context.Process(
-                    target=_worker,
-                    args=(self._sock, theirs, settings, view),
-                    name=f"vphone-tvs-{index}",
-                    daemon=True,
-                )
-                process.start()
-                theirs.close()
-                self._workers.append((process, mine))
-            for index, (_process, conn) in enumerate(self._workers):
-                if not conn.poll(_READY_TIMEOUT):
-                    raise NetworkError(
-                        f"TVS worker {index} did not start within {_READY_TIMEOUT} s"
-                    )
-                kind, payload = conn.recv()
-                if kind != "ready":
-                    raise NetworkError(f"TVS worker {index} failed to start: {payload}")
-        except BaseException:
-            self.stop()
-            raise
-        self._stopping.clear()
-        self._thread = threading.Thread(target=self._watch, name="tvs-watch", daemon=True)
-        self._thread.start()
+            self._start_workers()
+        finally:
+            self._boot = None  # the view holds key files: not kept past the start
         log.info(
             "TVS %s listening on %s:%d (%d worker processes)",
             self.tvs_host,
             *self.address,
             self.processes,
         )
-
-    def _watch(self) -> None:
-        """Send the view again when the lab changed in place (module docstring)."""
-        while not self._stopping.wait(WATCH_INTERVAL):
-            try:
-                self._push(force=False)
-            except (NetworkError, OSError, EOFError) as exc:
-                log.warning("TVS %s: could not update the workers: %s", self.tvs_host, exc)
 
     def counts(self) -> tuple[int, int]:
         """(requests answered, connections dropped), summed over the live workers.
@@ -402,12 +357,12 @@ class TvsWorkerPool(BackgroundService):
         """
         requests = dropped = 0
         with self._pipe_lock:
-            for index, (process, conn) in enumerate(self._workers):
-                if not process.is_alive():
+            for index, worker in enumerate(self._workers):
+                if not worker.process.is_alive():
                     continue
                 try:
-                    conn.send(("counts", None))
-                    answer = self._answer(conn, index)
+                    worker.control.send(("counts", None))
+                    answer = self._answer(worker.control, index)
                 except (OSError, EOFError):  # it died between the check and the answer
                     continue
                 assert isinstance(answer, tuple)
@@ -419,23 +374,3 @@ class TvsWorkerPool(BackgroundService):
     def requests(self) -> int:
         """Requests answered by every worker (as :attr:`TvsTlsServer.requests`)."""
         return self.counts()[0]
-
-    def stop(self) -> None:
-        """Stop the watcher and every worker process (each closes its connections), and close
-        the port."""
-        self._stopping.set()
-        if self._thread is not None:
-            self._thread.join(5)
-        with self._pipe_lock:
-            for _process, conn in self._workers:
-                with contextlib.suppress(OSError, ValueError):
-                    conn.send(("stop", None))
-            for process, conn in self._workers:
-                process.join(5)
-                if process.is_alive():  # a worker stuck in a request: do not leave it behind
-                    process.kill()
-                    process.join()
-                conn.close()
-            self._workers = []
-        if self._sock is not None:
-            self._sock.close()
