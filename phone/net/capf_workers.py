@@ -52,7 +52,13 @@ from typing import cast
 from phone.cluster.capf import CapfSession
 from phone.cluster.lab import Lab
 from phone.errors import NetworkError
-from phone.net.prefork import MAX_PROCESSES, PreforkedPool, Worker
+from phone.net.prefork import (
+    MAX_PROCESSES,
+    PreforkedPool,
+    Worker,
+    parent_log_level,
+    worker_logging,
+)
 from phone.net.service import (
     WORKERS,
     Conversation,
@@ -212,13 +218,7 @@ def _worker(
 ) -> None:
     """A worker process: serve CAPF on ``sock`` until told to stop or the parent is gone."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
-    if settings.log_level is not None:
-        handler = logging.StreamHandler()
-        handler.setFormatter(
-            logging.Formatter("%(asctime)s %(name)s[%(process)d]: %(message)s", "%H:%M:%S")
-        )
-        log.addHandler(handler)
-        log.setLevel(settings.log_level)
+    worker_logging(log, settings.log_level)
     server = _WorkerCapf(sock, settings.host, _from_pems(pems), _Rpc(rpc), settings)
     try:
         server.start()
@@ -284,8 +284,9 @@ class CapfWorkerPool(PreforkedPool):
         threads: int = WORKERS,
         lock: threading.Lock | threading.RLock | None = None,
     ) -> None:
-        super().__init__(processes=processes, listen=listen, watch_interval=WATCH_INTERVAL, log=log)
-        self._lab = lab
+        super().__init__(
+            lab, processes=processes, listen=listen, watch_interval=WATCH_INTERVAL, log=log
+        )
         self.host = host
         self.clock: Callable[[], datetime] = clock or lab.clock or _utc_now
         self.read_timeout = read_timeout
@@ -299,18 +300,6 @@ class CapfWorkerPool(PreforkedPool):
         self._certificate: bytes = b""  # the PEM the workers serve
 
     # --- the lab ---------------------------------------------------------------------------
-
-    @property
-    def lab(self) -> Lab:
-        """The lab served. Setting it (under the servers' lock, as ``LabServer.swap`` does)
-        sends its CAPF certificate to every worker and returns once each has it."""
-        return self._lab
-
-    @lab.setter
-    def lab(self, lab: Lab) -> None:
-        self._lab = lab
-        if self._workers:
-            self._push(force=True)
 
     def _identity(self) -> Identity:
         with self.lock:
@@ -438,12 +427,11 @@ class CapfWorkerPool(PreforkedPool):
         identity = self._identity()
         self._certificate = cert_to_pem(identity.certificate)
         pems = (self._certificate, key_to_pem(identity.key, None, allow_unencrypted=True))
-        parent_log = logging.getLogger("vphone")
         settings = _Settings(
             host=self.host,
             read_timeout=self.read_timeout,
             threads=self.threads,
-            log_level=parent_log.getEffectiveLevel() if parent_log.handlers else None,
+            log_level=parent_log_level(),
         )
         self._boot = (settings, pems)
         try:

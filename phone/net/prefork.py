@@ -25,14 +25,33 @@ from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 
+from phone.cluster.lab import Lab
 from phone.errors import NetworkError
 from phone.net.service import BACKLOG, BackgroundService
 
-__all__ = ["MAX_PROCESSES", "PreforkedPool", "Worker"]
+__all__ = ["MAX_PROCESSES", "PreforkedPool", "Worker", "parent_log_level", "worker_logging"]
 
 MAX_PROCESSES = 64
 _READY_TIMEOUT = 60.0  # a spawned worker imports the package and loads its state (~0.5 s idle)
 _STOP_SECONDS = 5.0  # how long a worker has to end after "stop" before it is killed
+
+
+def parent_log_level() -> int | None:
+    """The level a worker logs at to stderr: the parent's, when the parent logs at all."""
+    parent = logging.getLogger("vphone")
+    return parent.getEffectiveLevel() if parent.handlers else None
+
+
+def worker_logging(log: logging.Logger, level: int | None) -> None:
+    """In a worker process: log to stderr at ``level`` with the process id, or not at all."""
+    if level is None:
+        return
+    handler = logging.StreamHandler()
+    handler.setFormatter(
+        logging.Formatter("%(asctime)s %(name)s[%(process)d]: %(message)s", "%H:%M:%S")
+    )
+    log.addHandler(handler)
+    log.setLevel(level)
 
 
 @dataclass(eq=False)
@@ -57,13 +76,20 @@ class PreforkedPool(BackgroundService):
     service = "server"
 
     def __init__(
-        self, *, processes: int, listen: tuple[str, int], watch_interval: float, log: logging.Logger
+        self,
+        lab: Lab,
+        *,
+        processes: int,
+        listen: tuple[str, int],
+        watch_interval: float,
+        log: logging.Logger,
     ) -> None:
         if not 1 <= processes <= MAX_PROCESSES:
             raise NetworkError(
                 f"{self.service} worker processes must be between 1 and {MAX_PROCESSES}, "
                 f"not {processes}"
             )
+        self._lab = lab
         self.processes = processes
         self.listen = listen
         self._watch_interval = watch_interval
@@ -85,6 +111,20 @@ class PreforkedPool(BackgroundService):
     def _push(self, *, force: bool) -> None:
         """Send the workers what changed in the lab (everything when ``force``)."""
         raise NotImplementedError
+
+    # --- the lab -------------------------------------------------------------------------------
+
+    @property
+    def lab(self) -> Lab:
+        """The lab served. Setting it (under the servers' lock, as ``LabServer.swap`` does)
+        sends the workers what they serve of it and returns once each has it."""
+        return self._lab
+
+    @lab.setter
+    def lab(self, lab: Lab) -> None:
+        self._lab = lab
+        if self._workers:
+            self._push(force=True)
 
     # --- life cycle ----------------------------------------------------------------------------
 

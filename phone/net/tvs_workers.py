@@ -54,7 +54,13 @@ from phone.cluster.itl import ItlHashDatabase
 from phone.cluster.lab import Lab
 from phone.cluster.records import ClusterState
 from phone.errors import NetworkError
-from phone.net.prefork import MAX_PROCESSES, PreforkedPool, Worker
+from phone.net.prefork import (
+    MAX_PROCESSES,
+    PreforkedPool,
+    Worker,
+    parent_log_level,
+    worker_logging,
+)
 from phone.net.service import WORKERS
 from phone.net.tvs_tls import TvsTlsServer
 from phone.pki import Identity, key_to_pem
@@ -152,13 +158,7 @@ class _Settings:
 def _worker(sock: socket.socket, conn: Connection, settings: _Settings, view: View) -> None:
     """A worker process: serve TVS on ``sock`` until told to stop or the parent is gone."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
-    if settings.log_level is not None:
-        handler = logging.StreamHandler()
-        handler.setFormatter(
-            logging.Formatter("%(asctime)s %(name)s[%(process)d]: %(message)s", "%H:%M:%S")
-        )
-        log.addHandler(handler)
-        log.setLevel(settings.log_level)
+    worker_logging(log, settings.log_level)
     server = _InheritedTvs(
         sock,
         lab_from_view(view),
@@ -228,7 +228,9 @@ class TvsWorkerPool(PreforkedPool):
         threads: int = WORKERS,
         lock: threading.Lock | threading.RLock | None = None,
     ) -> None:
-        super().__init__(processes=processes, listen=listen, watch_interval=WATCH_INTERVAL, log=log)
+        super().__init__(
+            lab, processes=processes, listen=listen, watch_interval=WATCH_INTERVAL, log=log
+        )
         if clock is not None:
             try:
                 pickle.dumps(clock)
@@ -237,7 +239,6 @@ class TvsWorkerPool(PreforkedPool):
                     "TVS worker processes need a clock they can import (a module-level "
                     f"function), not {clock!r}"
                 ) from None
-        self._lab = lab
         self.tvs_host = tvs_host
         self.clock = clock
         self.read_timeout = read_timeout
@@ -249,18 +250,6 @@ class TvsWorkerPool(PreforkedPool):
         self._view_key = b""
 
     # --- the lab ---------------------------------------------------------------------------
-
-    @property
-    def lab(self) -> Lab:
-        """The lab served. Setting it (under the servers' lock, as ``LabServer.swap`` does)
-        sends its TVS view to every worker and returns once each has switched."""
-        return self._lab
-
-    @lab.setter
-    def lab(self, lab: Lab) -> None:
-        self._lab = lab
-        if self._workers:
-            self._push(force=True)
 
     def _take_view(self) -> View:
         with self.lock:
@@ -328,13 +317,12 @@ class TvsWorkerPool(PreforkedPool):
                 failed to start (every worker started is stopped again).
         """
         view = self._take_view()
-        parent_log = logging.getLogger("vphone")
         settings = _Settings(
             host=self.tvs_host,
             clock=self.clock,
             read_timeout=self.read_timeout,
             threads=self.threads,
-            log_level=parent_log.getEffectiveLevel() if parent_log.handlers else None,
+            log_level=parent_log_level(),
         )
         self._boot = (settings, view)
         try:
