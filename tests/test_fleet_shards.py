@@ -9,12 +9,16 @@ interrupted run names the phones of shards no worker had started, instead of cou
 
 from __future__ import annotations
 
+import json
 import multiprocessing
 
 import pytest
 from keypool import pooled_keys
 
+from phone.cli import main
+from phone.cli import scenario as scenario_cli
 from phone.errors import UsageError
+from phone.pki import KeySource
 from phone.scenario import load_scenario, run_scenario
 from phone.scenario.fleet import (
     SHARD_PHONES,
@@ -117,3 +121,36 @@ def test_ctrl_c_between_shards_in_process_reports_the_shards_that_ran(
     assert cut.value.report is not None
     assert cut.value.report.interrupted == "after step 1 of 4 (5 phones had not started)"
     assert cut.value.report.steps[0].groups["desk"].states == {"registered": 6}
+
+
+@pytest.fixture
+def pooled(monkeypatch: pytest.MonkeyPatch) -> None:
+    def keys() -> KeySource:
+        return pooled_keys()
+
+    monkeypatch.setattr(scenario_cli, "key_source", keys)
+
+
+@pytest.mark.usefixtures("pooled")
+def test_the_cli_option_cuts_shards_and_the_report_stays(
+    whole: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run = ["scenario", "run", "migration-rollback", "--count", str(PHONES), "--json"]
+    assert main([*run, "--no-progress", "--shard-phones", "3"]) == 0
+    assert json.loads(capsys.readouterr().out) == json.loads(whole)
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("0", "argument --shard-phones: a shard holds at least 1 phone, not 0"),
+        ("many", "argument --shard-phones: not a number of phones: 'many'"),
+    ],
+)
+def test_the_cli_refuses_a_shard_of_no_phones(
+    value: str, message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(["scenario", "run", "migration-rollback", "--shard-phones", value])
+    assert exited.value.code == 2
+    assert message in capsys.readouterr().err

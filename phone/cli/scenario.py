@@ -25,7 +25,7 @@ from phone.scenario import (
     render_text,
     run_scenario,
 )
-from phone.scenario.fleet import MAX_WORKERS, FleetInterrupted
+from phone.scenario.fleet import MAX_WORKERS, SHARD_PHONES, FleetInterrupted
 from phone.scenario.report import Report, junit_xml
 from phone.scenario.report_html import render_html
 
@@ -80,6 +80,17 @@ def render_bar(done: int, total: int, elapsed: float, label: str = "") -> str:
     )
 
 
+def _shard_phones(text: str) -> int:
+    """``--shard-phones``: a whole number of phones, at least 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of phones: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"a shard holds at least 1 phone, not {value}")
+    return value
+
+
 def _show_progress(args: argparse.Namespace) -> bool:
     if args.progress is not None:
         return bool(args.progress)
@@ -117,10 +128,21 @@ def cmd_run(args: argparse.Namespace) -> int:
             from phone.scenario.fleet_dask import run_scenario_on_dask  # noqa: PLC0415
 
             report = run_scenario_on_dask(
-                scenario, scheduler, keys=key_source(), workers=args.workers, progress=bar
+                scenario,
+                scheduler,
+                keys=key_source(),
+                workers=args.workers,
+                progress=bar,
+                shard_phones=args.shard_phones,
             )
         else:
-            report = run_scenario(scenario, keys=key_source(), workers=args.workers, progress=bar)
+            report = run_scenario(
+                scenario,
+                keys=key_source(),
+                workers=args.workers,
+                progress=bar,
+                shard_phones=args.shard_phones,
+            )
     except FleetInterrupted as exc:
         if bar is not None:
             bar.close()
@@ -242,6 +264,15 @@ def register(sub: Sub) -> None:
         default=1,
         metavar="N",
         help=f"spread the phones over N processes (1 to {MAX_WORKERS}; default 1)",
+    )
+    run.add_argument(
+        "--shard-phones",
+        type=_shard_phones,
+        default=SHARD_PHONES,
+        metavar="N",
+        help=f"at most N phones in memory per worker at once: a larger fleet is cut into shards "
+        f"each worker runs one after the other (default {SHARD_PHONES:,}; about 20 KiB per "
+        "phone: docs/scaling.md). The report does not depend on it",
     )
     run.add_argument(
         "--scheduler",
