@@ -27,8 +27,9 @@ from phone.scenario.fleet import (
     shard_count,
     shard_phone_count,
 )
+from phone.scenario.model import Scenario
 from phone.scenario.report import merge
-from phone.scenario.runner import ScenarioRunner
+from phone.scenario.runner import RunInterrupted, ScenarioRunner, ShardResult
 
 PHONES = 11
 
@@ -75,28 +76,52 @@ def test_shard_phone_count_is_every_kth_phone() -> None:
     assert [shard_phone_count(scenario, s, 4) for s in range(4)] == [3, 3, 3, 2]
 
 
-def test_an_interrupted_run_names_the_phones_of_shards_not_started() -> None:
-    scenario = load_scenario("migration-rollback").with_count(PHONES)
-    # Shard 0 of 4 ran whole, shard 1 was cut after step 1, shards 2 and 3 never started.
-    done = ScenarioRunner(scenario, keys=pooled_keys(), shard=(0, 4)).run()
+def _cut_after(operations: int) -> object:
     calls = 0
 
     def cut(count: int) -> None:
         nonlocal calls
         calls += count
-        if calls > 4:  # 3 phones: the setup's 3 power-ons, then 2 of step 2's resets
+        if calls > operations:
             raise KeyboardInterrupt
 
-    try:
-        ScenarioRunner(scenario, keys=pooled_keys(), shard=(1, 4), progress=cut).run()
-    except KeyboardInterrupt as exc:
-        partial = exc.partial  # type: ignore[attr-defined]
-    report = merge(
-        scenario, [done, partial, not_started(scenario, 2, 4), not_started(scenario, 3, 4)]
+    return cut
+
+
+def _partial(scenario: Scenario, shard: int, shards: int, operations: int) -> ShardResult:
+    runner = ScenarioRunner(
+        scenario,
+        keys=pooled_keys(),
+        shard=(shard, shards),
+        progress=_cut_after(operations),  # type: ignore[arg-type]
     )
+    with pytest.raises(RunInterrupted) as cut:
+        runner.run()
+    return cut.value.partial
+
+
+def test_without_a_finished_shard_the_report_is_what_every_started_phone_finished() -> None:
+    scenario = load_scenario("migration-rollback").with_count(PHONES)
+    # Shards 0 and 1 of 4 (3 phones each) cut in step 2 (after their 3 power-ons and 1 or 2
+    # resets), shards 2 and 3 never started.
+    parts = [_partial(scenario, 0, 4, 4), _partial(scenario, 1, 4, 5)]
+    report = merge(scenario, [*parts, not_started(scenario, 2, 4), not_started(scenario, 3, 4)])
     assert report.interrupted == "after step 1 of 4 (5 phones had not started)"
     # The setup's counts are those of the 6 phones that ran (shards 0 and 1), not of 11.
     assert report.steps[0].groups["desk"].states == {"registered": 6}
+
+
+def test_finished_shards_give_every_step_and_name_the_phones_that_had_not_finished() -> None:
+    scenario = load_scenario("migration-rollback").with_count(PHONES)
+    # Shard 0 ran whole; shard 1 was cut in step 2; shards 2 and 3 never started. Shard 0's
+    # phones ran every step: the report shows all four for them, and names the other 8.
+    done = ScenarioRunner(scenario, keys=pooled_keys(), shard=(0, 4)).run()
+    parts = [done, _partial(scenario, 1, 4, 4), not_started(scenario, 2, 4)]
+    report = merge(scenario, [*parts, not_started(scenario, 3, 4)])
+    assert report.interrupted == "after step 4 of 4 (8 phones had not finished)"
+    assert [s.index for s in report.steps] == [0, 1, 2, 3, 4]
+    assert report.steps[4].groups["desk"].states == {"registered": 3}
+    assert not report.ok  # the final expectations were not checked: never a pass
 
 
 def test_ctrl_c_between_shards_in_process_reports_the_shards_that_ran(
@@ -119,8 +144,13 @@ def test_ctrl_c_between_shards_in_process_reports_the_shards_that_ran(
     with pytest.raises(FleetInterrupted) as cut:
         run_scenario(scenario, keys=pooled_keys(), shard_phones=3)
     assert cut.value.report is not None
-    assert cut.value.report.interrupted == "after step 1 of 4 (5 phones had not started)"
-    assert cut.value.report.steps[0].groups["desk"].states == {"registered": 6}
+    # Shard 0 finished: its 3 phones' four steps, and the other 8 named.
+    assert cut.value.report.interrupted == "after step 4 of 4 (8 phones had not finished)"
+    assert cut.value.summary().endswith(
+        "the report shows what the phones it counts finished: after step 4 of 4 "
+        "(8 phones had not finished)"
+    )
+    assert cut.value.report.steps[0].groups["desk"].states == {"registered": 3}
 
 
 @pytest.fixture

@@ -105,6 +105,11 @@ class FleetInterrupted(KeyboardInterrupt):
             return head + "no report was written"
         if not self.report.interrupted:  # every worker had finished: the whole report
             return head + "the report is complete"
+        if self.report.uncounted:  # a fleet in shards: some phones are in no count
+            return (
+                head
+                + f"the report shows what the phones it counts finished: {self.report.interrupted}"
+            )
         return head + f"the report shows what every phone finished: {self.report.interrupted}"
 
 

@@ -198,6 +198,9 @@ class Report:
     # Set when Ctrl-C cut the run: where ("after step 3 of 7", "during the setup"); ``steps`` holds
     # only the steps every shard finished, no "final" step and no summary (issue 18 item 2).
     interrupted: str = ""
+    # Of an interrupted run cut into shards: the phones no step count includes (their shards had
+    # not started, or had not finished while others had); 0 when every phone is counted.
+    uncounted: int = 0
 
     @property
     def expectations(self) -> tuple[ExpectResult, ...]:
@@ -378,11 +381,21 @@ def merge(scenario: Scenario, shards: Sequence[ShardResult]) -> Report:
     # An interrupted run (a shard without its final tallies) reports the steps every shard
     # finished: a step some shards had not finished has no fleet-wide count.
     # Shards a worker never started (it runs its shards one after the other: fleet.py) are left
-    # out, and the cut says how many phones they hold.
+    # out, and the cut says how many phones they hold. No report covers every phone then, so
+    # when some shards finished and those cut short had done fewer steps, the finished shards
+    # alone give the longer report: their phones ran every step; the others are named, not
+    # counted. (With every shard started, the report stays what every phone finished.)
     finals = [s.final for s in ordered if s.final is not None]
     ran = [s for s in ordered if not s.not_started]
-    waiting = sum(s.not_started for s in ordered)
     whole = min((len(s.steps) for s in ran), default=0)
+    finished = [s for s in ordered if s.final is not None]
+    if finished and len(ran) < len(ordered) and len(finished[0].steps) > whole:
+        ran, whole = finished, len(finished[0].steps)
+        uncounted = _phones_outside(scenario, ordered, finished)
+        left = f"{uncounted:,} phones had not finished"
+    else:
+        uncounted = sum(s.not_started for s in ordered)
+        left = f"{uncounted:,} phones had not started" if uncounted else ""
     for position in range(whole):
         parts = [s.steps[position] for s in ran]
         index = parts[0].index
@@ -393,14 +406,15 @@ def merge(scenario: Scenario, shards: Sequence[ShardResult]) -> Report:
         # The setup is step 0 and not one of the scenario's steps.
         done = max(whole - 1, 0)
         cut = "during the setup" if whole == 0 else f"after step {done} of {len(scenario.steps)}"
-        if waiting:
-            cut += f" ({waiting:,} phones had not started)"
+        if left:
+            cut += f" ({left})"
         return Report(
             scenario=scenario,
             steps=tuple(steps),
             summary=(),
             phone_operations=operations,
             interrupted=cut,
+            uncounted=uncounted,
         )
     steps.append(_merge_step(finals, scenario.expects))
     reasons: Counter[tuple[str, str, str, str]] = Counter()
@@ -418,6 +432,16 @@ def merge(scenario: Scenario, shards: Sequence[ShardResult]) -> Report:
         steps=tuple(steps),
         summary=summary,
         phone_operations=operations,
+    )
+
+
+def _phones_outside(
+    scenario: Scenario, shards: Sequence[ShardResult], kept: Sequence[ShardResult]
+) -> int:
+    """How many phones the shards not ``kept`` hold (shard k of n: every nth phone from k)."""
+    taken = {s.shard for s in kept}
+    return sum(
+        len(range(s.shard, scenario.phone_count, s.shards)) for s in shards if s.shard not in taken
     )
 
 
