@@ -39,8 +39,6 @@ import dataclasses
 import itertools
 import logging
 import multiprocessing
-import os
-import signal
 import socket
 import ssl
 import threading
@@ -57,7 +55,8 @@ from phone.net.prefork import (
     PreforkedPool,
     Worker,
     parent_log_level,
-    worker_logging,
+    serve_parent,
+    worker_setup,
 )
 from phone.net.service import (
     WORKERS,
@@ -217,33 +216,17 @@ def _worker(
     sock: socket.socket, control: Connection, rpc: Connection, settings: _Settings, pems: Pems
 ) -> None:
     """A worker process: serve CAPF on ``sock`` until told to stop or the parent is gone."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
-    worker_logging(log, settings.log_level)
+    worker_setup(log, settings.log_level)
     server = _WorkerCapf(sock, settings.host, _from_pems(pems), _Rpc(rpc), settings)
+
+    def switch(payload: object) -> None:
+        server.identity = _from_pems(cast(Pems, payload))
+
     try:
-        server.start()
-    except Exception as exc:  # reported to the parent, which raises it
-        control.send(("failed", str(exc)))
-        return
-    try:
-        control.send(("ready", os.getpid()))
-        while True:
-            try:
-                kind, payload = control.recv()
-            except (EOFError, OSError):  # the parent is gone
-                break
-            if kind == "identity":
-                server.identity = _from_pems(payload)
-                control.send(("ok", None))
-            elif kind == "counts":
-                control.send(("ok", server.dropped))
-            else:  # "stop"
-                break
+        serve_parent(server, control, {"identity": switch, "counts": lambda _: server.dropped})
     finally:
-        server.stop()
-        for conn in (control, rpc):
-            with contextlib.suppress(OSError):
-                conn.close()
+        with contextlib.suppress(OSError):
+            rpc.close()
 
 
 # --- the parent --------------------------------------------------------------------------------

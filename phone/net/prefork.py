@@ -16,20 +16,31 @@ killing one stuck in a request after 5 seconds, so none outlives the pool.
 
 from __future__ import annotations
 
+import abc
 import contextlib
 import logging
 import multiprocessing
+import os
+import signal
 import socket
 import threading
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 
 from phone.cluster.lab import Lab
 from phone.errors import NetworkError
-from phone.net.service import BACKLOG, BackgroundService
+from phone.net.service import BACKLOG, BackgroundService, StreamService
 
-__all__ = ["MAX_PROCESSES", "PreforkedPool", "Worker", "parent_log_level", "worker_logging"]
+__all__ = [
+    "MAX_PROCESSES",
+    "PreforkedPool",
+    "Worker",
+    "parent_log_level",
+    "serve_parent",
+    "worker_setup",
+]
 
 MAX_PROCESSES = 64
 _READY_TIMEOUT = 60.0  # a spawned worker imports the package and loads its state (~0.5 s idle)
@@ -42,8 +53,11 @@ def parent_log_level() -> int | None:
     return parent.getEffectiveLevel() if parent.handlers else None
 
 
-def worker_logging(log: logging.Logger, level: int | None) -> None:
-    """In a worker process: log to stderr at ``level`` with the process id, or not at all."""
+def worker_setup(log: logging.Logger, level: int | None) -> None:
+    """First thing in a worker process: leave Ctrl-C to the parent (it reaches the whole process
+    group; the parent decides), and log to stderr at ``level`` with the process id, or not at
+    all."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     if level is None:
         return
     handler = logging.StreamHandler()
@@ -52,6 +66,36 @@ def worker_logging(log: logging.Logger, level: int | None) -> None:
     )
     log.addHandler(handler)
     log.setLevel(level)
+
+
+def serve_parent(
+    server: StreamService,
+    control: Connection,
+    handlers: Mapping[str, Callable[[object], object]],
+) -> None:
+    """In a worker process: start ``server`` on the inherited socket and say ``ready`` (or
+    ``failed`` and why), then answer each message of the parent with ``("ok", handler(payload))``
+    until ``stop``, any message without a handler, or the parent gone; then stop the server."""
+    try:
+        server.start()
+    except Exception as exc:  # reported to the parent, which raises it
+        control.send(("failed", str(exc)))
+        return
+    try:
+        control.send(("ready", os.getpid()))
+        while True:
+            try:
+                kind, payload = control.recv()
+            except (EOFError, OSError):  # the parent is gone
+                break
+            handler = handlers.get(kind)
+            if handler is None:  # "stop"
+                break
+            control.send(("ok", handler(payload)))
+    finally:
+        server.stop()
+        with contextlib.suppress(OSError):
+            control.close()
 
 
 @dataclass(eq=False)
@@ -102,15 +146,15 @@ class PreforkedPool(BackgroundService):
 
     # --- what a subclass provides --------------------------------------------------------------
 
+    @abc.abstractmethod
     def _spawn(
         self, index: int, sock: socket.socket, context: multiprocessing.context.SpawnContext
     ) -> Worker:
         """Start worker ``index`` accepting on ``sock`` (not yet ready)."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def _push(self, *, force: bool) -> None:
         """Send the workers what changed in the lab (everything when ``force``)."""
-        raise NotImplementedError
 
     # --- the lab -------------------------------------------------------------------------------
 

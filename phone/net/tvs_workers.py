@@ -33,20 +33,18 @@ with, as in one process.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import json
 import logging
 import multiprocessing
-import os
 import pickle
-import signal
 import socket
 import threading
 from collections.abc import Callable
 from datetime import UTC, datetime
 from multiprocessing.connection import Connection
 from pathlib import Path
+from typing import cast
 
 from phone.cluster.cluster import Cluster
 from phone.cluster.codec import decode_cluster, encode_cluster, json_bytes
@@ -59,7 +57,8 @@ from phone.net.prefork import (
     PreforkedPool,
     Worker,
     parent_log_level,
-    worker_logging,
+    serve_parent,
+    worker_setup,
 )
 from phone.net.service import WORKERS
 from phone.net.tvs_tls import TvsTlsServer
@@ -157,8 +156,7 @@ class _Settings:
 
 def _worker(sock: socket.socket, conn: Connection, settings: _Settings, view: View) -> None:
     """A worker process: serve TVS on ``sock`` until told to stop or the parent is gone."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
-    worker_logging(log, settings.log_level)
+    worker_setup(log, settings.log_level)
     server = _InheritedTvs(
         sock,
         lab_from_view(view),
@@ -167,31 +165,15 @@ def _worker(sock: socket.socket, conn: Connection, settings: _Settings, view: Vi
         read_timeout=settings.read_timeout,
         workers=settings.threads,
     )
-    try:
-        server.start()
-    except Exception as exc:  # reported to the parent, which raises it
-        conn.send(("failed", str(exc)))
-        return
-    try:
-        conn.send(("ready", os.getpid()))
-        while True:
-            try:
-                kind, payload = conn.recv()
-            except (EOFError, OSError):  # the parent is gone
-                break
-            if kind == "view":
-                lab = lab_from_view(payload)
-                with server.lock:  # a request in progress finishes on the lab it began with
-                    server.lab = lab
-                conn.send(("ok", None))
-            elif kind == "counts":
-                conn.send(("ok", (server.requests, server.dropped)))
-            else:  # "stop"
-                break
-    finally:
-        server.stop()
-        with contextlib.suppress(OSError):
-            conn.close()
+
+    def switch(payload: object) -> None:
+        lab = lab_from_view(cast(View, payload))
+        with server.lock:  # a request in progress finishes on the lab it began with
+            server.lab = lab
+
+    serve_parent(
+        server, conn, {"view": switch, "counts": lambda _: (server.requests, server.dropped)}
+    )
 
 
 def _utc_now() -> datetime:
