@@ -334,20 +334,13 @@ def run_scenario(
     workers = min(workers, max(1, scenario.phone_count))
     shards = shard_count(scenario, workers, shard_phones)
     if shards == 1:
-        done = 0
-
-        def step(count: int) -> None:
-            nonlocal done
-            done += count
-            if progress is not None and done % _BATCH == 0:
-                progress(done, total)
-
+        step = _Steps(total, progress)
         try:
             result = ScenarioRunner(scenario, keys=source, progress=step).run()
         except RunInterrupted as exc:
-            raise FleetInterrupted(done, total, merge(scenario, [exc.partial])) from None
+            raise FleetInterrupted(step.done, total, merge(scenario, [exc.partial])) from None
         except KeyboardInterrupt:  # before the runner ran: while the lab was being built
-            raise FleetInterrupted(done, total) from None
+            raise FleetInterrupted(step.done, total) from None
         if progress is not None:
             progress(total, total)
         return merge(scenario, [result])
@@ -357,6 +350,21 @@ def run_scenario(
             scenario, source, workers=workers, shards=shards, total=total, progress=progress
         ),
     )
+
+
+class _Steps:
+    """The runner's progress callback in this process: counts phone operations and reports
+    every :data:`_BATCH` of them to ``progress``."""
+
+    def __init__(self, total: int, progress: FleetProgress | None) -> None:
+        self.done = 0
+        self.total = total
+        self.progress = progress
+
+    def __call__(self, count: int) -> None:
+        self.done += count
+        if self.progress is not None and self.done % _BATCH == 0:
+            self.progress(self.done, self.total)
 
 
 def _jobs(scenario: Scenario, keys: KeySource, shards: int, lab_path: Path) -> list[_Job]:
@@ -400,15 +408,8 @@ def _run_here(
 ) -> Sequence[ShardResult]:
     """The shards one after the other in this process (``workers=1``, a fleet of more phones
     than one shard holds)."""
-    done = 0
+    step = _Steps(total, progress)
     stopped = False
-
-    def step(count: int) -> None:
-        nonlocal done
-        done += count
-        if progress is not None and done % _BATCH == 0:
-            progress(done, total)
-
     results: dict[int, ShardResult] = {}
     # _run_shard raises the collection thresholds for a worker process; this one keeps its own.
     thresholds = gc.get_threshold()
@@ -422,12 +423,12 @@ def _run_here(
             results[job.shard] = _result(status, payload, job.shard)
             stopped = status == "interrupted"
     except KeyboardInterrupt:  # outside a runner (a lab load): no report
-        raise FleetInterrupted(min(done, total), total) from None
+        raise FleetInterrupted(min(step.done, total), total) from None
     finally:
         gc.set_threshold(*thresholds)
     ordered = [results[s] for s in range(len(jobs))]
     if stopped:
-        raise FleetInterrupted(min(done, total), total, merge(scenario, ordered))
+        raise FleetInterrupted(min(step.done, total), total, merge(scenario, ordered))
     if progress is not None:
         progress(total, total)
     return ordered
@@ -506,16 +507,20 @@ def _collect(
     Worker ``w`` of N sends the results of shards ``w``, ``w + N``... in that order.
     """
     workers = len(processes)
+    owed = [
+        sum(1 for s in range(index, shards, workers) if s not in results)
+        for index in range(workers)
+    ]
     while len(results) < shards:
         if deadline is not None and time.monotonic() > deadline:
             raise TimeoutError
         for index, (process, conn) in enumerate(processes):
-            owed = len(range(index, shards, workers))
-            if owed == sum(1 for s in results if s % workers == index):
+            if not owed[index]:
                 continue  # this worker has sent every result it owes
             if conn.poll(_POLL_SECONDS / workers):
                 shard, result = _receive(conn, index, scenario)
                 results[shard] = result
+                owed[index] -= 1
             elif not process.is_alive() and not conn.poll():
                 raise ScenarioError(
                     f"worker {index} ended with exit code {process.exitcode} and no result",

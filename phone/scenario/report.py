@@ -385,10 +385,10 @@ def merge(scenario: Scenario, shards: Sequence[ShardResult]) -> Report:
     # when some shards finished and those cut short had done fewer steps, the finished shards
     # alone give the longer report: their phones ran every step; the others are named, not
     # counted. (With every shard started, the report stays what every phone finished.)
-    finals = [s.final for s in ordered if s.final is not None]
+    finished = [s for s in ordered if s.final is not None]
+    finals = [s.final for s in finished if s.final is not None]
     ran = [s for s in ordered if not s.not_started]
     whole = min((len(s.steps) for s in ran), default=0)
-    finished = [s for s in ordered if s.final is not None]
     if finished and len(ran) < len(ordered) and len(finished[0].steps) > whole:
         ran, whole = finished, len(finished[0].steps)
         uncounted = _phones_outside(scenario, ordered, finished)
