@@ -47,7 +47,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 
 from phone.errors import VphoneError
 from phone.formats.configxml import CAPF_PORT, DeviceConfig, render_config
-from phone.formats.signed import build_encrypted, build_signed, md5_hex
+from phone.formats.signed import build_encrypted, encode_signed, md5_hex
 
 if TYPE_CHECKING:
     from phone.cluster.cluster import Cluster
@@ -344,9 +344,8 @@ class FileService:
         if cached is not None and cached.key == key:
             self.stats.cache_hits += 1
             return cached.data
-        data = build_signed(
-            payload, signer, filename=name, timestamp=timestamp, digest=digest
-        ).encode()
+        # The bytes build_signed gives, from a header laid out once per signer (issue 17).
+        data = encode_signed(payload, signer, filename=name, timestamp=timestamp, digest=digest)
         self.stats.signatures += 1
         self._cache[name.lower()] = _Cached(key, data)
         return data

@@ -8,6 +8,7 @@ RSA public key (section 8, [C1]: a single source, certutils ``enccnf``).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 from dataclasses import dataclass
@@ -21,11 +22,13 @@ from phone.errors import DecryptionError, StructureError
 from phone.formats.header import (
     Digest,
     Header,
+    HeaderSpec,
     Tag,
+    layout_header,
     parse_header,
 )
 from phone.formats.signature import Signer, signer_public_key, verify_signature
-from phone.formats.tlv import container, leaf, u8, u16
+from phone.formats.tlv import container, cstring, encode_all, leaf, u8, u16, u32
 
 SGN_VERSION = (1, 0)  # certutils since Oct 2020, probably from observation [G]
 ENC_VERSION = (2, 0)  # [C1]
@@ -86,6 +89,79 @@ def build_signed(
         payload, version=version, digest=digest, filename=filename, timestamp=timestamp
     )
     return SignedFile(header, payload)
+
+
+def encode_signed(
+    payload: bytes,
+    signer: Signer,
+    *,
+    filename: str,
+    timestamp: int | None,
+    digest: Digest = Digest.SHA1,
+    version: tuple[int, int] = SGN_VERSION,
+) -> bytes:
+    """The bytes of ``build_signed(payload, signer, ...).encode()``, made from a template.
+
+    A TFTP node signs one config per phone with one key (issue 17): those headers differ only
+    in the file name, the timestamp and the signature, so the header is laid out once per
+    (signer, version, digest, timestamp present, file name length) and the three values are
+    written into it. The layout, and so every byte, is layout_header's; a name that is not
+    ASCII or a timestamp out of range raises as build_signed does. tests/test_signed_template.py
+    compares the two.
+    """
+    name = cstring(filename)
+    stamp = b"" if timestamp is None else u32(timestamp)
+    head, prefix, between, after, cut = _template(
+        signer, version, digest, timestamp is not None, len(name)
+    )
+    # The signature covers the header without the signature element (section 3), then the
+    # payload; RSA PKCS#1 v1.5 signatures are exactly the modulus's length, the placeholder's.
+    rest = (between, name, after[:cut], stamp, after[cut + len(stamp) :])
+    signature = signer.sign(b"".join((head, *rest, payload)), digest)
+    return b"".join((head, prefix, signature, *rest, payload))
+
+
+# How many templates a process keeps: one per TFTP node and file-name length in use.
+_TEMPLATES = 256
+
+
+@functools.lru_cache(maxsize=_TEMPLATES)
+def _template(
+    signer: Signer, version: tuple[int, int], digest: Digest, stamped: bool, name_size: int
+) -> tuple[bytes, bytes, bytes, bytes, int]:
+    """The header of such a file cut around its values, for encode_signed: (the bytes before
+    the signature element, the element's tag and length, from the signature's end to the file
+    name's value, from the name's end to the header's end, where the timestamp's 4 bytes start
+    in that last part (0 when not ``stamped``)). Elements in CUCM order: ..., signature, file
+    name, timestamp, padding (layout_header)."""
+    spec = HeaderSpec(
+        version=version,
+        signer_name=signer.name,
+        signer_serial=signer.serial,
+        signer_issuer=signer.issuer,
+        digest=digest,
+        modulus_bytes=signer.modulus_bytes,
+        filename="x" * (name_size - 1),
+        timestamp=0 if stamped else None,
+    )
+    elements = layout_header(spec, bytes(spec.modulus_bytes))
+    raw = encode_all(elements)
+    starts: dict[int, tuple[int, int]] = {}
+    pos = 0
+    for element in elements:
+        if not element.single_byte:
+            starts.setdefault(element.tag, (pos, pos + element.size))
+        pos += element.size
+    signature_start, signature_end = starts[Tag.SIGNATURE]
+    name_end = starts[Tag.FILENAME][1]
+    cut = starts[Tag.TIMESTAMP][1] - 4 - name_end if stamped else 0
+    return (
+        raw[:signature_start],
+        raw[signature_start : signature_end - spec.modulus_bytes],
+        raw[signature_end : name_end - name_size],
+        raw[name_end:],
+        cut,
+    )
 
 
 def build_encrypted(
