@@ -116,3 +116,29 @@ def test_any_ascii_name_payload_and_timestamp(
 ) -> None:
     fast, built = both(small_signer, payload, filename=name, timestamp=timestamp)
     assert fast == built
+
+
+def test_a_template_is_never_taken_from_another_signer_that_had_the_same_id(
+    rsa_signer: Signer, small_signer: Signer
+) -> None:
+    # Templates are keyed by the signer's id and keep the signer: an entry left by a signer
+    # since freed (whose id a new signer got) must not serve the new one.
+    import phone.formats.signed as signed
+
+    name = "SEP0011223344CC.cnf.xml.sgn"
+    encode_signed(PAYLOAD, rsa_signer, filename=name, timestamp=3)
+    stale = next(v for k, v in signed._TEMPLATES.items() if k[0] == id(rsa_signer))
+    key = (id(small_signer), (1, 0), Digest.SHA1, True, len(name) + 1)
+    signed._TEMPLATES[key] = stale  # as if rsa_signer had had small_signer's id
+    fast, built = both(small_signer, PAYLOAD, filename=name, timestamp=3)
+    assert fast == built
+
+
+def test_the_templates_kept_are_bounded(small_signer: Signer) -> None:
+    import phone.formats.signed as signed
+
+    for size in range(1, 300):
+        encode_signed(PAYLOAD, small_signer, filename="n" * size, timestamp=None)
+        assert len(signed._TEMPLATES) <= 256
+    fast, built = both(small_signer, PAYLOAD, filename="n" * 299, timestamp=None)
+    assert fast == built

@@ -8,7 +8,6 @@ RSA public key (section 8, [C1]: a single source, certutils ``enccnf``).
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import hmac
 from dataclasses import dataclass
@@ -111,9 +110,16 @@ def encode_signed(
     """
     name = cstring(filename)
     stamp = b"" if timestamp is None else u32(timestamp)
-    head, prefix, between, after, cut = _template(
-        signer, version, digest, timestamp is not None, len(name)
-    )
+    # Keyed by the signer object itself (kept in the entry, so its id is not reused while
+    # the entry lives): hashing a Signer hashes its certificate's DER, on every file.
+    key = (id(signer), version, digest, timestamp is not None, len(name))
+    entry = _TEMPLATES.get(key)
+    if entry is None or entry[0] is not signer:
+        if len(_TEMPLATES) >= _MAX_TEMPLATES:
+            _TEMPLATES.clear()
+        entry = (signer, _template(signer, *key[1:]))
+        _TEMPLATES[key] = entry
+    head, prefix, between, after, cut = entry[1]
     # The signature covers the header without the signature element (section 3), then the
     # payload; RSA PKCS#1 v1.5 signatures are exactly the modulus's length, the placeholder's.
     rest = (between, name, after[:cut], stamp, after[cut + len(stamp) :])
@@ -121,14 +127,15 @@ def encode_signed(
     return b"".join((head, prefix, signature, *rest, payload))
 
 
-# How many templates a process keeps: one per TFTP node and file-name length in use.
-_TEMPLATES = 256
+# The templates a process keeps: one per TFTP node and file-name length in use.
+_MAX_TEMPLATES = 256
+_Template = tuple[bytes, bytes, bytes, bytes, int]
+_TEMPLATES: dict[tuple[object, ...], tuple[Signer, _Template]] = {}
 
 
-@functools.lru_cache(maxsize=_TEMPLATES)
 def _template(
     signer: Signer, version: tuple[int, int], digest: Digest, stamped: bool, name_size: int
-) -> tuple[bytes, bytes, bytes, bytes, int]:
+) -> _Template:
     """The header of such a file cut around its values, for encode_signed: (the bytes before
     the signature element, the element's tag and length, from the signature's end to the file
     name's value, from the name's end to the header's end, where the timestamp's 4 bytes start
