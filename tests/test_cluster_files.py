@@ -15,6 +15,7 @@ from keypool import pooled_keys
 from phone.cluster import certops
 from phone.cluster.cluster import Cluster
 from phone.cluster.files import RING_LIST, ClientInfo, FileService
+from phone.cluster.lab import Endpoint
 from phone.cluster.records import ClusterSpec, Device, SecurityMode, TrustStore
 from phone.errors import SignatureError
 from phone.formats.configxml import DeviceConfig, parse_config
@@ -304,6 +305,29 @@ def test_lab_resolves_full_names_ips_and_unambiguous_short_names() -> None:
     endpoint = lab.resolve("CUCM2.")
     assert endpoint is not None and endpoint.cluster.name == "two"
     assert lab.tvs_service("cucm2") is not None
+
+
+def test_a_resolved_name_follows_a_node_that_changed() -> None:
+    # The lab reuses the Endpoint of a (cluster, node) pair: a node replaced by a stop (nodes
+    # are frozen) must resolve to the new record, whose running flag the file service reads.
+    lab = make_lab(ClusterSpec("one"))
+    before = lab.resolve("cucm1.one.lab")
+    assert before is not None and before.node.running
+    assert lab.resolve(" CUCM1.ONE.LAB. ") is before
+    stopped = lab.cluster("one").stop_node("cucm1.one.lab", now=NOW)
+    after = lab.resolve("cucm1.one.lab")
+    assert after is not None and after.node is stopped and not after.node.running
+    assert lab.file_service("cucm1.one.lab") is None
+
+
+def test_the_endpoints_a_lab_keeps_are_bounded() -> None:
+    lab = make_lab(ClusterSpec("one"))
+    cluster = lab.cluster("one")
+    for _ in range(1100):  # each stop or start replaces the node record
+        node = cluster.stop_node("cucm1.one.lab", now=NOW)
+        assert lab.resolve("cucm1.one.lab") == Endpoint(cluster, node)
+        cluster.start_node("cucm1.one.lab", now=NOW)
+        assert len(lab._endpoints) <= 1024
 
 
 def test_registration_of_an_odd_model_still_creates_a_record() -> None:

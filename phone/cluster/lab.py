@@ -27,6 +27,13 @@ from phone.errors import LabError
 from phone.pki import KeySource
 
 _MAX_NAME = 255  # the longest name the file service answers (phone.cluster.files)
+_MAX_ENDPOINTS = 1024  # (cluster, node) pairs whose Endpoint a lab keeps (Lab._endpoint)
+
+
+@functools.lru_cache(maxsize=1024)
+def _host_key(host: str) -> str:
+    """A host name as the lab's indexes hold it (a phone asks for the same few names)."""
+    return host.strip().lower().rstrip(".")
 
 
 @dataclass(frozen=True)
@@ -66,6 +73,7 @@ class Lab:
         # Files a harness serves (serve_file): per cluster name and per node host name. The
         # file services hold these very dicts, so a change reaches a running server at once.
         self._served: dict[tuple[str, str | None], dict[str, tuple[str, bytes]]] = {}
+        self._endpoints: dict[tuple[int, int], Endpoint] = {}
         for cluster in clusters:
             self._attach(cluster)
 
@@ -168,7 +176,7 @@ class Lab:
         """
         # One pass: the first cluster whose node answers to ``host`` exactly wins; otherwise
         # the only cluster with a node answering to it (by short name), if there is one.
-        key = host.strip().lower().rstrip(".")
+        key = _host_key(host)
         found: Endpoint | None = None
         count = 0
         for cluster in self._clusters.values():
@@ -176,11 +184,24 @@ class Lab:
             if node is None:
                 continue
             if key in (node.hostname, node.ip):
-                return Endpoint(cluster, node)
+                return self._endpoint(cluster, node)
             count += 1
             if found is None:
-                found = Endpoint(cluster, node)
+                found = self._endpoint(cluster, node)
         return found if count == 1 else None
+
+    def _endpoint(self, cluster: Cluster, node: Node) -> Endpoint:
+        # A fleet phone resolves about 25 names a boot, the same few: the Endpoint of a
+        # (cluster, node) pair is made once. Kept by the objects' ids, checked by identity
+        # (an entry holds its objects, so their ids are not reused while it lives).
+        ids = (id(cluster), id(node))
+        endpoint = self._endpoints.get(ids)
+        if endpoint is None or endpoint.cluster is not cluster or endpoint.node is not node:
+            if len(self._endpoints) >= _MAX_ENDPOINTS:
+                self._endpoints.clear()
+            endpoint = Endpoint(cluster, node)
+            self._endpoints[ids] = endpoint
+        return endpoint
 
     # --- services -------------------------------------------------------------------------
     # The lab wires each cluster to its services: one file service per running TFTP node (it
