@@ -239,3 +239,29 @@ def test_a_server_alone_on_its_port_is_woken_as_before() -> None:
     lab = make_lab()
     with TvsTlsServer(lab, lab.cluster().publisher.hostname, clock=lambda: NOW):
         assert _exclusive_fds(os.getpid()) == set()
+
+
+class _ExclusiveTvs(_InlineTvs):
+    """An in-process stand-in for one TVS worker: inline, and woken exclusively."""
+
+    _exclusive_accept = True
+
+
+def test_a_connection_whose_wake_up_went_to_a_killed_sibling_is_accepted_within_a_sweep() -> None:
+    # EPOLLEXCLUSIVE wakes one of the processes sharing the listener per connection; a sibling
+    # SIGKILLed between its wake-up and its accept takes the wake-up with it, and nobody is
+    # woken for that connection until another arrives. Simulated here by taking the listener
+    # out of this server's epoll (it is never woken again): the backlog is still looked at on
+    # every deadline sweep (STOP_POLL / 2), so the lone client is answered at once, not after
+    # its handshake timeout.
+    lab = make_lab()
+    with _ExclusiveTvs(lab, lab.cluster().publisher.hostname, clock=lambda: NOW) as server:
+        assert server._selector is not None and server._sock is not None
+        epoll = server._selector._selector  # type: ignore[attr-defined]
+        epoll.unregister(server._sock.fileno())
+        start = time.monotonic()
+        raw = socket.create_connection(server.address, timeout=3)
+        with client_context(None).wrap_socket(raw) as tls:
+            tls.sendall(_request(lab, 4))
+            assert _answers(tls, 1) == [4]
+        assert time.monotonic() - start < 1.0

@@ -419,9 +419,7 @@ class StreamService(BackgroundService):
                     self._listen_on(listener)
                 for key, _mask in selector.select(STOP_POLL / 2):
                     if key.data is None:
-                        if not self._accept(listener):
-                            selector.unregister(listener)
-                            paused_until = time.monotonic() + STOP_POLL
+                        paused_until = self._accept_or_pause(listener)
                     elif key.data is wake:
                         with contextlib.suppress(OSError):
                             while wake.recv(4096):
@@ -437,10 +435,27 @@ class StreamService(BackgroundService):
                 now = time.monotonic()
                 if now >= next_sweep:  # deadlines: a few times per second is precise enough
                     next_sweep = now + STOP_POLL / 2
+                    if self._exclusive_accept and not paused_until:
+                        # EPOLLEXCLUSIVE wakes one sibling per connection. A sibling killed
+                        # between its wake-up and its accept takes that wake-up with it, and
+                        # nobody else is woken for the connection until another one arrives
+                        # (a client alone would wait out its handshake timeout). Looking at
+                        # the shared backlog on every sweep bounds that wait to a sweep.
+                        paused_until = self._accept_or_pause(listener)
                     for conn in [c for c in self._connections if not c.busy and c.deadline <= now]:
                         self._dispatch(conn, self._expire)
         finally:
             self._shutdown()
+
+    def _accept_or_pause(self, listener: socket.socket) -> float:
+        """Accept what the backlog holds; out of descriptors, stop listening for a while and
+        return when to listen again (0.0: listening)."""
+        if self._accept(listener):
+            return 0.0
+        selector = self._selector
+        assert selector is not None
+        selector.unregister(listener)
+        return time.monotonic() + STOP_POLL
 
     def _accept(self, listener: socket.socket) -> bool:
         """Accept what the backlog holds (a bounded batch); False when out of descriptors."""
