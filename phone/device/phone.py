@@ -163,7 +163,8 @@ class VirtualPhone(TrustListStep, ConfigStep, FirmwareStep, CapfStep, RegisterSt
     def _fire(self, trigger: str) -> None:
         old = self.state
         new = fire(self, trigger)
-        self._emit(StateChanged(old, new, trigger))
+        if self._hooks:  # the event is made only for someone listening (five a boot)
+            self._emit(StateChanged(old, new, trigger))
 
     def _run(self) -> State:
         steps: dict[State, Callable[[], str]] = {
