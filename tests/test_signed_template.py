@@ -15,9 +15,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from phone.formats.header import Digest
+from phone.formats import signed
+from phone.formats.header import Digest, HeaderSpec, layout_header
 from phone.formats.signature import Signer
 from phone.formats.signed import build_signed, encode_signed, parse_signed
+from phone.formats.tlv import Element
 
 PAYLOAD = b'<?xml version="1.0" encoding="UTF-8"?>\n<device><macAddress>0011223344AA</macAddress>'
 
@@ -123,22 +125,41 @@ def test_a_template_is_never_taken_from_another_signer_that_had_the_same_id(
 ) -> None:
     # Templates are keyed by the signer's id and keep the signer: an entry left by a signer
     # since freed (whose id a new signer got) must not serve the new one.
-    import phone.formats.signed as signed
-
     name = "SEP0011223344CC.cnf.xml.sgn"
     encode_signed(PAYLOAD, rsa_signer, filename=name, timestamp=3)
-    stale = next(v for k, v in signed._TEMPLATES.items() if k[0] == id(rsa_signer))
-    key = (id(small_signer), (1, 0), Digest.SHA1, True, len(name) + 1)
-    signed._TEMPLATES[key] = stale  # as if rsa_signer had had small_signer's id
+    key, stale = next((k, v) for k, v in signed._TEMPLATES.items() if k[0] == id(rsa_signer))
+    signed._TEMPLATES[(id(small_signer), *key[1:])] = stale  # as if rsa_signer had its id
     fast, built = both(small_signer, PAYLOAD, filename=name, timestamp=3)
     assert fast == built
 
 
 def test_the_templates_kept_are_bounded(small_signer: Signer) -> None:
-    import phone.formats.signed as signed
-
     for size in range(1, 300):
         encode_signed(PAYLOAD, small_signer, filename="n" * size, timestamp=None)
         assert len(signed._TEMPLATES) <= 256
     fast, built = both(small_signer, PAYLOAD, filename="n" * 299, timestamp=None)
     assert fast == built
+
+
+def test_one_layout_per_signer_and_size_of_name_and_timestamp(
+    small_signer: Signer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The point of the template: a fleet's configs (one name length, one timestamp) are laid
+    # out once; a name or a timestamp of another size gets its own template.
+    laid: list[str] = []
+    real = layout_header
+
+    def counting(spec: HeaderSpec, signature: bytes) -> tuple[Element, ...]:
+        laid.append(spec.filename)
+        return real(spec, signature)
+
+    monkeypatch.setattr(signed, "layout_header", counting)
+    monkeypatch.setattr(signed, "_TEMPLATES", {})
+    for mac in ("0011223344AA", "0011223344BB", "0011223344CC"):
+        fast, built = both(small_signer, PAYLOAD, filename=f"SEP{mac}.cnf.xml.sgn", timestamp=7)
+        assert fast == built
+    assert laid == ["SEP0011223344AA.cnf.xml.sgn"]  # build_signed lays out in header.py
+    laid.clear()
+    encode_signed(PAYLOAD, small_signer, filename="SEP0011223344AA.cnf.xml.sgn", timestamp=None)
+    encode_signed(PAYLOAD, small_signer, filename="XMLDefault.cnf.xml.sgn", timestamp=7)
+    assert laid == ["SEP0011223344AA.cnf.xml.sgn", "XMLDefault.cnf.xml.sgn"]

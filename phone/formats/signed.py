@@ -103,26 +103,26 @@ def encode_signed(
 
     A TFTP node signs one config per phone with one key (issue 17): those headers differ only
     in the file name, the timestamp and the signature, so the header is laid out once per
-    (signer, version, digest, timestamp present, file name length) and the three values are
+    signer, version, digest and size of the name and of the timestamp, and the three values are
     written into it. The layout, and so every byte, is layout_header's; a name that is not
     ASCII or a timestamp out of range raises as build_signed does. tests/test_signed_template.py
     compares the two.
     """
     name = cstring(filename)
     stamp = b"" if timestamp is None else u32(timestamp)
-    # Keyed by the signer object itself (kept in the entry, so its id is not reused while
-    # the entry lives): hashing a Signer hashes its certificate's DER, on every file.
-    key = (id(signer), version, digest, timestamp is not None, len(name))
+    # Keyed by the signer object itself (kept in the entry, so its id is not reused while the
+    # entry lives): hashing a Signer hashes its certificate's DER, on every file.
+    key = (id(signer), version, digest, len(stamp), len(name))
     entry = _TEMPLATES.get(key)
     if entry is None or entry[0] is not signer:
         if len(_TEMPLATES) >= _MAX_TEMPLATES:
             _TEMPLATES.clear()
-        entry = (signer, _template(signer, *key[1:]))
+        entry = (signer, _template(signer, version, digest, filename, timestamp))
         _TEMPLATES[key] = entry
-    head, prefix, between, after, cut = entry[1]
+    head, prefix, between, tail, cut = entry[1]
     # The signature covers the header without the signature element (section 3), then the
     # payload; RSA PKCS#1 v1.5 signatures are exactly the modulus's length, the placeholder's.
-    rest = (between, name, after[:cut], stamp, after[cut + len(stamp) :])
+    rest = (between, name, tail[:cut], stamp, tail[cut + len(stamp) :])
     signature = signer.sign(b"".join((head, *rest, payload)), digest)
     return b"".join((head, prefix, signature, *rest, payload))
 
@@ -134,13 +134,18 @@ _TEMPLATES: dict[tuple[object, ...], tuple[Signer, _Template]] = {}
 
 
 def _template(
-    signer: Signer, version: tuple[int, int], digest: Digest, stamped: bool, name_size: int
+    signer: Signer,
+    version: tuple[int, int],
+    digest: Digest,
+    filename: str,
+    timestamp: int | None,
 ) -> _Template:
-    """The header of such a file cut around its values, for encode_signed: (the bytes before
-    the signature element, the element's tag and length, from the signature's end to the file
-    name's value, from the name's end to the header's end, where the timestamp's 4 bytes start
-    in that last part (0 when not ``stamped``)). Elements in CUCM order: ..., signature, file
-    name, timestamp, padding (layout_header)."""
+    """The header of the first file of its kind, cut around its values for encode_signed: (the
+    bytes before the signature element, the element's tag and length, from the signature's end
+    to the file name's value, from the name's end to the header's end, where the timestamp's
+    value starts in that last part). Elements in CUCM order: ..., signature, file name,
+    timestamp, padding (layout_header); the next files write their own name and timestamp
+    over this one's."""
     spec = HeaderSpec(
         version=version,
         signer_name=signer.name,
@@ -148,26 +153,28 @@ def _template(
         signer_issuer=signer.issuer,
         digest=digest,
         modulus_bytes=signer.modulus_bytes,
-        filename="x" * (name_size - 1),
-        timestamp=0 if stamped else None,
+        filename=filename,
+        timestamp=timestamp,
     )
     elements = layout_header(spec, bytes(spec.modulus_bytes))
     raw = encode_all(elements)
-    starts: dict[int, tuple[int, int]] = {}
+    spans: dict[int, tuple[int, int]] = {}
     pos = 0
     for element in elements:
         if not element.single_byte:
-            starts.setdefault(element.tag, (pos, pos + element.size))
+            spans.setdefault(element.tag, (pos, pos + element.size))
         pos += element.size
-    signature_start, signature_end = starts[Tag.SIGNATURE]
-    name_end = starts[Tag.FILENAME][1]
-    cut = starts[Tag.TIMESTAMP][1] - 4 - name_end if stamped else 0
+    signature_start, signature_end = spans[Tag.SIGNATURE]
+    name_start, name_end = spans[Tag.FILENAME]
+    # The timestamp element follows the name; its value starts after its tag and length. With
+    # no timestamp nothing is written there, so the cut may fall anywhere.
+    stamp_start = spans.get(Tag.TIMESTAMP, (name_end, name_end))[0]
     return (
         raw[:signature_start],
         raw[signature_start : signature_end - spec.modulus_bytes],
-        raw[signature_end : name_end - name_size],
+        raw[signature_end : name_start + 3],
         raw[name_end:],
-        cut,
+        stamp_start + 3 - name_end,
     )
 
 
