@@ -183,3 +183,48 @@ def test_section2_name_strings_are_nul_terminated_ascii() -> None:
     assert decode_cstring(b"a\0\0") == "a\0"  # exactly one terminator is removed
     assert decode_cstring(b"\0") == ""
     assert decode_cstring(b"caf\xe9") == "caf\xe9"
+
+
+def test_a_container_already_read_reads_the_same_under_the_same_rules_only() -> None:
+    # tlv.py keeps the containers it parsed (a fleet's headers repeat the signer's): the same
+    # bytes under other rules (padding, container tags, depth: see the four-deep test) are
+    # parsed again, with the answer those rules give.
+    data = b"\x03\x00\x04\x0d\x04\x00\x00"
+    assert read_element(data, 0, len(data), containers=frozenset({3}), padding=True)[0] == (
+        container(3, [PADDING, leaf(4, b"")])
+    )
+    with pytest.raises(FormatError):  # 0x0D is a tag when the region has no padding
+        read_element(data, 0, len(data), containers=frozenset({3}), padding=False)
+    nested = b"\x03\x00\x03\x04\x00\x00"
+    assert read_element(nested, 0, 6, containers=frozenset({3}), padding=False)[0] == (
+        container(3, [leaf(4, b"")])
+    )
+    assert read_element(nested, 0, 6, containers=frozenset({3, 4}), padding=False)[0] == (
+        container(3, [container(4, [])])
+    )
+
+
+def test_a_container_is_parsed_once_and_the_kept_ones_are_bounded(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from phone.formats import tlv
+
+    calls: list[int] = []
+    real = tlv.parse_elements
+
+    def counting(data: bytes, start: int, end: int, **kwargs: object) -> tuple[Element, ...]:
+        calls.append(start)
+        return real(data, start, end, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(tlv, "parse_elements", counting)
+    monkeypatch.setattr(tlv, "_CONTAINERS", {})
+    data = b"\x03\x00\x03\x04\x00\x00"
+    first = read_element(data, 0, 6, containers=frozenset({3}), padding=False)
+    again = read_element(b"\x05\x00\x00" + data, 3, 9, containers=frozenset({3}), padding=False)
+    assert calls == [3] and again == (first[0], 9)  # found by its bytes, wherever they are
+    for n in range(300):
+        value = u16(n)
+        read_element(
+            b"\x03\x00\x05\x04\x00\x02" + value, 0, 8, containers=frozenset({3}), padding=False
+        )
+        assert len(tlv._CONTAINERS) <= 256

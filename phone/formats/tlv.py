@@ -179,11 +179,27 @@ def read_element(
                 offset=pos,
                 expected="at most 4 levels of containers",
             )
-        children = parse_elements(
-            data, start, stop, containers=containers, padding=padding, depth=depth + 1
-        )
-        return Element(tag, children=children), stop
+        key = (tag, bytes(data[start:stop]), depth, containers, padding)
+        element = _CONTAINERS.get(key)
+        if element is None:
+            children = parse_elements(
+                data, start, stop, containers=containers, padding=padding, depth=depth + 1
+            )
+            element = Element(tag, children=children)
+            if len(_CONTAINERS) >= _MAX_CONTAINERS:
+                _CONTAINERS.clear()
+            _CONTAINERS[key] = element
+        return element, stop
     return _parsed_leaf(tag, bytes(data[start:stop])), stop
+
+
+# Containers parsed, by (tag, bytes, depth, container tags, padding): a header's signer-info and
+# signature-info containers are the same bytes in every file one key signs (a fleet's phones
+# read thousands), and parsing them is a pure function of those: a parsed element holds no
+# offset and is immutable, and only a container that parsed is kept (an error is raised again,
+# with its offset, by parsing again). So each is parsed once.
+_MAX_CONTAINERS = 256
+_CONTAINERS: dict[tuple[int, bytes, int, frozenset[int], bool], Element] = {}
 
 
 def parse_elements(
