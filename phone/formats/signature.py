@@ -85,7 +85,28 @@ class Signer(Frozen):
         extra: tuple[Element, ...] = (),
     ) -> Header:
         """A CUCM-ordered header naming this signer, signed over itself and ``body``."""
-        spec = HeaderSpec(
+        spec = self.header_spec(
+            version=version,
+            digest=digest,
+            filename=filename,
+            timestamp=timestamp,
+            signer_version=signer_version,
+            extra=extra,
+        )
+        return sign_header(spec, body, lambda data: self.sign(data, digest))
+
+    def header_spec(
+        self,
+        *,
+        version: tuple[int, int],
+        digest: Digest,
+        filename: str,
+        timestamp: int | None,
+        signer_version: tuple[int, int] | None = None,
+        extra: tuple[Element, ...] = (),
+    ) -> HeaderSpec:
+        """What layout_header needs for a header this signer signs."""
+        return HeaderSpec(
             version=version,
             signer_name=self.name,
             signer_serial=self.serial,
@@ -97,7 +118,6 @@ class Signer(Frozen):
             signer_version=signer_version,
             extra=extra,
         )
-        return sign_header(spec, body, lambda data: self.sign(data, digest))
 
 
 def signer_public_key(certificate: x509.Certificate) -> PublicKeyTypes:

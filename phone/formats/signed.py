@@ -21,7 +21,6 @@ from phone.errors import DecryptionError, StructureError
 from phone.formats.header import (
     Digest,
     Header,
-    HeaderSpec,
     Tag,
     layout_header,
     parse_header,
@@ -146,15 +145,8 @@ def _template(
     value starts in that last part). Elements in CUCM order: ..., signature, file name,
     timestamp, padding (layout_header); the next files write their own name and timestamp
     over this one's."""
-    spec = HeaderSpec(
-        version=version,
-        signer_name=signer.name,
-        signer_serial=signer.serial,
-        signer_issuer=signer.issuer,
-        digest=digest,
-        modulus_bytes=signer.modulus_bytes,
-        filename=filename,
-        timestamp=timestamp,
+    spec = signer.header_spec(
+        version=version, digest=digest, filename=filename, timestamp=timestamp
     )
     elements = layout_header(spec, bytes(spec.modulus_bytes))
     raw = encode_all(elements)
