@@ -186,13 +186,21 @@ FLEET = ("--count", "20000", "--workers", "2", "--progress")
 
 
 def test_ctrl_c_on_a_fleet_is_one_line_and_exit_130() -> None:
-    process = subprocess.Popen(
-        [*(PYTHON, "-m", "phone", "scenario", "run", "migration-rollback"), *FLEET],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,  # its own process group, as a terminal's job is
-    )
+    # A job in a terminal gets Ctrl-C with SIGINT's default disposition. A suite run in the
+    # background of a non-interactive shell ignores SIGINT, and a child would inherit that
+    # (Python installs no KeyboardInterrupt handler then, and the run would finish with 0): a
+    # handler here is reset to the default in the child at exec.
+    saved = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        process = subprocess.Popen(
+            [*(PYTHON, "-m", "phone", "scenario", "run", "migration-rollback"), *FLEET],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            start_new_session=True,  # its own process group, as a terminal's job is
+        )
+    finally:
+        signal.signal(signal.SIGINT, saved)
     assert process.stderr is not None
     # Signal once the bar counts phone operations the workers finished: then the workers are
     # mid-run whatever the machine's load (a fixed sleep after the first bar once let a loaded
