@@ -120,19 +120,6 @@ def test_any_ascii_name_payload_and_timestamp(
     assert fast == built
 
 
-def test_a_template_is_never_taken_from_another_signer_that_had_the_same_id(
-    rsa_signer: Signer, small_signer: Signer
-) -> None:
-    # Templates are keyed by the signer's id and keep the signer: an entry left by a signer
-    # since freed (whose id a new signer got) must not serve the new one.
-    name = "SEP0011223344CC.cnf.xml.sgn"
-    encode_signed(PAYLOAD, rsa_signer, filename=name, timestamp=3)
-    key, stale = next((k, v) for k, v in signed._TEMPLATES.items() if k[0] == id(rsa_signer))
-    signed._TEMPLATES[(id(small_signer), *key[1:])] = stale  # as if rsa_signer had its id
-    fast, built = both(small_signer, PAYLOAD, filename=name, timestamp=3)
-    assert fast == built
-
-
 def test_the_templates_kept_are_bounded(small_signer: Signer) -> None:
     for size in range(1, 300):
         encode_signed(PAYLOAD, small_signer, filename="n" * size, timestamp=None)

@@ -192,11 +192,11 @@ class Lab:
 
     def _endpoint(self, cluster: Cluster, node: Node) -> Endpoint:
         # A fleet phone resolves about 25 names a boot, the same few: the Endpoint of a
-        # (cluster, node) pair is made once. Kept by the objects' ids, checked by identity
-        # (an entry holds its objects, so their ids are not reused while it lives).
+        # (cluster, node) pair is made once. Kept by the objects' ids: an entry holds its
+        # objects, so no other object can have those ids while it lives.
         ids = (id(cluster), id(node))
         endpoint = self._endpoints.get(ids)
-        if endpoint is None or endpoint.cluster is not cluster or endpoint.node is not node:
+        if endpoint is None:
             if len(self._endpoints) >= _MAX_ENDPOINTS:
                 self._endpoints.clear()
             endpoint = Endpoint(cluster, node)

@@ -109,11 +109,11 @@ def encode_signed(
     """
     name = cstring(filename)
     stamp = b"" if timestamp is None else u32(timestamp)
-    # Keyed by the signer object itself (kept in the entry, so its id is not reused while the
-    # entry lives): hashing a Signer hashes its certificate's DER, on every file.
+    # Keyed by the signer object's id (hashing a Signer hashes its certificate's DER, on every
+    # file). The entry holds the signer, so no other object can have that id while it lives.
     key = (id(signer), version, digest, len(stamp), len(name))
     entry = _TEMPLATES.get(key)
-    if entry is None or entry[0] is not signer:
+    if entry is None:
         if len(_TEMPLATES) >= _MAX_TEMPLATES:
             _TEMPLATES.clear()
         entry = (signer, _template(signer, version, digest, filename, timestamp))
