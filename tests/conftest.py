@@ -192,3 +192,12 @@ def raw_verify(data: bytes, certificate: x509.Certificate) -> None:
 def independent_verify() -> Callable[[bytes, x509.Certificate], None]:
     """:func:`raw_verify`: the spec's signature rule checked without :mod:`phone.formats`."""
     return raw_verify
+
+
+@pytest.fixture
+def pooled_cli_keys(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``vphone scenario`` commands run in this process build their labs from the test key
+    pool, not fresh RSA keys."""
+    from phone.cli import scenario as scenario_cli
+
+    monkeypatch.setattr(scenario_cli, "key_source", pooled_keys)

@@ -12,8 +12,6 @@ import signal
 import socket
 import ssl
 import threading
-import time
-from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -21,6 +19,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import Encoding
 from keypool import pooled_keys
+from waiting import eventually
 
 from phone.api import create_lab
 from phone.cli import main
@@ -179,15 +178,6 @@ def _gone(pid: int) -> bool:
     return stat.rsplit(")", 1)[1].split()[0] in ("Z", "X")
 
 
-def _eventually(check: Callable[[], bool], timeout: float = 10.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return True
-        time.sleep(0.05)
-    return check()
-
-
 def test_a_worker_that_dies_leaves_the_parent_serving_and_stoppable() -> None:
     lab = _lab()
     lock = threading.RLock()
@@ -205,11 +195,11 @@ def test_a_worker_that_dies_leaves_the_parent_serving_and_stoppable() -> None:
         assert pool.open_sessions == 1
         victim, survivor = pool.pids
         os.kill(victim, signal.SIGKILL)
-        assert _eventually(lambda: _gone(victim))
+        assert eventually(lambda: _gone(victim), timeout=10.0)
         # New connections reach the surviving worker; the parent still runs every session.
         assert _enroll(lab, pool.address, MACS[0], lock).outcome.ok  # type: ignore[union-attr]
         held.close()  # its session ends either way: with the dead worker, or as a phone gone
-        assert _eventually(lambda: pool.open_sessions == 0)
+        assert eventually(lambda: pool.open_sessions == 0, timeout=10.0)
         assert any("dropped" in str(entry) for entry in lab.cluster().state.log)
     finally:
         if held is not None:
@@ -313,10 +303,10 @@ def test_a_breach_gets_the_same_bytes_and_log_from_two_workers_as_from_one_proce
     pool = CapfWorkerPool(two, host, processes=2, clock=_clock)
     with single:
         expected = _breach(single, garbage)
-        assert _eventually(lambda: single.dropped == 1)
+        assert eventually(lambda: single.dropped == 1, timeout=10.0)
     with pool:
         assert _breach(pool, garbage) == expected
-        assert _eventually(lambda: pool.dropped == 1)
+        assert eventually(lambda: pool.dropped == 1, timeout=10.0)
         assert pool.open_sessions == 0
     # AUTH_REQUEST {VERSION 3, AUTH_TYPE 0}, then END_SESSION {REASON 7} (tvs-capf-wire.md 2.7)
     assert expected == (

@@ -14,10 +14,8 @@ import pytest
 from keypool import pooled_keys
 from test_fleet import FLEET
 
-import phone.cli.scenario as scenario_cli
 from phone.cli import main
 from phone.errors import UsageError
-from phone.pki import KeySource
 from phone.scenario import (
     ScenarioError,
     load_scenario,
@@ -110,15 +108,7 @@ def test_an_error_in_a_dask_shard_reaches_the_caller_with_its_line(scheduler: st
     assert str(remote.value) == str(local.value)
 
 
-@pytest.fixture
-def pooled(monkeypatch: pytest.MonkeyPatch) -> None:
-    def keys() -> KeySource:
-        return pooled_keys()
-
-    monkeypatch.setattr(scenario_cli, "key_source", keys)
-
-
-@pytest.mark.usefixtures("pooled")
+@pytest.mark.usefixtures("pooled_cli_keys")
 def test_the_cli_runs_on_the_scheduler_of_the_option_or_the_environment(
     scheduler: str,
     local_one: Report,
@@ -135,7 +125,7 @@ def test_the_cli_runs_on_the_scheduler_of_the_option_or_the_environment(
     assert "100%" in err
 
 
-@pytest.mark.usefixtures("pooled")
+@pytest.mark.usefixtures("pooled_cli_keys")
 def test_an_unreachable_scheduler_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
     argv = ["scenario", "run", "first-boot", "--count", "1", "--no-progress"]
     assert main([*argv, "--scheduler", "tcp://127.0.0.1:9"]) == 2

@@ -13,12 +13,11 @@ import json
 import multiprocessing
 
 import pytest
+from interrupts import interrupt_runs_after, interrupted_shard
 from keypool import pooled_keys
 
 from phone.cli import main
-from phone.cli import scenario as scenario_cli
 from phone.errors import UsageError
-from phone.pki import KeySource
 from phone.scenario import load_scenario, run_scenario
 from phone.scenario.fleet import (
     SHARD_PHONES,
@@ -27,9 +26,8 @@ from phone.scenario.fleet import (
     shard_count,
     shard_phone_count,
 )
-from phone.scenario.model import Scenario
 from phone.scenario.report import merge
-from phone.scenario.runner import RunInterrupted, ScenarioRunner, ShardResult
+from phone.scenario.runner import ScenarioRunner
 
 PHONES = 11
 
@@ -76,35 +74,11 @@ def test_shard_phone_count_is_every_kth_phone() -> None:
     assert [shard_phone_count(scenario, s, 4) for s in range(4)] == [3, 3, 3, 2]
 
 
-def _cut_after(operations: int) -> object:
-    calls = 0
-
-    def cut(count: int) -> None:
-        nonlocal calls
-        calls += count
-        if calls > operations:
-            raise KeyboardInterrupt
-
-    return cut
-
-
-def _partial(scenario: Scenario, shard: int, shards: int, operations: int) -> ShardResult:
-    runner = ScenarioRunner(
-        scenario,
-        keys=pooled_keys(),
-        shard=(shard, shards),
-        progress=_cut_after(operations),  # type: ignore[arg-type]
-    )
-    with pytest.raises(RunInterrupted) as cut:
-        runner.run()
-    return cut.value.partial
-
-
 def test_without_a_finished_shard_the_report_is_what_every_started_phone_finished() -> None:
     scenario = load_scenario("migration-rollback").with_count(PHONES)
     # Shards 0 and 1 of 4 (3 phones each) cut in step 2 (after their 3 power-ons and 1 or 2
     # resets), shards 2 and 3 never started.
-    parts = [_partial(scenario, 0, 4, 4), _partial(scenario, 1, 4, 5)]
+    parts = [interrupted_shard(scenario, 0, 4, 4), interrupted_shard(scenario, 1, 4, 5)]
     report = merge(scenario, [*parts, not_started(scenario, 2, 4), not_started(scenario, 3, 4)])
     assert report.interrupted == "after step 1 of 4 (5 phones had not started)"
     # The setup's counts are those of the 6 phones that ran (shards 0 and 1), not of 11.
@@ -116,7 +90,7 @@ def test_finished_shards_give_every_step_and_name_the_phones_that_had_not_finish
     # Shard 0 ran whole; shard 1 was cut in step 2; shards 2 and 3 never started. Shard 0's
     # phones ran every step: the report shows all four for them, and names the other 8.
     done = ScenarioRunner(scenario, keys=pooled_keys(), shard=(0, 4)).run()
-    parts = [done, _partial(scenario, 1, 4, 4), not_started(scenario, 2, 4)]
+    parts = [done, interrupted_shard(scenario, 1, 4, 4), not_started(scenario, 2, 4)]
     report = merge(scenario, [*parts, not_started(scenario, 3, 4)])
     assert report.interrupted == "after step 4 of 4 (8 phones had not finished)"
     assert [s.index for s in report.steps] == [0, 1, 2, 3, 4]
@@ -128,19 +102,9 @@ def test_ctrl_c_between_shards_in_process_reports_the_shards_that_ran(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     scenario = load_scenario("migration-rollback").with_count(PHONES)
-    calls = 0
-    original = ScenarioRunner._count
-
-    def count(self: ScenarioRunner) -> None:
-        nonlocal calls
-        calls += 1
-        # Shard 0 (3 phones: 9 operations) done; shard 1 powers on its 3, runs step 1 (set-param,
-        # no phone operation) and is cut at its first reset.
-        if calls > 12:
-            raise KeyboardInterrupt
-        original(self)
-
-    monkeypatch.setattr(ScenarioRunner, "_count", count)
+    # Shard 0 (3 phones: 9 operations) done; shard 1 powers on its 3, runs step 1 (set-param,
+    # no phone operation) and is cut at its first reset.
+    interrupt_runs_after(monkeypatch, 12)
     with pytest.raises(FleetInterrupted) as cut:
         run_scenario(scenario, keys=pooled_keys(), shard_phones=3)
     assert cut.value.report is not None
@@ -153,15 +117,7 @@ def test_ctrl_c_between_shards_in_process_reports_the_shards_that_ran(
     assert cut.value.report.steps[0].groups["desk"].states == {"registered": 3}
 
 
-@pytest.fixture
-def pooled(monkeypatch: pytest.MonkeyPatch) -> None:
-    def keys() -> KeySource:
-        return pooled_keys()
-
-    monkeypatch.setattr(scenario_cli, "key_source", keys)
-
-
-@pytest.mark.usefixtures("pooled")
+@pytest.mark.usefixtures("pooled_cli_keys")
 def test_the_cli_option_cuts_shards_and_the_report_stays(
     whole: str, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -26,7 +26,6 @@ from phone.api import create_lab
 from phone.cli import main
 from phone.cluster.diagram import lab_html, picture
 from phone.cluster.records import ClusterSpec
-from phone.pki import KeySource
 from phone.scenario import library_text, load_scenario, parse_scenario, run_scenario
 from phone.scenario.report import Report, SummaryRow
 from phone.scenario.report_html import CLEAN_REASON, STATE_COLOURS, render_html
@@ -50,12 +49,7 @@ needs_chromium = pytest.mark.skipif(
 )
 
 
-@pytest.fixture(autouse=True)
-def pooled(monkeypatch: pytest.MonkeyPatch) -> None:
-    def keys() -> KeySource:
-        return pooled_keys()
-
-    monkeypatch.setattr(scenario_cli, "key_source", keys)
+pytestmark = pytest.mark.usefixtures("pooled_cli_keys")
 
 
 def _rollback(count: int) -> Report:

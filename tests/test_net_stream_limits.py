@@ -10,12 +10,13 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from clusterlab import NOW, make_lab
+from waiting import eventually
 
 from phone.cluster.files import ClientInfo
 from phone.cluster.lab import Lab
@@ -68,15 +69,6 @@ def _get(address: tuple[str, int], sock: socket.socket | None = None) -> bytes:
             sock.close()
 
 
-def _eventually(check: Callable[[], bool], timeout: float = 2.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return True
-        time.sleep(0.02)
-    return check()
-
-
 @pytest.fixture
 def http() -> Iterator[HttpFileServer]:
     server = HttpFileServer(
@@ -97,7 +89,7 @@ def test_tls_handshake_has_one_deadline_not_one_per_read(lab: Lab) -> None:
                 time.sleep(0.1)
             elapsed = _closed_within(raw, 3.0)
         assert elapsed < 1.0  # 0.3 s from the accept, not 5 s after the last byte
-        assert _eventually(lambda: tvs.dropped == 1)
+        assert eventually(lambda: tvs.dropped == 1)
 
 
 def test_tvs_request_has_one_deadline_not_one_per_read(lab: Lab) -> None:
@@ -118,7 +110,7 @@ def test_tvs_request_has_one_deadline_not_one_per_read(lab: Lab) -> None:
             if not closed:
                 _closed_within(tls, 3.0)
             assert time.monotonic() - start < 1.8  # 0.5 s after the first byte, + the sweep
-        assert _eventually(lambda: tvs.dropped == 1)
+        assert eventually(lambda: tvs.dropped == 1)
 
 
 def test_http_slowloris_is_dropped_at_the_request_deadline_and_others_are_served(
@@ -153,7 +145,7 @@ def _peer_closed(sock: socket.socket) -> bool:
 def test_per_source_cap_evicts_the_least_recent_idle_connection(http: HttpFileServer) -> None:
     idle = [socket.create_connection(http.address, timeout=2) for _ in range(4)]
     try:
-        assert _eventually(lambda: http.open_connections == 4)
+        assert eventually(lambda: http.open_connections == 4)
         fifth = socket.create_connection(http.address, timeout=2)  # max_per_source = 4
         with fifth:
             assert _closed_within(idle[0], 2.0) < 1.0  # the oldest idle one made room
@@ -171,7 +163,7 @@ def test_new_connections_are_refused_only_when_every_slot_is_busy(
     try:
         for sock in busy:  # a request in progress: not evictable (until its deadline)
             sock.sendall(b"GET /ITLFile.tlv HTTP/1.1\r\n")
-        assert _eventually(lambda: http.open_connections == 4)
+        assert eventually(lambda: http.open_connections == 4)
         time.sleep(0.1)  # the loop read the partial requests
         extra = socket.create_connection(http.address, timeout=2)
         with extra:
@@ -187,7 +179,7 @@ def test_total_cap_evicts_idle_connections(lab: Lab) -> None:
     with TvsTlsServer(lab, host, clock=lambda: NOW, read_timeout=5.0, max_connections=3) as tvs:
         idle = [socket.create_connection(tvs.address, timeout=2) for _ in range(3)]
         try:
-            assert _eventually(lambda: tvs.open_connections == 3)
+            assert eventually(lambda: tvs.open_connections == 3)
             with client_context(None).wrap_socket(
                 socket.create_connection(tvs.address, timeout=2)
             ) as tls:
@@ -228,7 +220,7 @@ def test_idle_sockets_cost_no_thread(lab: Lab) -> None:
         before = threading.active_count()
         idle = [socket.create_connection(tvs.address, timeout=2) for _ in range(200)]
         try:
-            assert _eventually(lambda: tvs.open_connections == 200)
+            assert eventually(lambda: tvs.open_connections == 200)
             assert threading.active_count() == before  # 200 idle sockets, no new thread
             with client_context(None).wrap_socket(
                 socket.create_connection(tvs.address, timeout=2)
@@ -246,7 +238,7 @@ def test_stop_closes_idle_and_busy_connections_and_joins_every_thread(lab: Lab) 
     tvs.start()
     idle = socket.create_connection(tvs.address, timeout=2)
     tls = client_context(None).wrap_socket(socket.create_connection(tvs.address, timeout=2))
-    assert _eventually(lambda: tvs.open_connections == 2)
+    assert eventually(lambda: tvs.open_connections == 2)
     started = time.monotonic()
     tvs.stop()
     assert time.monotonic() - started < 2

@@ -15,6 +15,7 @@ from clusterlab import NOW, make_lab, phone_mic
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import Encoding
+from waiting import eventually
 
 from phone.cluster.cluster import Cluster
 from phone.cluster.lab import Lab
@@ -164,7 +165,7 @@ def test_client_certificate_from_an_unknown_ca_is_dropped_at_the_handshake(
     stranger = self_signed("SEP001122334455", now=NOW, key=ec.generate_private_key(ec.SECP256R1()))
     with pytest.raises(NetworkError):
         query(server, cluster, stranger)
-    assert _eventually(lambda: server.dropped >= 1)
+    assert eventually(lambda: server.dropped >= 1)
 
 
 def test_item24_nothing_listening_is_a_network_error(cluster: Cluster, mic: Identity) -> None:
@@ -211,16 +212,6 @@ def _read_frame(tls: ssl.SSLSocket) -> Frame:
             return frame
 
 
-def _eventually(condition: object, timeout: float = 2.0) -> bool:
-    assert callable(condition)
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if condition():
-            return True
-        time.sleep(0.01)
-    return bool(condition())
-
-
 MALFORMED: list[bytes] = [
     b"\x00" * 10,  # protocol id 0
     HEADER.pack(0x57, 2, 3, 0, 1, 0),  # version 2
@@ -253,7 +244,7 @@ def test_server_survives_1000_malformed_frames_and_answers_a_good_request(
     payloads = [MALFORMED[i % len(MALFORMED)] for i in range(1000)]
     with ThreadPoolExecutor(max_workers=4) as pool:
         list(pool.map(lambda p: _send_malformed(server.address, mic, p), payloads))
-    assert _eventually(lambda: server.dropped >= 1000)
+    assert eventually(lambda: server.dropped >= 1000)
     assert server.requests == 0
     valid, _ = query(server, cluster, mic)
     assert valid
@@ -269,7 +260,7 @@ def test_silent_and_slow_peers_are_dropped_while_others_are_served(
     try:
         valid, _ = query(server, cluster, mic)  # served meanwhile
         assert valid
-        assert _eventually(lambda: server.dropped >= 2, timeout=3)
+        assert eventually(lambda: server.dropped >= 2, timeout=3)
     finally:
         silent.close()
         slow.close()
@@ -284,7 +275,7 @@ def test_connection_limit_evicts_an_idle_connection_for_a_new_one(
     with tvs:
         hog = socket.create_connection(tvs.address)  # idle: no byte sent
         try:
-            assert _eventually(lambda: tvs.open_connections == 1)
+            assert eventually(lambda: tvs.open_connections == 1)
             valid, _ = query(tvs, cluster, mic)  # the hog makes room
             assert valid
             assert hog.recv(1) == b""
@@ -299,7 +290,7 @@ def test_stop_ends_open_connections(lab: Lab, cluster: Cluster, mic: Identity) -
     tvs.start()
     raw = socket.create_connection(tvs.address, timeout=2)
     tls = client_context(mic).wrap_socket(raw)
-    assert _eventually(lambda: tvs.open_connections == 1)
+    assert eventually(lambda: tvs.open_connections == 1)
     started = time.monotonic()
     tvs.stop()
     assert time.monotonic() - started < 2

@@ -8,20 +8,12 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
-from keypool import pooled_keys
 
 import phone.cli.scenario as scenario_cli
 from phone.cli import main
-from phone.pki import KeySource
 from phone.scenario import library_names, library_text
 
-
-@pytest.fixture(autouse=True)
-def pooled(monkeypatch: pytest.MonkeyPatch) -> None:
-    def keys() -> KeySource:
-        return pooled_keys()
-
-    monkeypatch.setattr(scenario_cli, "key_source", keys)
+pytestmark = pytest.mark.usefixtures("pooled_cli_keys")
 
 
 def test_run_a_library_scenario(capsys: pytest.CaptureFixture[str]) -> None:

@@ -8,42 +8,23 @@ import re
 import xml.etree.ElementTree as ET
 
 import pytest
+from interrupts import interrupt_runs_after, interrupted_shard
 from keypool import pooled_keys
 
 from phone.scenario import load_scenario
 from phone.scenario.fleet import FleetInterrupted, run_scenario
 from phone.scenario.report import Report, junit_xml, merge, render_text
 from phone.scenario.report_html import render_html
-from phone.scenario.runner import RunInterrupted, ScenarioRunner, ShardResult
+from phone.scenario.runner import ScenarioRunner, ShardResult
 
 # migration-rollback's steps (library/migration-rollback.toml): 1 set-param, 2 reset, 3 set
 # option 150, 4 reset; its setup powers on the desk group.
 PHONES = 6
 
 
-def _interrupt_after(operations: int) -> object:
-    done = 0
-
-    def progress(count: int) -> None:
-        nonlocal done
-        done += count
-        if done > operations:
-            raise KeyboardInterrupt  # what Ctrl-C raises in the running process
-
-    return progress
-
-
 def _partial(shard: int, shards: int, operations: int) -> ShardResult:
     scenario = load_scenario("migration-rollback").with_count(PHONES)
-    runner = ScenarioRunner(
-        scenario,
-        keys=pooled_keys(),
-        shard=(shard, shards),
-        progress=_interrupt_after(operations),  # type: ignore[arg-type]
-    )
-    with pytest.raises(RunInterrupted) as cut:
-        runner.run()
-    return cut.value.partial
+    return interrupted_shard(scenario, shard, shards, operations)
 
 
 def test_an_interrupted_runner_returns_the_steps_it_finished() -> None:
@@ -129,17 +110,7 @@ def test_run_scenario_in_process_raises_fleet_interrupted_with_the_partial_repor
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     scenario = load_scenario("migration-rollback").with_count(PHONES)
-    calls = 0
-    original = ScenarioRunner._count
-
-    def count(self: ScenarioRunner) -> None:
-        nonlocal calls
-        calls += 1
-        if calls > 8:
-            raise KeyboardInterrupt
-        original(self)
-
-    monkeypatch.setattr(ScenarioRunner, "_count", count)
+    interrupt_runs_after(monkeypatch, 8)
     with pytest.raises(FleetInterrupted) as cut:
         run_scenario(scenario, keys=pooled_keys())
     assert cut.value.report is not None

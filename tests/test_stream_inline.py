@@ -12,12 +12,12 @@ import socket
 import ssl
 import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from clusterlab import NOW, make_lab
 from cryptography.hazmat.primitives.serialization import Encoding
+from waiting import eventually
 
 from phone.cluster.lab import Lab
 from phone.net.service import Conversation, StreamService, _Connection
@@ -41,15 +41,6 @@ class _InlineTvs(TvsTlsServer):
     def _open(self, stream: socket.socket, peer: tuple[str, int]) -> object:  # type: ignore[override]
         self.step_threads.add(threading.current_thread().name)
         return super()._open(stream, peer)
-
-
-def _eventually(check: Callable[[], bool], timeout: float = 3.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return True
-        time.sleep(0.02)
-    return check()
 
 
 def _request(lab: Lab, session: int) -> bytes:
@@ -77,7 +68,7 @@ def test_new_connections_are_answered_on_the_loop_thread() -> None:
             with client_context(None).wrap_socket(raw) as tls:
                 tls.sendall(_request(lab, session))
                 assert _answers(tls, 1) == [session]
-        assert _eventually(lambda: tvs.open_connections == 0)
+        assert eventually(lambda: tvs.open_connections == 0, timeout=3.0)
         assert (tvs.requests, tvs.dropped) == (5, 0)
         assert tvs.step_threads == {"tvs-loop"}
     assert tvs.thread is not None and not tvs.thread.is_alive()
@@ -144,7 +135,7 @@ def test_answers_the_socket_cannot_take_are_sent_by_a_worker_whole(tls: bool) ->
                 got += data
         assert bytes(got) == BLOB
         assert server.flushes >= 1
-        assert _eventually(lambda: server.open_connections == 0)
+        assert eventually(lambda: server.open_connections == 0, timeout=3.0)
         assert server.dropped == 0
 
 
@@ -159,7 +150,7 @@ def test_the_handshake_deadline_holds_inline() -> None:
                 time.sleep(0.1)
             raw.settimeout(3)
             assert raw.recv(1) == b""  # closed by the server, before the 3 s bound
-        assert _eventually(lambda: tvs.dropped == 1)
+        assert eventually(lambda: tvs.dropped == 1, timeout=3.0)
 
 
 def test_the_request_deadline_holds_inline() -> None:
@@ -170,7 +161,7 @@ def test_the_request_deadline_holds_inline() -> None:
         with client_context(None).wrap_socket(raw) as tls:
             tls.sendall(HEADER.pack(0x57, 1, 3, 0, 1, 40)[:4])  # then nothing
             assert tls.recv(1) == b""
-        assert _eventually(lambda: tvs.dropped == 1)
+        assert eventually(lambda: tvs.dropped == 1, timeout=3.0)
         assert tvs.requests == 0
 
 
@@ -180,7 +171,7 @@ def test_the_total_cap_evicts_idle_connections_inline() -> None:
     with _InlineTvs(lab, host, clock=lambda: NOW, read_timeout=5.0, max_connections=3) as tvs:
         idle = [socket.create_connection(tvs.address, timeout=3) for _ in range(3)]
         try:
-            assert _eventually(lambda: tvs.open_connections == 3)
+            assert eventually(lambda: tvs.open_connections == 3, timeout=3.0)
             raw = socket.create_connection(tvs.address, timeout=3)
             with client_context(None).wrap_socket(raw) as tls:
                 tls.sendall(_request(lab, 9))
@@ -197,7 +188,7 @@ def test_stop_closes_every_connection_and_joins_every_thread_inline() -> None:
     tvs.start()
     idle = socket.create_connection(tvs.address, timeout=3)
     tls = client_context(None).wrap_socket(socket.create_connection(tvs.address, timeout=3))
-    assert _eventually(lambda: tvs.open_connections == 2)
+    assert eventually(lambda: tvs.open_connections == 2, timeout=3.0)
     tvs.stop()
     assert tvs.thread is not None and not tvs.thread.is_alive()
     assert not [t for t in threading.enumerate() if t.name.startswith("tvs-")]

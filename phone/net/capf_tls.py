@@ -30,11 +30,12 @@ import socket
 import ssl
 import threading
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import datetime
 
 from phone.cluster.capf import CapfSession
 from phone.cluster.lab import Lab
 from phone.device.port import CapfConversation
+from phone.device.trace import utc_now
 from phone.errors import NetworkError
 from phone.net.service import (
     MAX_CONNECTIONS,
@@ -53,10 +54,6 @@ __all__ = ["CAPF_PORT", "CapfTlsServer", "capf_exchange_tls"]
 
 CAPF_PORT = 3804  # section 9b
 log = logging.getLogger("vphone.capf")
-
-
-def _utc_now() -> datetime:
-    return datetime.now(UTC)
 
 
 class _CapfConversation(Conversation):
@@ -164,7 +161,7 @@ class CapfTlsServer(StreamService):
         )
         self.lab = lab
         self.host = host
-        self.clock: Callable[[], datetime] = clock or lab.clock or _utc_now
+        self.clock: Callable[[], datetime] = clock or lab.clock or utc_now
         self.lock: threading.Lock | threading.RLock = lock or threading.RLock()
         self.sessions = 0  # connections that completed a session (END_SESSION sent)
         # ``dropped`` (StreamService) counts the connections ended early: malformed,

@@ -43,12 +43,13 @@ import socket
 import ssl
 import threading
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import datetime
 from multiprocessing.connection import Connection
 from typing import cast
 
 from phone.cluster.capf import CapfSession
 from phone.cluster.lab import Lab
+from phone.device.trace import utc_now
 from phone.errors import NetworkError
 from phone.net.prefork import (
     MAX_PROCESSES,
@@ -232,10 +233,6 @@ def _worker(
 # --- the parent --------------------------------------------------------------------------------
 
 
-def _utc_now() -> datetime:
-    return datetime.now(UTC)
-
-
 class CapfWorkerPool(PreforkedPool):
     """The CAPF of the cluster whose publisher is ``host``, answered by ``processes`` worker
     processes on one port, every session step run here (module docstring). Used like
@@ -271,7 +268,7 @@ class CapfWorkerPool(PreforkedPool):
             lab, processes=processes, listen=listen, watch_interval=WATCH_INTERVAL, log=log
         )
         self.host = host
-        self.clock: Callable[[], datetime] = clock or lab.clock or _utc_now
+        self.clock: Callable[[], datetime] = clock or lab.clock or utc_now
         self.read_timeout = read_timeout
         self.threads = threads
         self.lock: threading.Lock | threading.RLock = lock or threading.RLock()

@@ -31,7 +31,7 @@ from multiprocessing.process import BaseProcess
 
 from phone.cluster.lab import Lab
 from phone.errors import NetworkError
-from phone.net.service import BACKLOG, BackgroundService, StreamService
+from phone.net.service import BACKLOG, BackgroundService, StreamService, listening_address
 
 __all__ = [
     "MAX_PROCESSES",
@@ -179,10 +179,7 @@ class PreforkedPool(BackgroundService):
         Raises:
             NetworkError: the pool is not started.
         """
-        if self._sock is None:
-            raise NetworkError(f"the {self.service} server is not started")
-        host, port = self._sock.getsockname()[:2]
-        return str(host), int(port)
+        return listening_address(self._sock, self.service)
 
     @property
     def pids(self) -> list[int]:

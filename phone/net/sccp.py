@@ -23,13 +23,14 @@ import socket
 import ssl
 import threading
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import datetime
 
 from phone.cluster.lab import Lab
 from phone.cluster.records import TrustStore
 from phone.cluster.sccp import SccpStation
 from phone.cluster.signaling import Source
 from phone.device.port import RegisterRequest, SccpConversation
+from phone.device.trace import utc_now
 from phone.errors import NetworkError
 from phone.net.service import (
     MAX_CONNECTIONS,
@@ -48,10 +49,6 @@ from phone.wire.sccp import FrameReader, Message, Unknown, decode, encode
 __all__ = ["SccpListener", "sccp_exchange_socket"]
 
 log = logging.getLogger("vphone.sccp")
-
-
-def _utc_now() -> datetime:
-    return datetime.now(UTC)
 
 
 class _SccpConversation(Conversation):
@@ -144,7 +141,7 @@ class SccpListener(StreamService):
         self.lab = lab
         self.host = endpoint.node.hostname
         self.transport = transport
-        self.clock: Callable[[], datetime] = clock or lab.clock or _utc_now
+        self.clock: Callable[[], datetime] = clock or lab.clock or utc_now
         self.lock: threading.Lock | threading.RLock = lock or threading.RLock()
         self.on_change = on_change
         self.messages = 0

@@ -417,28 +417,23 @@ class LabServer(Service):
             return HttpFileServer(
                 self._provider(host), listen=listen, label=host, handler=self.http_handler
             )
-        if service == "tvs" and self.tvs_workers > 1:
-            return TvsWorkerPool(
-                self.lab,
-                host,
-                processes=self.tvs_workers,
-                listen=listen,
-                clock=self.clock,
-                lock=self.lock,
+        if service in ("tvs", "capf"):
+            # One process, or a pool of worker processes on the port (docs/scaling.md).
+            single, pool, processes = (
+                (TvsTlsServer, TvsWorkerPool, self.tvs_workers)
+                if service == "tvs"
+                else (CapfTlsServer, CapfWorkerPool, self.capf_workers)
             )
-        if service == "tvs":
-            return TvsTlsServer(self.lab, host, listen=listen, clock=self.clock, lock=self.lock)
-        if service == "capf" and self.capf_workers > 1:
-            return CapfWorkerPool(
-                self.lab,
-                host,
-                processes=self.capf_workers,
-                listen=listen,
-                clock=self.clock,
-                lock=self.lock,
-            )
-        if service == "capf":
-            return CapfTlsServer(self.lab, host, listen=listen, clock=self.clock, lock=self.lock)
+            if processes > 1:
+                return pool(
+                    self.lab,
+                    host,
+                    processes=processes,
+                    listen=listen,
+                    clock=self.clock,
+                    lock=self.lock,
+                )
+            return single(self.lab, host, listen=listen, clock=self.clock, lock=self.lock)
         if service in ("sccp", "sccps"):
             return SccpListener(
                 self.lab,

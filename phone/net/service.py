@@ -123,6 +123,18 @@ class BackgroundService(Service):
         return self._thread
 
 
+def listening_address(sock: socket.socket | None, protocol: str) -> tuple[str, int]:
+    """The (host, port) ``sock`` listens on.
+
+    Raises:
+        NetworkError: no socket: the ``protocol`` server is not started.
+    """
+    if sock is None:
+        raise NetworkError(f"the {protocol} server is not started")
+    host, port = sock.getsockname()[:2]
+    return str(host), int(port)
+
+
 def peer_certificate(connection: socket.socket) -> x509.Certificate | None:
     """The certificate the TLS peer presented; None when it presented none or the connection
     is plain TCP."""
@@ -325,10 +337,7 @@ class StreamService(BackgroundService):
         Raises:
             NetworkError: the server is not started.
         """
-        if self._sock is None:
-            raise NetworkError(f"the {self._protocol} server is not started")
-        host, port = self._sock.getsockname()[:2]
-        return str(host), int(port)
+        return listening_address(self._sock, self._protocol)
 
     @property
     def open_connections(self) -> int:

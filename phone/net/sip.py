@@ -26,13 +26,14 @@ import ssl
 import threading
 import time
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 
 from phone.cluster.lab import Lab
 from phone.cluster.records import TrustStore
 from phone.cluster.registrar import Registrar, Source
 from phone.cluster.trunk import ApplicationUser, SipTrunk
 from phone.device.port import RegisterRequest, RegisterResult
+from phone.device.trace import utc_now
 from phone.errors import NetworkError, ProtocolError
 from phone.net.service import (
     MAX_CONNECTIONS,
@@ -67,10 +68,6 @@ log = logging.getLogger("vphone.sip")
 
 T1 = 0.5  # RFC 3261 timer T1: the first UDP retransmission interval
 _DATAGRAM = 65535
-
-
-def _utc_now() -> datetime:
-    return datetime.now(UTC)
 
 
 # --- the phone's side ------------------------------------------------------------------------
@@ -299,7 +296,7 @@ class SipRegistrar(Service):
         self.cluster = endpoint.cluster
         self.host = endpoint.node.hostname
         self.listen = listen
-        self.clock: Callable[[], datetime] = clock or lab.clock or _utc_now
+        self.clock: Callable[[], datetime] = clock or lab.clock or utc_now
         self.tls_listen = tls_listen
         self.lock: threading.Lock | threading.RLock = lock or threading.RLock()
         self.on_change = on_change

@@ -49,7 +49,7 @@ import tempfile
 import threading
 from collections import OrderedDict
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import TypeVar
 
@@ -59,6 +59,7 @@ from cryptography.hazmat.primitives import hashes
 from phone.cluster.lab import Lab
 from phone.cluster.records import TrustStore
 from phone.cluster.tvs import TvsServerSession, TvsVerdict
+from phone.device.trace import utc_now
 from phone.errors import NetworkError, ProtocolError
 from phone.net.service import (
     MAX_CONNECTIONS,
@@ -271,7 +272,7 @@ class TvsTlsServer(StreamService):
         )
         self.lab = lab
         self.tvs_host = tvs_host
-        self.clock: Callable[[], datetime] = clock or lab.clock or _utc_now
+        self.clock: Callable[[], datetime] = clock or lab.clock or utc_now
         self.lock: threading.Lock | threading.RLock = lock or threading.RLock()
         self.requests = 0
         self._counter_lock = threading.Lock()  # workers count concurrently
@@ -308,10 +309,6 @@ class TvsTlsServer(StreamService):
             verdict.reason,
         )
         return verdict
-
-
-def _utc_now() -> datetime:
-    return datetime.now(UTC)
 
 
 # --- the client --------------------------------------------------------------------------------

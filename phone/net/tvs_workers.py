@@ -41,7 +41,7 @@ import pickle
 import socket
 import threading
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import datetime
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import cast
@@ -51,6 +51,7 @@ from phone.cluster.codec import decode_cluster, encode_cluster, json_bytes
 from phone.cluster.itl import ItlHashDatabase
 from phone.cluster.lab import Lab
 from phone.cluster.records import ClusterState
+from phone.device.trace import utc_now
 from phone.errors import NetworkError
 from phone.net.prefork import (
     MAX_PROCESSES,
@@ -161,7 +162,7 @@ def _worker(sock: socket.socket, conn: Connection, settings: _Settings, view: Vi
         sock,
         lab_from_view(view),
         settings.host,
-        clock=settings.clock or _utc_now,
+        clock=settings.clock or utc_now,
         read_timeout=settings.read_timeout,
         workers=settings.threads,
     )
@@ -174,10 +175,6 @@ def _worker(sock: socket.socket, conn: Connection, settings: _Settings, view: Vi
     serve_parent(
         server, conn, {"view": switch, "counts": lambda _: (server.requests, server.dropped)}
     )
-
-
-def _utc_now() -> datetime:
-    return datetime.now(UTC)
 
 
 class TvsWorkerPool(PreforkedPool):
