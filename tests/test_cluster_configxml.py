@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from phone.errors import FormatError, LengthError, StructureError, ValueFormatError
+from phone.formats import configxml
 from phone.formats.configxml import MAX_CONFIG_BYTES, DeviceConfig, parse_config, render_config
 
 FULL = DeviceConfig(
@@ -170,3 +173,20 @@ def test_parse_raises_only_format_errors(data: bytes) -> None:
     except FormatError:
         return
     assert isinstance(result, DeviceConfig)
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    _CONFIGS,
+    st.none() | st.from_regex(r"[0-9A-F]{12}", fullmatch=True),
+    st.none() | _TEXT,
+)
+def test_memoised_rendering_is_the_reference_rendering(
+    config: DeviceConfig, mac: str | None, model: str | None
+) -> None:
+    # Issue 17: render_config keeps the lines around <macAddress>/<model> per value of the
+    # other fields; two configs that differ only there share them, and each renders as the
+    # unmemoised path does.
+    assert render_config(config) == configxml._render(config)
+    other = dataclasses.replace(config, mac=mac, model=model)
+    assert render_config(other) == configxml._render(other)

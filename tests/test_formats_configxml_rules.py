@@ -10,6 +10,9 @@ trace ("at byte N: <problem> (expected <what>)", phone/errors.py): each is compa
 
 from __future__ import annotations
 
+import dataclasses
+from typing import Any
+
 import pytest
 
 from phone.errors import FormatError, LengthError, StructureError
@@ -502,3 +505,69 @@ def test_processing_instructions_and_xml_attributes_read_as_without_them() -> No
     marked += b"</member></members></TVS></device>"
     assert parse_config(marked) == parse_config(plain)
     assert parse_config(plain).tvs_members == (("a", 2445),)
+
+
+# --- the rendering memo (configxml._shared_parts) ---------------------------------------------
+#
+# render_config keeps the lines around <macAddress> and <model> once per value of every other
+# field (issue 17: a fleet's configs differ in those two only). The memo must be invisible:
+# each check below compares with the unmemoised rendering (configxml._render) and fails if the
+# key misses a field or the cut falls on the wrong line.
+
+# Another value for each field FULL sets, each one still a valid config.
+_OTHER_VALUES: dict[str, Any] = {
+    "device_security_mode": 2,
+    "callmanagers": (("cm9.lab", 5060, 5061),),
+    "tvs_members": (("tvs9.lab", 2445),),
+    "tftp_servers": ("tftp9.lab",),
+    "load_information": "sip88xx.14-2-1-0001-14",
+    "digest_user": "bob",
+    "digest_password": "other",
+    "encrypted_config": False,
+    "full_config": False,
+    "cert_hash": "ffffffffffffffffffffffffffffffff",
+    "capf_host": "capf9.lab",
+    "capf_port": 3804,
+    "capf_auth_mode": 2,
+    "ip_address_mode": 0,
+    "mac": "001122334455",
+    "model": "7841",
+    "default": True,
+}
+
+
+def test_every_field_has_another_value_here() -> None:
+    assert set(_OTHER_VALUES) == {f.name for f in dataclasses.fields(DeviceConfig)}
+
+
+def test_the_memo_key_is_every_field_but_mac_and_model() -> None:
+    names = [f.name for f in dataclasses.fields(DeviceConfig) if f.name not in ("mac", "model")]
+    assert list(configxml._SHARED_FIELDS) == names
+
+
+@pytest.mark.parametrize("field", sorted(_OTHER_VALUES))
+def test_a_config_differing_in_one_field_renders_as_without_the_memo(field: str) -> None:
+    render_config(FULL)  # the memo holds FULL's parts first
+    changed = dataclasses.replace(FULL, **{field: _OTHER_VALUES[field]})
+    assert render_config(changed) == configxml._render(changed)
+    assert render_config(changed) != render_config(FULL)
+
+
+@pytest.mark.parametrize(
+    ("mac", "model"),
+    [("001122AABBCC", None), (None, "8841"), (None, None), ("AABBCCDDEEFF", "x&y")],
+)
+def test_mac_and_model_each_present_or_absent(mac: str | None, model: str | None) -> None:
+    config = dataclasses.replace(FULL, mac=mac, model=model)
+    assert render_config(config) == configxml._render(config)
+
+
+def test_the_memo_is_bounded_and_stays_right_past_its_bound() -> None:
+    configxml._SHARED.clear()
+    configs = [
+        dataclasses.replace(FULL, load_information=f"sip88xx.14-1-1-{i:04d}-10") for i in range(300)
+    ]
+    for config in configs:
+        assert render_config(config) == configxml._render(config)
+        assert len(configxml._SHARED) <= 256
+    assert render_config(configs[0]) == configxml._render(configs[0])

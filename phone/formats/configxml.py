@@ -21,13 +21,15 @@ The parser refuses DOCTYPE declarations (and so every entity definition: no bill
 external entities) and anything that is not well-formed, with a
 :class:`~phone.errors.ValueFormatError` naming the byte offset.
 
-Why this module is a little over 600 lines: the renderer and the parser of one file format
-(every element above, both ways) are kept together so that a field added to one cannot be
-missed by the other; the round trip is what the tests check.
+Why this module is near 700 lines: the renderer and the parser of one file format (every
+element above, both ways) are kept together so that a field added to one cannot be missed by
+the other; the round trip is what the tests check. The renderer's memo (the lines shared by a
+fleet's configs) sits beside the renderer it must match, keyed by the same field list.
 """
 
 from __future__ import annotations
 
+import operator
 import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -167,7 +169,67 @@ def render_config(cfg: DeviceConfig) -> bytes:
     TFTP service compare content to decide whether a file must be re-signed (seed, File
     Authentication).
     """
+    if cfg.full_config and (cfg.mac is not None or cfg.model is not None):
+        # A fleet's configs differ in <macAddress> and <model> only: the lines before and
+        # after them are a pure function of the other fields, rendered once per value of
+        # those (a bounded memo; tests/test_formats_configxml_rules.py checks it against the
+        # unmemoised rendering).
+        head, tail = _shared_parts(_shared_key(cfg))
+        middle = ""
+        if cfg.mac is not None:
+            middle = _leaf(1, "macAddress", cfg.mac) + "\n"
+        if cfg.model is not None:
+            middle += _leaf(1, "model", cfg.model) + "\n"
+        return head + middle.encode() + tail
+    return _render(cfg)
+
+
+def _render(cfg: DeviceConfig) -> bytes:
+    """:func:`render_config` without the memo: the reference rendering."""
     return "\n".join(_render_lines(cfg)).encode() + b"\n"
+
+
+# Every field of DeviceConfig but ``mac`` and ``model``, in declaration order: the key of the
+# lines around them. A field added to DeviceConfig must be added here (a test compares this
+# with dataclasses.fields).
+_SHARED_FIELDS: Final = (
+    "device_security_mode",
+    "callmanagers",
+    "tvs_members",
+    "tftp_servers",
+    "load_information",
+    "digest_user",
+    "digest_password",
+    "encrypted_config",
+    "full_config",
+    "cert_hash",
+    "capf_host",
+    "capf_port",
+    "capf_auth_mode",
+    "ip_address_mode",
+    "default",
+)
+_shared_key: Final = operator.attrgetter(*_SHARED_FIELDS)
+_MAX_SHARED = 256  # distinct renderings kept (a fleet has a few: one per cluster and profile)
+_SHARED: Final[dict[tuple[object, ...], tuple[bytes, bytes]]] = {}
+
+
+def _shared_parts(key: tuple[object, ...]) -> tuple[bytes, bytes]:
+    """The rendered lines before ``<macAddress>`` and after ``<model>`` of a full config whose
+    other fields are ``key``, as bytes (each part ends with a newline)."""
+    parts = _SHARED.get(key)
+    if parts is None:
+        if len(_SHARED) >= _MAX_SHARED:
+            _SHARED.clear()
+        bare = DeviceConfig(**dict(zip(_SHARED_FIELDS, key, strict=True)))  # type: ignore[arg-type]
+        lines = list(_render_lines(bare))
+        cut = 4  # the prolog, the root, <fullConfig>, <deviceProtocol>: then mac and model
+        parts = (
+            ("\n".join(lines[:cut]) + "\n").encode(),
+            ("\n".join(lines[cut:]) + "\n").encode(),
+        )
+        _SHARED[key] = parts
+    return parts
 
 
 def _text(value: str) -> str:
