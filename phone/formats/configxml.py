@@ -169,11 +169,11 @@ def render_config(cfg: DeviceConfig) -> bytes:
     TFTP service compare content to decide whether a file must be re-signed (seed, File
     Authentication).
     """
-    if cfg.full_config and (cfg.mac is not None or cfg.model is not None):
+    if cfg.full_config:
         # A fleet's configs differ in <macAddress> and <model> only: the lines before and
         # after them are a pure function of the other fields, rendered once per value of
         # those (a bounded memo; tests/test_formats_configxml_rules.py checks it against the
-        # unmemoised rendering).
+        # unmemoised rendering). A stub (no <deviceProtocol>, no MAC) is rendered whole.
         head, tail = _shared_parts(_shared_key(cfg))
         middle = ""
         if cfg.mac is not None:
