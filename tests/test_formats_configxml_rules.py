@@ -11,6 +11,7 @@ trace ("at byte N: <problem> (expected <what>)", phone/errors.py): each is compa
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -571,3 +572,23 @@ def test_the_memo_is_bounded_and_stays_right_past_its_bound() -> None:
         assert render_config(config) == configxml._render(config)
         assert len(configxml._SHARED) <= 256
     assert render_config(configs[0]) == configxml._render(configs[0])
+
+
+def test_configs_differing_only_in_mac_and_model_are_rendered_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # What the memo is for (issue 17): a fleet's configs share their lines; the second phone's
+    # config renders none of them again.
+    calls: list[DeviceConfig] = []
+    real = configxml._render_lines
+
+    def counting(cfg: DeviceConfig) -> Iterator[str]:
+        calls.append(cfg)
+        return real(cfg)
+
+    monkeypatch.setattr(configxml, "_render_lines", counting)
+    configxml._SHARED.clear()
+    first = render_config(FULL)
+    second = render_config(dataclasses.replace(FULL, mac="001122334455", model="7841"))
+    assert len(calls) == 1
+    assert first != second
