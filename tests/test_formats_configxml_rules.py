@@ -564,13 +564,13 @@ def test_mac_and_model_each_present_or_absent(mac: str | None, model: str | None
 
 
 def test_the_memo_is_bounded_and_stays_right_past_its_bound() -> None:
-    configxml._SHARED.clear()
+    configxml._shared_parts.cache_clear()
     configs = [
         dataclasses.replace(FULL, load_information=f"sip88xx.14-1-1-{i:04d}-10") for i in range(300)
     ]
     for config in configs:
         assert render_config(config) == configxml._render(config)
-        assert len(configxml._SHARED) <= 256
+        assert configxml._shared_parts.cache_info().currsize <= 256
     assert render_config(configs[0]) == configxml._render(configs[0])
 
 
@@ -587,7 +587,7 @@ def test_configs_differing_only_in_mac_and_model_are_rendered_once(
         return real(cfg)
 
     monkeypatch.setattr(configxml, "_render_lines", counting)
-    configxml._SHARED.clear()
+    configxml._shared_parts.cache_clear()
     first = render_config(FULL)
     second = render_config(dataclasses.replace(FULL, mac="001122334455", model="7841"))
     assert len(calls) == 1

@@ -29,6 +29,7 @@ fleet's configs) sits beside the renderer it must match, keyed by the same field
 
 from __future__ import annotations
 
+import functools
 import operator
 import re
 from collections.abc import Iterator, Sequence
@@ -210,26 +211,19 @@ _SHARED_FIELDS: Final = (
     "default",
 )
 _shared_key: Final = operator.attrgetter(*_SHARED_FIELDS)
-_MAX_SHARED = 256  # distinct renderings kept (a fleet has a few: one per cluster and profile)
-_SHARED: Final[dict[tuple[object, ...], tuple[bytes, bytes]]] = {}
 
 
+@functools.lru_cache(maxsize=256)  # distinct renderings (a fleet has a few: one per cluster)
 def _shared_parts(key: tuple[object, ...]) -> tuple[bytes, bytes]:
     """The rendered lines before ``<macAddress>`` and after ``<model>`` of a full config whose
     other fields are ``key``, as bytes (each part ends with a newline)."""
-    parts = _SHARED.get(key)
-    if parts is None:
-        if len(_SHARED) >= _MAX_SHARED:
-            _SHARED.clear()
-        bare = DeviceConfig(**dict(zip(_SHARED_FIELDS, key, strict=True)))  # type: ignore[arg-type]
-        lines = list(_render_lines(bare))
-        cut = 4  # the prolog, the root, <fullConfig>, <deviceProtocol>: then mac and model
-        parts = (
-            ("\n".join(lines[:cut]) + "\n").encode(),
-            ("\n".join(lines[cut:]) + "\n").encode(),
-        )
-        _SHARED[key] = parts
-    return parts
+    bare = DeviceConfig(**dict(zip(_SHARED_FIELDS, key, strict=True)))  # type: ignore[arg-type]
+    lines = list(_render_lines(bare))
+    cut = 4  # the prolog, the root, <fullConfig>, <deviceProtocol>: then mac and model
+    return (
+        ("\n".join(lines[:cut]) + "\n").encode(),
+        ("\n".join(lines[cut:]) + "\n").encode(),
+    )
 
 
 def _text(value: str) -> str:
