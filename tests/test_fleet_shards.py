@@ -60,10 +60,36 @@ def test_shard_count() -> None:
     scenario = load_scenario("migration-rollback")
     assert SHARD_PHONES == 5_000  # docs/performance.md sizes a worker by it
     assert shard_count(scenario.with_count(10_000), 2) == 2
-    assert shard_count(scenario.with_count(10_001), 2) == 3  # no shard over 5,000 phones
+    # No shard over 5,000 phones, and as many shards for every worker: 10,001 phones need 3
+    # shards, and 2 workers run 4 (2,501 phones at most each), not 3 (one worker running two).
+    assert shard_count(scenario.with_count(10_001), 2) == 4
+    assert shard_count(scenario.with_count(12_000), 2) == 4
     assert shard_count(scenario.with_count(40_000), 2) == 8
+    assert shard_count(scenario.with_count(15_000), 4) == 4
+    assert shard_count(scenario.with_count(25_000), 3) == 6
     assert shard_count(scenario.with_count(3), 2) == 2  # one per worker at least
     assert shard_count(scenario.with_count(11), 1, 3) == 4
+    assert shard_count(scenario.with_count(11), 2, 3) == 4
+
+
+@pytest.mark.parametrize(
+    ("phones", "workers"), [(10_001, 2), (12_000, 2), (40_000, 2), (25_000, 3), (7, 4), (99, 8)]
+)
+def test_workers_get_the_same_number_of_phones_give_or_take_their_shards(
+    phones: int, workers: int
+) -> None:
+    # A worker runs shards w, w + N, w + 2N... (module docstring): the run lasts as long as its
+    # busiest worker, so no worker may hold more than one phone a shard over any other.
+    scenario = load_scenario("migration-rollback").with_count(phones)
+    shards = shard_count(scenario, workers)
+    assert shards % workers == 0
+    per_worker = [
+        sum(shard_phone_count(scenario, s, shards) for s in range(w, shards, workers))
+        for w in range(workers)
+    ]
+    assert sum(per_worker) == phones
+    assert max(per_worker) - min(per_worker) <= shards // workers
+    assert max(shard_phone_count(scenario, s, shards) for s in range(shards)) <= SHARD_PHONES
     with pytest.raises(UsageError, match="at least one phone, not 0"):
         shard_count(scenario, 1, 0)
 

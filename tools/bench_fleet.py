@@ -9,12 +9,15 @@ like, in one run:
   ``cryptography`` calls on the lab's own key and bytes (a served per-phone signed config and
   the key of the TFTP node that signed it). The floor is timed before and after the fleet run
   (the machine may be shared: both figures are printed, the ratio uses their mean);
-* the fleet in this process (CPU time) against the floor in this process (CPU time), the
-  floor timed in slices interleaved with nothing else running here.
+* the fleet in this process (CPU time), run as ``vphone scenario run --workers 1`` runs it
+  (shards of at most ``SHARD_PHONES`` phones one after the other, each on the lab loaded
+  afresh: what each worker does), against the floor in this process (CPU time), the floor
+  timed in slices interleaved with nothing else running here.
 
 The operation counts the floor assumes (per phone: ``VERIFIES_PER_PHONE`` verifications and
 ``SIGNS_PER_PHONE`` lab signatures) are printed and checked against what the in-process run
-counted: every ``verify_signature`` call the phones made and the lab's TFTP ``stats.signatures``.
+counted: every ``verify_signature`` call the phones made and every config the lab's TFTP
+services signed (their one ``encode_signed`` call per signature).
 A mismatch exits 1: the floor would be wrong.
 
 The report of every runner is hashed (SHA-256 of its JSON): the runs must agree byte for byte.
@@ -44,6 +47,7 @@ from cryptography.hazmat.primitives.serialization import (
     load_pem_private_key,
 )
 
+import phone.cluster.files as files_module
 import phone.formats.signature as signature_module
 import phone.formats.signed as signed_module
 import phone.formats.trustlist as trustlist_module
@@ -52,8 +56,9 @@ from phone.cluster.files import ClientInfo
 from phone.formats import parse_signed
 from phone.formats.header import Digest
 from phone.scenario import ScenarioRunner, load_scenario, run_scenario
+from phone.scenario.fleet import SHARD_PHONES
 from phone.scenario.model import Scenario
-from phone.scenario.report import Report, merge
+from phone.scenario.report import Report
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from keypool import pooled_keys
@@ -134,33 +139,38 @@ def _max_rss_mib(who: int) -> float:
     return resource.getrusage(who).ru_maxrss / 1024  # Linux reports KiB
 
 
-def run_in_process(scenario: Scenario) -> tuple[float, float, Counted, ScenarioRunner, Report]:
-    """Run the fleet in this process: (wall s, CPU s, counted RSA work, runner, report)."""
+def run_in_process(scenario: Scenario) -> tuple[float, float, Counted, Report]:
+    """Run the fleet in this process as ``vphone scenario run --workers 1`` does (shards of
+    :data:`SHARD_PHONES` one after the other, each on the lab loaded afresh, as a worker runs
+    them): (wall s, CPU s, counted RSA work, report)."""
     counted = Counted()
     real_verify = signature_module.verify_signature
+    real_encode: Callable[..., bytes] = vars(files_module)["encode_signed"]  # not re-exported
 
     def counting(*args: object, **kwargs: object) -> None:
         counted.verifies += 1
         real_verify(*args, **kwargs)  # type: ignore[arg-type]
 
+    def signing(*args: object, **kwargs: object) -> bytes:
+        # The TFTP service's one call per config it signs (its stats.signatures, summed over
+        # the shards' labs, which this process does not keep).
+        counted.signatures += 1
+        return real_encode(*args, **kwargs)
+
     modules = (signature_module, signed_module, trustlist_module, images_module)
     for module in modules:
         setattr(module, "verify_signature", counting)  # noqa: B010 - mypy cannot see it
+    setattr(files_module, "encode_signed", signing)  # noqa: B010
     try:
-        runner = ScenarioRunner(scenario, keys=pooled_keys())
         start, cpu = time.perf_counter(), time.process_time()
-        result = runner.run()
+        report = run_scenario(scenario, keys=pooled_keys(), workers=1)
         cpu = time.process_time() - cpu
         elapsed = time.perf_counter() - start
     finally:
         for module in modules:
             setattr(module, "verify_signature", real_verify)  # noqa: B010
-    for cluster in runner.lab.clusters:
-        for host in cluster.tftp_hosts:
-            service = runner.lab.file_service(host)
-            if service is not None:
-                counted.signatures += service.stats.signatures
-    return elapsed, cpu, counted, runner, merge(scenario, [result])
+        setattr(files_module, "encode_signed", real_encode)  # noqa: B010
+    return elapsed, cpu, counted, report
 
 
 def floor_work(scenario: Scenario, verifies: int, signs: int) -> FloorWork:
@@ -285,7 +295,7 @@ def main() -> None:
     floor_wall = (floor_before + floor_after) / 2
     load_workers = _load()
 
-    serial_wall, serial_cpu, counted, _runner, report = run_in_process(scenario)
+    serial_wall, serial_cpu, counted, report = run_in_process(scenario)
     hashes["1 process (in process)"] = report_sha256(report)
     serial_rss = _max_rss_mib(resource.RUSAGE_SELF)
     cpu_floor = floor_cpu(work, args.cpu_sample)
@@ -311,7 +321,7 @@ def main() -> None:
     )
     print(
         f"peak memory:     largest worker {worker_rss:,.0f} MiB; in process "
-        f"{serial_rss:,.0f} MiB ({serial_rss * 1024 / phones:.1f} KiB per phone)"
+        f"{serial_rss:,.0f} MiB (shards of at most {SHARD_PHONES:,} phones)"
     )
     same = len(set(hashes.values())) == 1
     for name, digest in hashes.items():

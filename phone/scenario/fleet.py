@@ -8,10 +8,12 @@ itself is pure). With ``workers=1`` the fleet runs in this process. With ``worke
 2. it draws, in advance, the RSA keys the scenario's ``regenerate`` steps will need, so every
    worker regenerates with the same keys;
 3. the fleet is cut into K shards: shard ``k`` holds the phones whose index is ``k`` modulo K.
-   K is N, or more when a shard would hold more than ``shard_phones`` phones
+   K is N, or the next multiple of N when a shard would hold more than ``shard_phones`` phones
    (:data:`SHARD_PHONES`): a worker keeps every phone of the shard it runs in memory until the
    shard's last step, so the shard size, not the fleet, bounds a worker's memory (about 20 KiB
-   per phone, docs/performance.md);
+   per phone, docs/performance.md). A multiple of N, so that every worker runs as many shards
+   and the shards differ by one phone at most: 12,000 phones on 2 workers are 4 shards of
+   3,000, not 3 shards of which one worker runs two (its wall time the run's);
 4. each worker (``spawn``: safe with threads, the same on every OS) runs shards ``w``, ``w + N``,
    ``w + 2N``... one after the other: for each it loads the lab folder afresh and replays
    every lab step, then sends the shard's tallies and lets its phones go;
@@ -188,12 +190,14 @@ class _Job:
 
 
 def shard_count(scenario: Scenario, workers: int, shard_phones: int = SHARD_PHONES) -> int:
-    """How many shards a fleet is cut into: one per worker, or more so that none holds more
-    than ``shard_phones`` phones."""
+    """How many shards a fleet is cut into: one per worker, or the fewest more that is a
+    multiple of ``workers`` and puts no more than ``shard_phones`` phones in a shard."""
     if shard_phones < 1:
         raise UsageError(f"a shard must hold at least one phone, not {shard_phones}")
     phones = max(1, scenario.phone_count)
-    return max(workers, -(-phones // shard_phones))
+    needed = -(-phones // shard_phones)
+    # Rounded up to a multiple of the workers: each runs as many shards (module docstring, 3).
+    return workers * -(-needed // workers)
 
 
 def shard_phone_count(scenario: Scenario, shard: int, shards: int) -> int:
