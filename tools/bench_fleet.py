@@ -20,6 +20,9 @@ counted: every ``verify_signature`` call the phones made and every config the la
 services signed (their one ``encode_signed`` call per signature).
 A mismatch exits 1: the floor would be wrong.
 
+Each ratio is printed against the restated bar (``BAR``, docs/performance.md "The 1.3x target:
+decided") and the issue's 1.3x; a benchmark, so it prints and never fails on time.
+
 The report of every runner is hashed (SHA-256 of its JSON): the runs must agree byte for byte.
 :func:`report_sha256` hashes the report a runner produces; a new runner (a Dask cluster) adds
 one line to :func:`runners`.
@@ -69,6 +72,13 @@ SCENARIO = "migration-rollback"
 # cluster; signatures: the phone's own config, signed by each cluster's TFTP once.
 VERIFIES_PER_PHONE = 4
 SIGNS_PER_PHONE = 2
+# The restated target (docs/performance.md, "The 1.3x target: decided"): for 40,000 phones, the
+# local workers' wall and the in-process CPU at most this many times their floors on a quiet
+# machine (a smaller fleet pays the workers' start-up over fewer phones). Printed against the
+# run's ratios, never asserted by a test; the issue's 1.3x is printed beside it.
+BAR = 2.1
+BAR_PHONES = 40_000
+ISSUE_TARGET = 1.3
 
 Runner = Callable[[Scenario], Report]
 """Runs a whole scenario and returns its merged report."""
@@ -323,6 +333,18 @@ def main() -> None:
         f"peak memory:     largest worker {worker_rss:,.0f} MiB; in process "
         f"{serial_rss:,.0f} MiB (shards of at most {SHARD_PHONES:,} phones)"
     )
+    local = f"{workers} worker processes"
+    ratios = {"in process": serial_cpu / cpu_floor}
+    if local in walls:
+        ratios[local] = walls[local] / floor_wall
+    for name, ratio in ratios.items():
+        verdict = "within" if ratio <= BAR else "OVER (a regression, if the machine was quiet)"
+        if phones != BAR_PHONES:
+            verdict += f" (the bar is set for --phones {BAR_PHONES})"
+        print(
+            f"{'bar ' + str(BAR) + 'x:':<16} {name} {ratio:.2f}x: {verdict}; the issue's "
+            f"{ISSUE_TARGET}x: {'met' if ratio <= ISSUE_TARGET else 'not met'}"
+        )
     same = len(set(hashes.values())) == 1
     for name, digest in hashes.items():
         print(f"report sha256:   {digest}  {name}")
