@@ -85,7 +85,7 @@ _BATCH = 64  # phone operations a worker does between two updates of the shared 
 _LSC_BITS = 2048  # CAPF asks phones for RSA-2048 keys (phone.cluster.capf)
 _POLL_SECONDS = 0.1
 _STOP_SECONDS = 30.0  # after Ctrl-C: how long the workers have to send the steps they finished
-_WORKER_GC_THRESHOLDS = (10_000, 10, 10)  # gc.set_threshold in a worker process (see _worker)
+_SHARD_GC_THRESHOLDS = (10_000, 10, 10)  # gc.set_threshold while a shard runs (_run_shard)
 
 
 class FleetInterrupted(KeyboardInterrupt):
@@ -245,9 +245,6 @@ def _worker(
                 outcome: tuple[str, object] = ("not-started", job.shards)
             else:
                 outcome = _run_shard(job, progress)
-                # The phones of this shard go before the next shard's are made: the peak is
-                # one shard's (the worker's raised collection thresholds would keep cycles).
-                gc.collect()
             if outcome[0] == "ok":
                 with counter.get_lock():
                     counter.value += pending
@@ -262,11 +259,19 @@ def _worker(
 def _run_shard(job: _Job, progress: Callable[[int], None]) -> tuple[str, object]:
     """Load the lab, run one shard: ("ok", its result) or the error as picklable fields (the
     message a local worker sends, and what a Dask task returns: :mod:`.fleet_dask`)."""
-    # This process only runs its shard, then ends. Its phones live as long as it does and
-    # nearly everything else it allocates dies young, by reference count; at the default
-    # threshold (700) the collector still walked the growing older generations a few hundred
-    # times (about a twentieth of a worker's time). Collecting in larger batches halves that.
-    gc.set_threshold(*_WORKER_GC_THRESHOLDS)
+    # Collect in batches of 10,000, not 700: a shard's phones live to its last step, and walking
+    # them a few hundred times took a twentieth of a worker. The thresholds are the process's (a
+    # Dask worker runs others' tasks next): restored, and the shard's garbage collected at once.
+    thresholds = gc.get_threshold()
+    gc.set_threshold(*_SHARD_GC_THRESHOLDS)
+    try:
+        return _shard_outcome(job, progress)  # its frame, and the phones, are gone here
+    finally:
+        gc.set_threshold(*thresholds)
+        gc.collect()
+
+
+def _shard_outcome(job: _Job, progress: Callable[[int], None]) -> tuple[str, object]:
     try:
         lab = load_lab(Path(job.lab_path), random=seeded_random(job.scenario.name))
         # Serve the built-in firmware from memory, as an in-memory lab does (the folder's
@@ -415,21 +420,16 @@ def _run_here(
     step = _Steps(total, progress)
     stopped = False
     results: dict[int, ShardResult] = {}
-    # _run_shard raises the collection thresholds for a worker process; this one keeps its own.
-    thresholds = gc.get_threshold()
     try:
         for job in jobs:
             if stopped:
                 results[job.shard] = not_started(scenario, job.shard, job.shards)
                 continue
             status, payload = _run_shard(job, step)
-            gc.collect()
             results[job.shard] = _result(status, payload, job.shard)
             stopped = status == "interrupted"
     except KeyboardInterrupt:  # outside a runner (a lab load): no report
         raise FleetInterrupted(min(step.done, total), total) from None
-    finally:
-        gc.set_threshold(*thresholds)
     ordered = [results[s] for s in range(len(jobs))]
     if stopped:
         raise FleetInterrupted(min(step.done, total), total, merge(scenario, ordered))
