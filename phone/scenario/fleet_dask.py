@@ -10,8 +10,9 @@ same shards as the local worker processes, on whatever machines the cluster's wo
    writes it to a private temporary folder and loads it;
 3. shard ``i`` of ``N`` runs the phones whose index is ``i`` modulo ``N``, exactly the code a
    local worker runs (:func:`phone.scenario.fleet._run_shard`); ``N`` is at least the fleet's
-   phones over :data:`phone.scenario.fleet.SHARD_PHONES`, so one task's memory stays bounded
-   and the scheduler spreads a large fleet over many tasks;
+   phones over :data:`phone.scenario.fleet.SHARD_PHONES`, rounded up to a multiple of the
+   workers (:func:`~phone.scenario.fleet.shard_count`), so one task's memory stays bounded
+   and the scheduler spreads a large fleet evenly over many tasks;
 4. the tallies come back and are merged by addition in shard order, so the report is
    byte-identical to a local run with any number of workers.
 
@@ -189,8 +190,8 @@ def run_on_dask(
     shard_phones: int = SHARD_PHONES,
 ) -> Sequence[ShardResult]:
     """Run the shards of ``scenario`` on the Dask cluster at ``address`` (module docstring):
-    ``workers`` shards, or one per worker thread of the cluster when ``workers`` is 1, or more
-    so that none holds more than ``shard_phones`` phones."""
+    ``workers`` shards, or one per worker thread of the cluster when ``workers`` is 1, or the
+    next multiple of that so that none holds more than ``shard_phones`` phones."""
     client: Any = dask_client(address)  # distributed is only partly typed
     try:
         distributed = _distributed()
