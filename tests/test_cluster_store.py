@@ -204,3 +204,37 @@ def test_firmware_folder_is_served(tmp_path: Path) -> None:
     assert service is not None
     assert service.get("SIP88XX.14-1-1.loads") == b"LOADS"
     assert service.get("../lab.json") is None
+
+
+def test_clusters_come_back_in_the_labs_order_not_their_names(tmp_path: Path) -> None:
+    # A scenario's lab creates its clusters at one instant, in the scenario's order ("old"
+    # before "new"). Creation time cannot order them, and name order would turn every saved
+    # and loaded copy of the lab (each fleet shard's) into another lab: lab steps over "every
+    # cluster" would then report in another order than the lab run in memory.
+    lab = make_lab(ClusterSpec("old"), ClusterSpec("new"))
+    assert [c.name for c in lab.clusters] == ["old", "new"]
+    save_lab(lab, tmp_path / "lab")
+    marker = json.loads((tmp_path / "lab" / "lab.json").read_text())
+    assert marker == {"format": "vphone-lab", "version": 1, "clusters": ["old", "new"]}
+    loaded = load_lab(tmp_path / "lab", random=seeded_random())
+    assert [c.name for c in loaded.clusters] == ["old", "new"]
+    save_lab(loaded)  # saving the loaded lab keeps the order
+    again = load_lab(tmp_path / "lab", random=seeded_random())
+    assert [c.name for c in again.clusters] == ["old", "new"]
+
+
+def test_a_marker_without_the_order_loads_by_creation_time_then_name(tmp_path: Path) -> None:
+    # Folders written before the marker listed its clusters, and clusters it does not list (a
+    # save interrupted between a new cluster's commit and the marker's): after the listed
+    # ones, by creation time, then name.
+    lab = make_lab(ClusterSpec("old"), ClusterSpec("new"))
+    lab.add_cluster(ClusterSpec("added"), now=LATER, keys=pooled_keys())
+    save_lab(lab, tmp_path / "lab")
+    marker = tmp_path / "lab" / "lab.json"
+    marker.write_text(json.dumps({"format": "vphone-lab", "version": 1}))
+    assert [c.name for c in load_lab(tmp_path / "lab").clusters] == ["new", "old", "added"]
+    marker.write_text(json.dumps({"format": "vphone-lab", "version": 1, "clusters": ["old"]}))
+    assert [c.name for c in load_lab(tmp_path / "lab").clusters] == ["old", "new", "added"]
+    listed = {"format": "vphone-lab", "version": 1, "clusters": ["gone", 7, "new", "old", "new"]}
+    marker.write_text(json.dumps(listed))
+    assert [c.name for c in load_lab(tmp_path / "lab").clusters] == ["new", "old", "added"]

@@ -58,7 +58,7 @@ import fcntl
 import hashlib
 import json
 import os
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import TypeAlias
@@ -251,7 +251,14 @@ def read_lab(path: Path, *, random: RandomBytes = os.urandom) -> tuple[Lab, dict
             raise LabError(f"{folder / CLUSTER_FILE} is damaged: {exc}") from None
         except VphoneError as exc:
             raise LabError(f"{folder / CLUSTER_FILE}: {exc}") from None
-    states.sort(key=lambda s: (s.created_at, s.name))
+    # The lab's clusters in the order the lab held them when it was saved (the marker's list);
+    # clusters it does not name (an older marker, a save interrupted before the marker) after
+    # them, by creation time and name. A list, because clusters created at the same instant
+    # (every cluster of a scenario's lab) would otherwise come back in name order, not the lab's.
+    listed = marker.get("clusters")
+    names = [n for n in listed if isinstance(n, str)] if isinstance(listed, list) else []
+    rank = {name: index for index, name in reversed(list(enumerate(names)))}
+    states.sort(key=lambda s: (rank.get(s.name, len(rank)), s.created_at, s.name))
     lab = Lab(
         random=random,
         firmware=DirectoryFirmware(path / "firmware", catalogue_images()),
@@ -292,14 +299,23 @@ def save_lab(lab: Lab, path: Path | None = None) -> list[str]:
         raise UsageError("this lab lives in memory only; give a folder to save it to")
     target.mkdir(parents=True, exist_ok=True)
     if not is_lab(target):
-        write_private_file(target / LAB_FILE, json_bytes({"format": FORMAT, "version": VERSION}))
+        write_private_file(target / LAB_FILE, _marker(()))
     saved: list[str] = []
     for cluster in lab.clusters:
         if cluster.saved_revision != cluster.revision or path is not None:
             save_cluster(target, cluster)
             saved.append(cluster.name)
+    # After the clusters: a cluster the marker does not list yet still loads (read_lab).
+    marker = _marker(c.name for c in lab.clusters)
+    if (target / LAB_FILE).read_bytes() != marker:
+        write_private_file(target / LAB_FILE, marker)
     lab.path = target
     return saved
+
+
+def _marker(clusters: Iterable[str]) -> bytes:
+    """``lab.json``: the folder's format, and its clusters in the lab's order (read_lab)."""
+    return json_bytes({"format": FORMAT, "version": VERSION, "clusters": list(clusters)})
 
 
 @contextlib.contextmanager
@@ -338,7 +354,7 @@ def init_lab(
     path.mkdir(parents=True, exist_ok=True)
     (path / "firmware").mkdir(exist_ok=True)
     if not is_lab(path):
-        write_private_file(path / LAB_FILE, json_bytes({"format": FORMAT, "version": VERSION}))
+        write_private_file(path / LAB_FILE, _marker(()))
     with lab_lock(path):
         lab = load_lab(path, random=random)
         lab.add_cluster(spec, now=now, keys=keys, capf_trust=capf_trust)
