@@ -257,7 +257,7 @@ def read_lab(path: Path, *, random: RandomBytes = os.urandom) -> tuple[Lab, dict
     # (every cluster of a scenario's lab) would otherwise come back in name order, not the lab's.
     listed = marker.get("clusters")
     names = [n for n in listed if isinstance(n, str)] if isinstance(listed, list) else []
-    rank = {name: index for index, name in reversed(list(enumerate(names)))}
+    rank = {name: index for index, name in enumerate(dict.fromkeys(names))}  # first one counts
     states.sort(key=lambda s: (rank.get(s.name, len(rank)), s.created_at, s.name))
     lab = Lab(
         random=random,
